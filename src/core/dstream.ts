@@ -1,0 +1,327 @@
+import { Batch, type PairInput } from './batch.js';
+import { OperatorError, PipelineDefinitionError } from './errors.js';
+import { COMPUTE, type BatchContext, type BatchRun, type Graph } from './graph.js';
+import type { Pair } from './keys.js';
+import type { OffsetRange } from './source.js';
+
+/** Every operator takes an optional name; without one it is named `<kind>-<n>`. */
+export interface Named {
+  readonly name?: string;
+}
+
+/** Options of operators that regroup records by key. */
+export interface ShuffleOptions extends Named {
+  /** Partitions of the result (default: those of the input). */
+  readonly numPartitions?: number;
+}
+
+/** Options of `print`. */
+export interface PrintOptions extends Named {
+  /** Where lines go (default: `console.log`). */
+  readonly write?: (line: string) => void;
+}
+
+type Compute<T> = (parents: Batch<any>[], ctx: BatchContext) => Batch<T> | Promise<Batch<T>>;
+
+/**
+ * A discretized stream: one {@link Batch} per batch interval. Operators build new streams;
+ * nothing runs until the context starts. Key/value operators exist on streams of pairs
+ * (`DStream<[K, V]>`); calling them on other streams is a type error.
+ *
+ * @example
+ * ```ts
+ * const counts = lines
+ *   .flatMap((line) => line.split(' '))
+ *   .mapToPair((word) => [word, 1])
+ *   .reduceByKey((a, b) => a + b);
+ * counts.print();
+ * ```
+ */
+export class DStream<T> {
+  readonly name: string;
+  readonly kind: string;
+  readonly parents: readonly DStream<unknown>[];
+  /** @internal */
+  readonly graph: Graph;
+  /** The input streams this stream is derived from. */
+  readonly inputNames: ReadonlySet<string>;
+  readonly #compute: Compute<T>;
+  readonly #input: boolean;
+
+  /** @internal Streams are made by a context (`ctx.stream`, `ctx.queueStream`, ...) and by operators. */
+  constructor(
+    graph: Graph,
+    init: {
+      kind: string;
+      name?: string;
+      parents: readonly DStream<any>[];
+      options?: Record<string, unknown>;
+      compute: Compute<T>;
+      input?: boolean;
+    },
+  ) {
+    for (const p of init.parents) {
+      if (p.graph !== graph) {
+        throw new PipelineDefinitionError(
+          `Stream '${p.name}' belongs to another StreamingContext`,
+          'Build every stream of a pipeline from the same context',
+        );
+      }
+    }
+    this.graph = graph;
+    this.kind = init.kind;
+    this.name = graph.name(init.kind, init.name);
+    this.parents = init.parents;
+    this.#compute = init.compute;
+    this.#input = init.input ?? false;
+    this.inputNames = init.input
+      ? new Set([this.name])
+      : new Set(init.parents.flatMap((p) => [...p.inputNames]));
+    graph.add({
+      name: this.name,
+      kind: init.kind,
+      parents: init.parents.map((p) => p.name),
+      options: init.options ?? {},
+      output: false,
+    });
+  }
+
+  /** @internal Computes this stream's batch for `run` once; a user function's error names this operator. */
+  [COMPUTE](run: BatchRun): Promise<Batch<T>> {
+    let pending = run.computed.get(this) as Promise<Batch<T>> | undefined;
+    if (!pending) {
+      pending = this.#run(run);
+      run.computed.set(this, pending);
+    }
+    return pending;
+  }
+
+  async #run(run: BatchRun): Promise<Batch<T>> {
+    if (this.#input) return run.inputs.get(this.name)!.batch as Batch<T>;
+    const parents = await Promise.all(this.parents.map((p) => p[COMPUTE](run)));
+    try {
+      return await this.#compute(parents, batchContext(run, this.inputNames));
+    } catch (e) {
+      throw e instanceof OperatorError ? e : new OperatorError(this.name, run.time, e);
+    }
+  }
+
+  #derive<U>(kind: string, opts: Named | undefined, options: Record<string, unknown>, compute: Compute<U>, others: DStream<any>[] = []): DStream<U> {
+    return new DStream<U>(this.graph, { kind, name: opts?.name, parents: [this, ...others], options, compute });
+  }
+
+  map<U>(fn: (record: T) => U, opts?: Named): DStream<U> {
+    return this.#derive('map', opts, {}, ([b]) => b!.map(fn));
+  }
+
+  /** `map` to key/value pairs, with the tuple type inferred: `.mapToPair((w) => [w, 1])`. */
+  mapToPair<K, V>(fn: (record: T) => readonly [K, V], opts?: Named): DStream<[K, V]> {
+    return this.#derive('mapToPair', opts, {}, ([b]) => b!.mapToPair(fn));
+  }
+
+  flatMap<U>(fn: (record: T) => Iterable<U>, opts?: Named): DStream<U> {
+    return this.#derive('flatMap', opts, {}, ([b]) => b!.flatMap(fn));
+  }
+
+  filter<S extends T>(fn: (record: T) => record is S, opts?: Named): DStream<S>;
+  filter(fn: (record: T) => boolean, opts?: Named): DStream<T>;
+  filter(fn: (record: T) => boolean, opts?: Named): DStream<T> {
+    return this.#derive('filter', opts, {}, ([b]) => b!.filter(fn));
+  }
+
+  /** Applies `fn` to each partition as a whole (e.g. to open one connection per partition). */
+  mapPartitions<U>(fn: (records: readonly T[], index: number) => Iterable<U>, opts?: Named): DStream<U> {
+    return this.#derive('mapPartitions', opts, {}, ([b]) => b!.mapPartitions(fn));
+  }
+
+  /** The records of this stream and of the others, batch by batch. */
+  union(others: DStream<T> | DStream<T>[], opts?: Named): DStream<T> {
+    const list = Array.isArray(others) ? others : [others];
+    return this.#derive('union', opts, {}, ([b, ...rest]) => b!.union(...(rest as Batch<T>[])), list);
+  }
+
+  /** Spreads each batch's records round-robin over `numPartitions` partitions. */
+  repartition(numPartitions: number, opts?: Named): DStream<T> {
+    checkPartitions(numPartitions);
+    return this.#derive('repartition', opts, { numPartitions }, ([b]) => b!.repartition(numPartitions));
+  }
+
+  /** One record per batch: its number of records (0 when empty). */
+  count(opts?: Named): DStream<number> {
+    return this.#derive('count', opts, {}, ([b]) => b!.count());
+  }
+
+  /** `[value, count]` per distinct value in each batch. */
+  countByValue(opts?: ShuffleOptions): DStream<[T, number]> {
+    return this.#derive('countByValue', opts, shuffleOptions(opts), ([b]) => b!.countByValue(opts?.numPartitions));
+  }
+
+  /** One record per non-empty batch: all its records combined with `fn`. */
+  reduce(fn: (a: T, b: T) => T, opts?: Named): DStream<T> {
+    return this.#derive('reduce', opts, {}, ([b]) => b!.reduce(fn));
+  }
+
+  reduceByKey<K, V>(this: DStream<Pair<K, V>>, fn: (a: V, b: V) => V, opts?: ShuffleOptions): DStream<[K, V]> {
+    return this.#derive('reduceByKey', opts, shuffleOptions(opts), ([b]) =>
+      (b as Batch<Pair<K, V>>).reduceByKey(fn, opts?.numPartitions),
+    );
+  }
+
+  groupByKey<K, V>(this: DStream<Pair<K, V>>, opts?: ShuffleOptions): DStream<[K, V[]]> {
+    return this.#derive('groupByKey', opts, shuffleOptions(opts), ([b]) =>
+      (b as Batch<Pair<K, V>>).groupByKey(opts?.numPartitions),
+    );
+  }
+
+  mapValues<K, V, W>(this: DStream<Pair<K, V>>, fn: (value: V) => W, opts?: Named): DStream<[K, W]> {
+    return this.#derive('mapValues', opts, {}, ([b]) => (b as Batch<Pair<K, V>>).mapValues(fn));
+  }
+
+  flatMapValues<K, V, W>(this: DStream<Pair<K, V>>, fn: (value: V) => Iterable<W>, opts?: Named): DStream<[K, W]> {
+    return this.#derive('flatMapValues', opts, {}, ([b]) => (b as Batch<Pair<K, V>>).flatMapValues(fn));
+  }
+
+  join<K, V, W>(this: DStream<Pair<K, V>>, other: DStream<Pair<K, W>>, opts?: ShuffleOptions): DStream<[K, [V, W]]> {
+    return this.#binary('join', other, opts, (a, b) => a.join(b, opts?.numPartitions));
+  }
+
+  leftOuterJoin<K, V, W>(
+    this: DStream<Pair<K, V>>,
+    other: DStream<Pair<K, W>>,
+    opts?: ShuffleOptions,
+  ): DStream<[K, [V, W | undefined]]> {
+    return this.#binary('leftOuterJoin', other, opts, (a, b) => a.leftOuterJoin(b, opts?.numPartitions));
+  }
+
+  rightOuterJoin<K, V, W>(
+    this: DStream<Pair<K, V>>,
+    other: DStream<Pair<K, W>>,
+    opts?: ShuffleOptions,
+  ): DStream<[K, [V | undefined, W]]> {
+    return this.#binary('rightOuterJoin', other, opts, (a, b) => a.rightOuterJoin(b, opts?.numPartitions));
+  }
+
+  fullOuterJoin<K, V, W>(
+    this: DStream<Pair<K, V>>,
+    other: DStream<Pair<K, W>>,
+    opts?: ShuffleOptions,
+  ): DStream<[K, [V | undefined, W | undefined]]> {
+    return this.#binary('fullOuterJoin', other, opts, (a, b) => a.fullOuterJoin(b, opts?.numPartitions));
+  }
+
+  cogroup<K, V, W>(this: DStream<Pair<K, V>>, other: DStream<Pair<K, W>>, opts?: ShuffleOptions): DStream<[K, [V[], W[]]]> {
+    return this.#binary('cogroup', other, opts, (a, b) => a.cogroup(b, opts?.numPartitions));
+  }
+
+  #binary<K, V, W, R>(
+    this: DStream<Pair<K, V>>,
+    kind: string,
+    other: DStream<Pair<K, W>>,
+    opts: ShuffleOptions | undefined,
+    fn: (a: Batch<Pair<K, V>>, b: PairInput<K, W>) => Batch<R>,
+  ): DStream<R> {
+    return this.#derive(kind, opts, shuffleOptions(opts), ([a, b]) => fn(a as Batch<Pair<K, V>>, b as Batch<Pair<K, W>>), [
+      other,
+    ]);
+  }
+
+  /**
+   * Any batch-to-batch function, run once per batch: e.g. a join with reference data that is
+   * reloaded while the job runs. May be async.
+   *
+   * @example
+   * ```ts
+   * const allowed = requests.transform(async (batch) => {
+   *   const blacklist = await loadBlacklist(); // [ip, true] pairs
+   *   return batch.leftOuterJoin(blacklist).filter(([, [, banned]]) => !banned).map(([, [line]]) => line);
+   * });
+   * ```
+   */
+  transform<U>(fn: (batch: Batch<T>, ctx: BatchContext) => Batch<U> | Promise<Batch<U>>, opts?: Named): DStream<U> {
+    return this.#derive('transform', opts, {}, ([b], ctx) => fn(b!, ctx));
+  }
+
+  /** Like {@link transform}, over the batches of two streams at the same time. */
+  transformWith<U, W>(
+    other: DStream<U>,
+    fn: (a: Batch<T>, b: Batch<U>, ctx: BatchContext) => Batch<W> | Promise<Batch<W>>,
+    opts?: Named,
+  ): DStream<W> {
+    return this.#derive('transformWith', opts, {}, ([a, b], ctx) => fn(a!, b!, ctx), [other]);
+  }
+
+  /**
+   * An output: `fn` gets each batch, its time and its offset ranges. The batch counts as done only
+   * when the promise `fn` returns resolves; if it rejects, the batch fails and nothing of it is committed.
+   */
+  foreachBatch(fn: (batch: Batch<T>, ctx: BatchContext) => void | Promise<void>, opts?: Named): void {
+    this.#output('foreachBatch', opts, {}, async (batch, ctx) => {
+      await fn(batch, ctx);
+    });
+  }
+
+  /** Prints the first `num` records of each batch under a header with the batch time, as Spark does. */
+  print(num = 10, opts?: PrintOptions): void {
+    if (!Number.isInteger(num) || num < 1) throw new PipelineDefinitionError(`print(${num})`, 'Print at least 1 record');
+    const write = opts?.write ?? ((line: string) => console.log(line));
+    this.#output('print', opts, { num }, (batch, ctx) => {
+      const first = batch.take(num + 1);
+      const rule = '-------------------------------------------';
+      write(`${rule}\nTime: ${ctx.time} ms\n${rule}`);
+      for (const r of first.slice(0, num)) write(formatRecord(r));
+      if (first.length > num) write('...');
+      write('');
+    });
+  }
+
+  #output(
+    kind: string,
+    opts: Named | undefined,
+    options: Record<string, unknown>,
+    fn: (batch: Batch<T>, ctx: BatchContext) => void | Promise<void>,
+  ): void {
+    const name = this.graph.name(kind, opts?.name);
+    this.graph.add({ name, kind, parents: [this.name], options, output: true });
+    this.graph.outputs.push({
+      name,
+      kind,
+      run: async (run) => {
+        const batch = await this[COMPUTE](run);
+        try {
+          await fn(batch, batchContext(run, this.inputNames));
+        } catch (e) {
+          throw new OperatorError(name, run.time, e);
+        }
+      },
+    });
+  }
+}
+
+function batchContext(run: BatchRun, inputs: ReadonlySet<string>): BatchContext {
+  const offsetRanges: OffsetRange[] = [];
+  for (const name of inputs) offsetRanges.push(...(run.inputs.get(name)?.offsetRanges ?? []));
+  return { time: run.time, offsetRanges };
+}
+
+function shuffleOptions(opts: ShuffleOptions | undefined): Record<string, unknown> {
+  if (opts?.numPartitions === undefined) return {};
+  checkPartitions(opts.numPartitions);
+  return { numPartitions: opts.numPartitions };
+}
+
+function checkPartitions(n: number): void {
+  if (!Number.isInteger(n) || n < 1) {
+    throw new PipelineDefinitionError(`numPartitions must be a positive integer, got ${n}`, 'Pass 1 or more');
+  }
+}
+
+/** Spark prints tuples as `(a,b)`; records that are arrays print the same way, objects as JSON. */
+export function formatRecord(r: unknown): string {
+  if (Array.isArray(r)) return `(${r.map(formatRecord).join(',')})`;
+  if (r === undefined) return 'None';
+  if (typeof r === 'object' && r !== null) {
+    if (Buffer.isBuffer(r)) return r.toString('utf8');
+    return JSON.stringify(r);
+  }
+  return String(r);
+}

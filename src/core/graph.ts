@@ -1,0 +1,126 @@
+import { createHash } from 'node:crypto';
+import type { Batch } from './batch.js';
+import { PipelineDefinitionError } from './errors.js';
+import type { OffsetRange, Source } from './source.js';
+
+/** Internal hooks between the graph, streams and the context; not part of the public API. */
+export const COMPUTE = Symbol('sluice.compute');
+
+/** What an operator sees of the batch being processed. */
+export interface BatchContext {
+  /** The batch time, in ms since the epoch: a multiple of the batch interval. */
+  readonly time: number;
+  /** The offset ranges of the inputs this stream is built from (empty for inputs without offsets). */
+  readonly offsetRanges: readonly OffsetRange[];
+}
+
+/** One batch being processed: its inputs and the batches computed so far, each computed once. */
+export interface BatchRun {
+  readonly time: number;
+  readonly inputs: ReadonlyMap<string, { readonly batch: Batch<unknown>; readonly offsetRanges: readonly OffsetRange[] }>;
+  readonly computed: Map<object, Promise<Batch<unknown>>>;
+}
+
+/** A node of the plan, as `describe` and the JSON plan show it. */
+export interface PlanNode {
+  readonly name: string;
+  readonly kind: string;
+  readonly parents: readonly string[];
+  readonly options: Readonly<Record<string, unknown>>;
+  readonly output: boolean;
+}
+
+/** The inspectable, immutable plan of a pipeline. */
+export interface PipelinePlan {
+  readonly pipelineId: string;
+  readonly batchIntervalMs: number;
+  /** A hash of the nodes' names, kinds and wiring: changes when the pipeline's shape changes. */
+  readonly fingerprint: string;
+  readonly nodes: readonly PlanNode[];
+}
+
+export interface OutputRegistration {
+  readonly name: string;
+  readonly kind: string;
+  readonly run: (run: BatchRun) => Promise<void>;
+}
+
+export interface InputRegistration {
+  readonly name: string;
+  readonly source: Source<unknown>;
+}
+
+const NAME_PATTERN = /^[A-Za-z0-9_.:\-]{1,128}$/;
+
+/** The operator graph of one context. Names are unique; derived names are `<kind>-<n>`. */
+export class Graph {
+  readonly nodes: PlanNode[] = [];
+  readonly inputs: InputRegistration[] = [];
+  readonly outputs: OutputRegistration[] = [];
+  #names = new Set<string>();
+  #kindCounters = new Map<string, number>();
+  #frozen: (() => never) | undefined;
+
+  /** After start, the graph is immutable; `reject` throws the context's state error. */
+  freeze(reject: () => never): void {
+    this.#frozen = reject;
+  }
+
+  /** Reserves a name for a new node: the given one (checked), or `<kind>-<n>`. */
+  name(kind: string, requested: string | undefined): string {
+    if (this.#frozen) this.#frozen();
+    if (requested !== undefined) {
+      if (!NAME_PATTERN.test(requested)) {
+        throw new PipelineDefinitionError(
+          `Operator name ${JSON.stringify(requested)} is not valid`,
+          'Use 1-128 characters among letters, digits, _ . : -',
+        );
+      }
+      if (this.#names.has(requested)) {
+        throw new PipelineDefinitionError(
+          `Two operators are named '${requested}'`,
+          'Operator names key state, metrics and checkpoints: give each operator its own name',
+        );
+      }
+      this.#names.add(requested);
+      return requested;
+    }
+    let n = this.#kindCounters.get(kind) ?? 0;
+    let name: string;
+    do name = `${kind}-${++n}`;
+    while (this.#names.has(name));
+    this.#kindCounters.set(kind, n);
+    this.#names.add(name);
+    return name;
+  }
+
+  add(node: PlanNode): void {
+    this.nodes.push(node);
+  }
+
+  plan(pipelineId: string, batchIntervalMs: number): PipelinePlan {
+    const shape = this.nodes.map((n) => [n.name, n.kind, n.parents, n.output]);
+    const fingerprint = createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16);
+    return Object.freeze({
+      pipelineId,
+      batchIntervalMs,
+      fingerprint,
+      nodes: Object.freeze(this.nodes.map((n) => Object.freeze({ ...n }))),
+    });
+  }
+}
+
+/** The plan as text, one line per operator, in the order they were defined. */
+export function describePlan(plan: PipelinePlan): string {
+  const width = Math.max(4, ...plan.nodes.map((n) => n.name.length));
+  const kindWidth = Math.max(4, ...plan.nodes.map((n) => n.kind.length));
+  const lines = [
+    `Pipeline '${plan.pipelineId}' — batch interval ${plan.batchIntervalMs} ms — fingerprint ${plan.fingerprint}`,
+  ];
+  for (const n of plan.nodes) {
+    const from = n.parents.length ? ` <- ${n.parents.join(', ')}` : '';
+    const opts = Object.keys(n.options).length ? ` ${JSON.stringify(n.options)}` : '';
+    lines.push(`  ${n.name.padEnd(width)}  ${n.kind.padEnd(kindWidth)}${from}${opts}${n.output ? '  [output]' : ''}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,71 @@
+import { InvalidOptionError } from './errors.js';
+import type { InputPlan, Source } from './source.js';
+
+export interface QueueSourceOptions<T> {
+  /** Take one pushed batch per interval (default, as Spark's `oneAtATime`) or everything queued. */
+  readonly oneAtATime?: boolean;
+  /** Records of a batch when nothing was pushed for it (default: none). */
+  readonly defaultBatch?: readonly T[];
+  /** Partitions each batch is spread over (default 1). */
+  readonly numPartitions?: number;
+}
+
+/**
+ * An in-memory source fed by {@link QueueSource.push}: the test driver's input, and Spark's
+ * `queueStream`. Each `push` is the content of one future batch.
+ *
+ * @example
+ * ```ts
+ * const queue = new QueueSource<string>();
+ * const lines = ctx.queueStream(queue);
+ * queue.push(['a b', 'c']); // the next batch holds these two lines
+ * ```
+ */
+export class QueueSource<T> implements Source<T> {
+  readonly kind = 'queue';
+  readonly #queue: (readonly T[])[] = [];
+  readonly #oneAtATime: boolean;
+  readonly #defaultBatch: readonly T[];
+  readonly #numPartitions: number;
+
+  constructor(options: QueueSourceOptions<T> = {}) {
+    const n = options.numPartitions ?? 1;
+    if (!Number.isInteger(n) || n < 1) throw new InvalidOptionError('numPartitions', 'an integer >= 1', n);
+    this.#oneAtATime = options.oneAtATime ?? true;
+    this.#defaultBatch = options.defaultBatch ?? [];
+    this.#numPartitions = n;
+  }
+
+  /** Queues the records of one batch. */
+  push(records: Iterable<T>): void {
+    this.#queue.push(Array.from(records));
+  }
+
+  /** Batches pushed and not yet taken. */
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  describe(): Record<string, unknown> {
+    return { oneAtATime: this.#oneAtATime, numPartitions: this.#numPartitions };
+  }
+
+  async open(): Promise<void> {}
+
+  async plan(): Promise<InputPlan> {
+    let records: readonly T[];
+    if (this.#queue.length === 0) records = this.#defaultBatch;
+    else if (this.#oneAtATime) records = this.#queue.shift()!;
+    else records = this.#queue.splice(0).flat() as T[];
+    return { offsetRanges: [], detail: records };
+  }
+
+  async fetch(plan: InputPlan): Promise<T[][]> {
+    const records = plan.detail as readonly T[];
+    const parts: T[][] = Array.from({ length: this.#numPartitions }, () => []);
+    records.forEach((r, i) => parts[i % this.#numPartitions]!.push(r));
+    return parts;
+  }
+
+  async close(): Promise<void> {}
+}

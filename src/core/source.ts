@@ -1,0 +1,63 @@
+import type { Clock } from './clock.js';
+import type { Logger } from './logger.js';
+
+/**
+ * The records of one topic-partition that one batch reads: offsets `fromOffset` (inclusive) to
+ * `untilOffset` (exclusive), as in Spark's `OffsetRange`. A batch with nothing new for a partition
+ * has `fromOffset === untilOffset`. Offsets after the batch is committed: the next batch starts at
+ * `untilOffset`.
+ */
+export interface OffsetRange {
+  readonly topic: string;
+  readonly partition: number;
+  readonly fromOffset: number;
+  readonly untilOffset: number;
+}
+
+/** Number of offsets a range spans (an upper bound on its records: compaction and transaction markers leave gaps). */
+export function rangeSize(r: OffsetRange): number {
+  return r.untilOffset - r.fromOffset;
+}
+
+/** What one batch takes from one source, fixed before any record of the batch is read. */
+export interface InputPlan {
+  /** One range per partition; empty for sources that have no offsets (socket, queue). */
+  readonly offsetRanges: readonly OffsetRange[];
+  /** Source-specific, opaque to the engine (e.g. the file names a directory source will read). */
+  readonly detail?: unknown;
+}
+
+/** What the engine gives a source when the context starts. */
+export interface SourceContext {
+  readonly pipelineId: string;
+  /** The stable name of the input stream this source feeds. */
+  readonly name: string;
+  readonly clock: Clock;
+  readonly batchInterval: number;
+  readonly logger: Logger;
+  /** Aborted when the context stops; long waits must honour it. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * The source contract. A batch is read in two steps so that its content is decided before it is
+ * read: {@link Source.plan} fixes the offset ranges (or the equivalent cut), {@link Source.fetch}
+ * reads exactly that. The engine calls them in order, one batch at a time, never concurrently.
+ * After the batch's outputs and offsets are committed the engine calls {@link Source.commit}.
+ */
+export interface Source<T> {
+  /** Short kind name shown in plans and metrics, e.g. `kafka`, `socket`. */
+  readonly kind: string;
+  /** The options worth showing in a plan. Never secrets. */
+  describe(): Record<string, unknown>;
+  /** Connects; fails with a typed error if the source cannot be used. */
+  open(ctx: SourceContext): Promise<void>;
+  /** Step 1 of a batch: fix what it contains. */
+  plan(batchTime: number): Promise<InputPlan>;
+  /** Step 2: read exactly what `plan` fixed, as one array per batch partition. */
+  fetch(plan: InputPlan): Promise<T[][]>;
+  /** The batch that used `plan` is complete and committed; the source may forget what it covered. */
+  commit?(plan: InputPlan): Promise<void>;
+  /** Releases connections. Called once, after the last batch. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,31 @@
+/**
+ * Sluice: micro-batch stream processing for TypeScript. Spark Streaming's DStream model on
+ * Node.js, with Kafka in and out (`sluice/kafka`) and a deterministic test driver (`sluice/testing`).
+ */
+export { StreamingContext } from './core/context.js';
+export type {
+  StreamingContextOptions,
+  StreamingListener,
+  BatchInfo,
+  InputInfo,
+  StopOptions,
+  ContextState,
+} from './core/context.js';
+export { DStream, formatRecord } from './core/dstream.js';
+export type { Named, ShuffleOptions, PrintOptions } from './core/dstream.js';
+export { Batch } from './core/batch.js';
+export type { PairInput } from './core/batch.js';
+export type { Pair } from './core/keys.js';
+export type { BatchContext, PipelinePlan, PlanNode } from './core/graph.js';
+export { describePlan } from './core/graph.js';
+export { SystemClock, ManualClock } from './core/clock.js';
+export type { Clock } from './core/clock.js';
+export { QueueSource } from './core/queue-source.js';
+export type { QueueSourceOptions } from './core/queue-source.js';
+export type { Source, SourceContext, InputPlan, OffsetRange } from './core/source.js';
+export { rangeSize } from './core/source.js';
+export type { Logger } from './core/logger.js';
+export { createLogger, silentLogger } from './core/logger.js';
+export * from './core/errors.js';
+export { definePipeline, isPipelineDefinition } from './core/pipeline.js';
+export type { PipelineDefinition } from './core/pipeline.js';
