@@ -1,0 +1,806 @@
+/**
+ * Kafka direct stream, as Spark's `KafkaUtils.createDirectStream`: each batch is one offset range
+ * per topic-partition, fixed by {@link KafkaDirectSource.plan} before anything is read, and read by
+ * {@link KafkaDirectSource.fetch} exactly, as one batch partition per Kafka partition.
+ *
+ * One long-lived librdkafka consumer with manual assignment (no group membership, no rebalance),
+ * auto commit off. Records the consumer delivers beyond a batch's `untilOffset` are kept for the
+ * next batch. A partition's range is complete once the consumer has delivered a record at or past
+ * `untilOffset` or reported partition EOF at or past it, so offset gaps (transaction markers,
+ * compaction) never make a fetch wait.
+ */
+import {
+  BrokerUnreachableError,
+  DeserializationError,
+  InvalidOptionError,
+  SourceError,
+  SluiceError,
+} from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { InputPlan, OffsetRange, Source, SourceContext } from '../core/source.js';
+import { KafkaAdmin, tpKey, type IsolationLevelName, type RetryPolicy } from './admin.js';
+import {
+  deserializerLabel,
+  isBuiltinDeserializer,
+  resolveDeserializer,
+  type DeserializeContext,
+  type Deserialized,
+  type Deserializer,
+  type DeserializerFn,
+  type KafkaHeader,
+} from './deserializers.js';
+import {
+  KafkaConsumer,
+  call,
+  delay,
+  describeError,
+  isOffsetOutOfRange,
+  isTransient,
+  isUnreachable,
+  redactConfig,
+  type EofEvent,
+  type RdKafkaConsumer,
+  type RdMessage,
+} from './rdkafka.js';
+
+/** One Kafka record, deserialized. */
+export interface KafkaRecord<K = string | null, V = string | null> {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly key: K;
+  readonly value: V;
+  /** In the order the producer added them; repeated keys are kept. Empty when there are none. */
+  readonly headers: readonly KafkaHeader[];
+  /** Milliseconds since the epoch (the record's CreateTime or LogAppendTime); -1 if unknown. */
+  readonly timestamp: number;
+}
+
+/** Offsets per topic and partition: `{ orders: { 0: 42, 1: 17 } }` (Spark's JSON offsets shape). */
+export type PartitionOffsets = { [topic: string]: { [partition: number]: number } };
+
+/**
+ * Where the first batch starts. `'earliest'`: the log start of every partition. `'latest'` (the
+ * default, as Spark): the current end, so only records produced from now on are read. An object
+ * gives explicit offsets; in it `-2` means earliest and `-1` latest (Spark's convention), and
+ * **partitions (or whole topics) not listed start at earliest**, so no record of a partition the
+ * caller did not know about is skipped.
+ */
+export type StartingOffsets = 'earliest' | 'latest' | PartitionOffsets;
+
+export interface KafkaDirectOptions {
+  /** Stable name of the input stream (used by {@link createDirectStream}). */
+  readonly name?: string;
+  /** Topics to read, in the order their partitions appear in a batch. Non-empty. */
+  readonly topics: readonly string[];
+  /** Default: env `KAFKA_BOOTSTRAP`, else `127.0.0.1:9092`. */
+  readonly bootstrapServers?: string;
+  /** Consumer group id (no group membership is used: offsets are assigned). Default: the pipeline id. */
+  readonly groupId?: string;
+  /** Default `'latest'`. See {@link StartingOffsets}. */
+  readonly startingOffsets?: StartingOffsets;
+  /** Default `'string'`. `null` keys stay `null` with the built-ins. */
+  readonly keyDeserializer?: Deserializer<any>;
+  /** Default `'string'`. `null` values (tombstones) stay `null` with the built-ins. */
+  readonly valueDeserializer?: Deserializer<any>;
+  /** Create missing topics (through the admin API) instead of failing with TopicNotFoundError. */
+  readonly createTopics?: { readonly partitions: number; readonly replicationFactor?: number };
+  /**
+   * Bounds every wait on the cluster: `attempts` tries of at most `timeoutMs` each (default 3 x
+   * 5000 ms), then BrokerUnreachableError. A fetch that gets no record for `attempts x timeoutMs`
+   * fails the same way.
+   */
+  readonly connect?: { readonly attempts?: number; readonly timeoutMs?: number };
+  /** librdkafka consumer properties passed through (never logged with their secrets). */
+  readonly consumerConfig?: Readonly<Record<string, string | number | boolean>>;
+  /** Default `'read_committed'`: records of open or aborted transactions are never read. */
+  readonly isolationLevel?: IsolationLevelName;
+}
+
+/** The key type the options produce. */
+export type KafkaKeyOf<O> = O extends { keyDeserializer: infer D } ? Deserialized<D> : string | null;
+/** The value type the options produce. */
+export type KafkaValueOf<O> = O extends { valueDeserializer: infer D } ? Deserialized<D> : string | null;
+
+/** How many messages one native consume call returns at most. */
+const CONSUME_BATCH = 10_000;
+/** How long one native consume call waits for its first message. */
+const CONSUME_WAIT_MS = 100;
+
+const EMPTY_HEADERS: readonly KafkaHeader[] = Object.freeze([]);
+
+/** librdkafka keys the source sets itself, and the option to use instead. */
+const OWNED_CONFIG: Record<string, string> = {
+  'bootstrap.servers': 'bootstrapServers',
+  'metadata.broker.list': 'bootstrapServers',
+  'group.id': 'groupId',
+  'isolation.level': 'isolationLevel',
+  'auto.offset.reset': 'startingOffsets',
+  'enable.auto.commit': '(always false: offsets are managed by Sluice)',
+  'enable.auto.offset.store': '(always false: offsets are managed by Sluice)',
+  'enable.partition.eof': '(always true: fetch relies on it)',
+};
+
+const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
+
+interface PartitionState {
+  readonly topic: string;
+  readonly partition: number;
+  /** Where the next plan starts: the previous plan's untilOffset, or the starting position. */
+  next: number;
+  /** The offset the last completed batch ended at (after commit). */
+  committed: number;
+  /** The buffer holds every record the consumer delivered in [coverStart, reached). */
+  coverStart: number;
+  /** The consumer has delivered (or skipped, at EOF) every record below this offset. */
+  reached: number;
+  /** Delivered records at or after coverStart not yet handed out, ascending. */
+  buffer: RdMessage[];
+}
+
+/**
+ * The Kafka direct stream source. Build it with {@link createDirectStream}, or pass it to
+ * `ctx.stream(source)`.
+ *
+ * @example
+ * ```ts
+ * const source = new KafkaDirectSource<string | null, unknown>({
+ *   topics: ['orders'],
+ *   startingOffsets: 'earliest',
+ *   valueDeserializer: 'json',
+ * });
+ * ctx.stream(source, { name: 'orders' }).count().print();
+ * ```
+ */
+export class KafkaDirectSource<K = string | null, V = string | null> implements Source<KafkaRecord<K, V>> {
+  readonly kind = 'kafka';
+  readonly topics: readonly string[];
+  readonly bootstrapServers: string;
+  readonly isolationLevel: IsolationLevelName;
+  readonly #options: KafkaDirectOptions;
+  readonly #policy: { attempts: number; timeoutMs: number };
+  readonly #key: DeserializerFn<unknown>;
+  readonly #value: DeserializerFn<unknown>;
+  readonly #keyCustom: boolean;
+  readonly #valueCustom: boolean;
+  #ctx: SourceContext | undefined;
+  #logger: Logger | undefined;
+  #groupId: string | undefined;
+  #consumer: RdKafkaConsumer | undefined;
+  #admin: KafkaAdmin | undefined;
+  /** Batch partition order: topics in option order, partitions ascending. */
+  #partitions: PartitionState[] = [];
+  /** topic -> partition -> state, for routing delivered messages. */
+  #byTopic = new Map<string, PartitionState[]>();
+  #pendingEofs: EofEvent[] = [];
+  /** Positions given with {@link startAt} before open. */
+  #requestedStart: PartitionOffsets | undefined;
+  #lastClientError: unknown;
+  #closed = false;
+
+  constructor(options: KafkaDirectOptions) {
+    validateOptions(options);
+    this.#options = options;
+    this.topics = [...options.topics];
+    this.bootstrapServers = options.bootstrapServers ?? process.env.KAFKA_BOOTSTRAP ?? '127.0.0.1:9092';
+    this.isolationLevel = options.isolationLevel ?? 'read_committed';
+    this.#policy = { attempts: options.connect?.attempts ?? 3, timeoutMs: options.connect?.timeoutMs ?? 5000 };
+    const kd = options.keyDeserializer ?? 'string';
+    const vd = options.valueDeserializer ?? 'string';
+    this.#key = resolveDeserializer(kd);
+    this.#value = resolveDeserializer(vd);
+    this.#keyCustom = typeof kd === 'function';
+    this.#valueCustom = typeof vd === 'function';
+  }
+
+  describe(): Record<string, unknown> {
+    const o = this.#options;
+    return {
+      topics: this.topics,
+      bootstrapServers: this.bootstrapServers,
+      groupId: o.groupId ?? this.#ctx?.pipelineId ?? '(pipeline id)',
+      startingOffsets: o.startingOffsets ?? 'latest',
+      isolationLevel: this.isolationLevel,
+      keyDeserializer: deserializerLabel(o.keyDeserializer ?? 'string'),
+      valueDeserializer: deserializerLabel(o.valueDeserializer ?? 'string'),
+      ...(o.createTopics ? { createTopics: o.createTopics } : {}),
+      ...(o.consumerConfig ? { consumerConfig: redactConfig(o.consumerConfig) } : {}),
+    };
+  }
+
+  async open(ctx: SourceContext): Promise<void> {
+    if (this.#ctx) throw new SourceError('kafka', 'open() was called twice', 'Use a new KafkaDirectSource per context');
+    this.#ctx = ctx;
+    this.#logger = ctx.logger.child({ source: 'kafka' });
+    this.#groupId = this.#options.groupId ?? ctx.pipelineId;
+    const consumer = await this.#connect(ctx);
+    this.#consumer = consumer;
+    try {
+      const admin = KafkaAdmin.from(consumer, this.bootstrapServers, this.#retryPolicy());
+      this.#admin = admin;
+      const partitions = await admin.ensureTopics(this.topics, this.#options.createTopics);
+      for (const topic of this.topics) {
+        const states: PartitionState[] = [];
+        for (const partition of partitions.get(topic)!) {
+          const s: PartitionState = { topic, partition, next: 0, committed: 0, coverStart: 0, reached: 0, buffer: [] };
+          states[partition] = s;
+          this.#partitions.push(s);
+        }
+        this.#byTopic.set(topic, states);
+      }
+      const start = await this.#resolvePositions(this.#options.startingOffsets ?? 'latest', this.#requestedStart);
+      for (const s of this.#partitions) {
+        const offset = start.get(tpKey(s.topic, s.partition))!;
+        s.next = s.committed = s.coverStart = s.reached = offset;
+      }
+      consumer.on('partition.eof', (e) => this.#pendingEofs.push(e));
+      consumer.assign(this.#partitions.map((s) => ({ topic: s.topic, partition: s.partition, offset: s.next })));
+      this.#logger.info(
+        { ...this.describe(), groupId: this.#groupId, positions: this.positions() },
+        'kafka direct source opened',
+      );
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Step 1 of a batch: asks the cluster for every partition's current end (the last stable offset
+   * under read_committed, else the high watermark) and fixes the ranges [next, end).
+   */
+  async plan(_batchTime: number): Promise<InputPlan> {
+    const admin = this.#requireOpen();
+    const ends = await admin.listOffsets(this.#partitions, 'latest', this.isolationLevel);
+    const offsetRanges: OffsetRange[] = [];
+    for (const s of this.#partitions) {
+      const end = ends.get(tpKey(s.topic, s.partition))!;
+      if (end < s.next) {
+        throw new SourceError(
+          'kafka',
+          `${s.topic}-${s.partition} ends at offset ${end}, before the position ${s.next} this stream reached`,
+          'Was the topic deleted and re-created? Restart from explicit offsets or from earliest',
+        );
+      }
+      offsetRanges.push({ topic: s.topic, partition: s.partition, fromOffset: s.next, untilOffset: end });
+    }
+    for (const [i, r] of offsetRanges.entries()) this.#partitions[i]!.next = r.untilOffset;
+    return { offsetRanges };
+  }
+
+  /**
+   * Step 2: the records with offsets in [fromOffset, untilOffset) of each range, one array per
+   * range in the plan's order. Can be called again with the same plan (the ranges are re-read).
+   */
+  async fetch(plan: InputPlan): Promise<KafkaRecord<K, V>[][]> {
+    const consumer = this.#requireConsumer();
+    const ranges = plan.offsetRanges;
+    const states: PartitionState[] = new Array(ranges.length);
+    const raw: RdMessage[][] = new Array(ranges.length);
+    const until = new Map<PartitionState, number>();
+    let open = 0;
+
+    // Take what the buffers already hold; seek partitions whose range is not where the consumer is.
+    for (const [i, r] of ranges.entries()) {
+      const s = this.#byTopic.get(r.topic)?.[r.partition];
+      if (!s) {
+        throw new SourceError('kafka', `the plan has ${r.topic}-${r.partition}, which this source does not read`, 'Pass fetch() a plan made by this source');
+      }
+      states[i] = s;
+      if (r.fromOffset < s.coverStart || r.fromOffset > s.reached) await this.#seek(consumer, s, r.fromOffset);
+      let k = 0;
+      while (k < s.buffer.length && s.buffer[k]!.offset < r.fromOffset) k++;
+      let j = k;
+      while (j < s.buffer.length && s.buffer[j]!.offset < r.untilOffset) j++;
+      raw[i] = s.buffer.slice(k, j);
+      s.buffer = j === s.buffer.length ? [] : s.buffer.slice(j);
+      s.coverStart = r.fromOffset;
+      if (s.reached < r.untilOffset) {
+        until.set(s, r.untilOffset);
+        open++;
+      }
+    }
+
+    if (open > 0) {
+      const outByState = new Map<PartitionState, RdMessage[]>();
+      for (const [i, s] of states.entries()) outByState.set(s, raw[i]!);
+      try {
+        await this.#consumeUntil(consumer, until, outByState, open);
+      } catch (e) {
+        this.#restore(states, ranges, raw);
+        throw e;
+      }
+    }
+
+    // Deserialize. On failure the raw records go back to the buffers, so the same plan can be retried.
+    const out: KafkaRecord<K, V>[][] = new Array(ranges.length);
+    try {
+      for (let i = 0; i < raw.length; i++) {
+        const msgs = raw[i]!;
+        const recs: KafkaRecord<K, V>[] = new Array(msgs.length);
+        for (let j = 0; j < msgs.length; j++) recs[j] = this.#toRecord(msgs[j]!);
+        out[i] = recs;
+      }
+    } catch (e) {
+      this.#restore(states, ranges, raw);
+      throw e;
+    }
+    for (const [i, r] of ranges.entries()) states[i]!.coverStart = r.untilOffset;
+    return out;
+  }
+
+  async commit(plan: InputPlan): Promise<void> {
+    for (const r of plan.offsetRanges) {
+      const s = this.#byTopic.get(r.topic)?.[r.partition];
+      if (s && r.untilOffset > s.committed) s.committed = r.untilOffset;
+    }
+  }
+
+  /** Where the next batch starts, per topic and partition (after the last planned batch). */
+  positions(): PartitionOffsets {
+    return toOffsets(this.#partitions, (s) => s.next);
+  }
+
+  /** Where the batch after the last committed one ends, per topic and partition. */
+  committedPositions(): PartitionOffsets {
+    return toOffsets(this.#partitions, (s) => s.committed);
+  }
+
+  /**
+   * Start the next batch at these positions (e.g. offsets read back from an offset store).
+   * Before open: they override `startingOffsets` for the partitions listed. After open: the next
+   * plan starts there (validated against the partitions' current earliest and latest offsets).
+   * `-2` means earliest and `-1` latest.
+   */
+  async startAt(positions: PartitionOffsets): Promise<void> {
+    validateOffsets('positions', positions, this.topics);
+    if (!this.#consumer) {
+      this.#requestedStart = mergeOffsets(this.#requestedStart, positions);
+      return;
+    }
+    const listed = this.#partitions.filter((s) => positions[s.topic]?.[s.partition] !== undefined);
+    for (const topic of Object.keys(positions)) {
+      for (const p of Object.keys(positions[topic]!)) {
+        if (!this.#byTopic.get(topic)?.[Number(p)]) {
+          throw new InvalidOptionError(`positions.${topic}.${p}`, `a partition of ${topic} (it has ${this.#byTopic.get(topic)?.filter(Boolean).length ?? 0})`, Number(p));
+        }
+      }
+    }
+    const resolved = await this.#resolveExplicit(listed, positions);
+    for (const s of listed) s.next = resolved.get(tpKey(s.topic, s.partition))!;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#admin?.close();
+    const consumer = this.#consumer;
+    this.#consumer = undefined;
+    for (const s of this.#partitions) s.buffer = [];
+    if (!consumer) return;
+    consumer.removeAllListeners('partition.eof');
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, this.#policy.timeoutMs);
+      try {
+        consumer.disconnect(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      } catch {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+    this.#logger?.debug({}, 'kafka direct source closed');
+  }
+
+  // ---- internals ---------------------------------------------------------------------------
+
+  #retryPolicy(): RetryPolicy {
+    return { ...this.#policy, ...(this.#ctx ? { signal: this.#ctx.signal } : {}) };
+  }
+
+  #requireOpen(): KafkaAdmin {
+    if (!this.#admin || this.#closed) {
+      throw new SourceError('kafka', this.#closed ? 'the source is closed' : 'the source is not open', 'The engine opens sources in start(); call open() first');
+    }
+    return this.#admin;
+  }
+
+  #requireConsumer(): RdKafkaConsumer {
+    this.#requireOpen();
+    return this.#consumer!;
+  }
+
+  #consumerConfig(ctx: SourceContext): Record<string, string | number | boolean> {
+    return {
+      'client.id': `sluice-${ctx.pipelineId}-${ctx.name}`.slice(0, 200),
+      'allow.auto.create.topics': false,
+      ...this.#options.consumerConfig,
+      'bootstrap.servers': this.bootstrapServers,
+      'group.id': this.#groupId!,
+      'enable.auto.commit': false,
+      'enable.auto.offset.store': false,
+      'enable.partition.eof': true,
+      'isolation.level': this.isolationLevel,
+      // A position that fell out of retention is an error, never a silent jump.
+      'auto.offset.reset': 'error',
+    };
+  }
+
+  /** Connects a consumer: bounded attempts, then BrokerUnreachableError. */
+  async #connect(ctx: SourceContext): Promise<RdKafkaConsumer> {
+    const config = this.#consumerConfig(ctx);
+    const { attempts, timeoutMs } = this.#policy;
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      const consumer = new KafkaConsumer(config as never, {});
+      consumer.on('event.error', (e) => {
+        this.#lastClientError = e;
+      });
+      try {
+        await call((cb) => consumer.connect({ timeout: timeoutMs, topic: this.topics[0] }, cb as never));
+        consumer.setDefaultConsumeTimeout(CONSUME_WAIT_MS);
+        // Wait for the first message only; then take what is ready. Not in the typings.
+        const c = consumer as unknown as { setDefaultIsTimeoutOnlyForFirstMessage?: (b: boolean) => void };
+        c.setDefaultIsTimeoutOnlyForFirstMessage?.(true);
+        return consumer;
+      } catch (e) {
+        lastError = e;
+        consumer.removeAllListeners();
+        if (!isTransient(e)) {
+          throw new SourceError('kafka', `cannot create a consumer for ${this.bootstrapServers}: ${describeError(e)}`, 'Check consumerConfig and the cluster settings', { cause: e });
+        }
+        this.#logger?.warn({ attempt, attempts, bootstrapServers: this.bootstrapServers, err: describeError(e) }, 'kafka not reachable yet');
+        if (attempt < attempts) await delay(Math.min(200 * attempt, 1000), ctx.signal);
+      }
+    }
+    throw new BrokerUnreachableError(this.bootstrapServers, attempts, lastError);
+  }
+
+  /** Resolves starting offsets to concrete offsets for every partition. */
+  async #resolvePositions(starting: StartingOffsets, requested: PartitionOffsets | undefined): Promise<Map<string, number>> {
+    const admin = this.#admin!;
+    if (starting === 'latest' || starting === 'earliest') {
+      const base = await admin.listOffsets(this.#partitions, starting, this.isolationLevel);
+      if (!requested) return base;
+      const listed = this.#partitions.filter((s) => requested[s.topic]?.[s.partition] !== undefined);
+      const explicit = await this.#resolveExplicit(listed, requested);
+      for (const [k, v] of explicit) base.set(k, v);
+      return base;
+    }
+    // Explicit offsets: partitions not listed start at earliest.
+    return this.#resolveExplicit(this.#partitions, mergeOffsets(starting, requested ?? {}));
+  }
+
+  /** Explicit offsets for `states` (-2 earliest, -1 latest, missing = earliest), checked against the log. */
+  async #resolveExplicit(states: readonly PartitionState[], offsets: PartitionOffsets): Promise<Map<string, number>> {
+    const admin = this.#admin!;
+    const out = new Map<string, number>();
+    if (states.length === 0) return out;
+    const [low, high] = [
+      await admin.listOffsets(states, 'earliest', this.isolationLevel),
+      await admin.listOffsets(states, 'latest', this.isolationLevel),
+    ];
+    for (const s of states) {
+      const k = tpKey(s.topic, s.partition);
+      const lo = low.get(k)!;
+      const hi = high.get(k)!;
+      const wanted = offsets[s.topic]?.[s.partition] ?? -2;
+      const offset = wanted === -2 ? lo : wanted === -1 ? hi : wanted;
+      if (offset < lo) {
+        throw new SourceError(
+          'kafka',
+          `the starting offset ${offset} of ${s.topic}-${s.partition} is no longer in Kafka: the partition starts at ${lo} (records ${offset}..${lo - 1} were deleted by retention)`,
+          'Start from a later offset or from earliest, accepting the loss',
+        );
+      }
+      if (offset > hi) {
+        throw new SourceError(
+          'kafka',
+          `the starting offset ${offset} of ${s.topic}-${s.partition} is past its end ${hi}`,
+          'Was the topic deleted and re-created? Start from explicit offsets within the partition, or from earliest/latest',
+        );
+      }
+      out.set(k, offset);
+    }
+    return out;
+  }
+
+  async #seek(consumer: RdKafkaConsumer, s: PartitionState, offset: number): Promise<void> {
+    try {
+      await call<void>((cb) => consumer.seek({ topic: s.topic, partition: s.partition, offset }, this.#policy.timeoutMs, cb));
+    } catch (e) {
+      throw new SourceError('kafka', `cannot seek ${s.topic}-${s.partition} to ${offset}: ${describeError(e)}`, 'Try again; if it persists, restart the job', {
+        cause: e,
+        retriable: true,
+      });
+    }
+    s.buffer = [];
+    s.coverStart = s.reached = offset;
+  }
+
+  /**
+   * Consumes until every partition in `until` has been delivered up to its untilOffset. Messages
+   * below it go to `out`; those at or past it to the partition's buffer.
+   */
+  async #consumeUntil(
+    consumer: RdKafkaConsumer,
+    until: Map<PartitionState, number>,
+    out: Map<PartitionState, RdMessage[]>,
+    open: number,
+  ): Promise<void> {
+    const ctx = this.#ctx!;
+    const stallMs = this.#policy.attempts * this.#policy.timeoutMs;
+    let lastProgress = Date.now();
+    this.#pendingEofs.length = 0;
+    while (open > 0) {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      let msgs: RdMessage[];
+      try {
+        msgs = await call<RdMessage[]>((cb) => consumer.consume(CONSUME_BATCH, cb));
+      } catch (e) {
+        if (isOffsetOutOfRange(e)) throw await this.#outOfRange(until, e);
+        if (!isTransient(e)) {
+          throw new SourceError('kafka', `consuming failed: ${describeError(e)}`, 'Check the cluster and the consumer configuration', { cause: e });
+        }
+        this.#lastClientError = e;
+        msgs = [];
+      }
+      let progressed = msgs.length > 0;
+      for (let i = 0; i < msgs.length; i++) {
+        const m = msgs[i]!;
+        const s = this.#byTopic.get(m.topic)?.[m.partition];
+        if (!s) continue;
+        if (m.offset < s.reached) continue; // already delivered before a seek; never twice
+        s.reached = m.offset + 1;
+        const u = until.get(s);
+        if (u !== undefined && m.offset < u) out.get(s)!.push(m);
+        else s.buffer.push(m);
+        if (u !== undefined && s.reached >= u) {
+          until.delete(s);
+          open--;
+        }
+      }
+      if (this.#pendingEofs.length > 0) {
+        for (const e of this.#pendingEofs) {
+          const s = this.#byTopic.get(e.topic)?.[e.partition];
+          if (!s || e.offset <= s.reached) continue;
+          s.reached = e.offset;
+          progressed = true;
+          const u = until.get(s);
+          if (u !== undefined && s.reached >= u) {
+            until.delete(s);
+            open--;
+          }
+        }
+        this.#pendingEofs.length = 0;
+      }
+      if (progressed) {
+        lastProgress = Date.now();
+      } else if (Date.now() - lastProgress > stallMs) {
+        const waiting = [...until.entries()].map(([s, u]) => `${s.topic}-${s.partition} at ${s.reached} of ${u}`).join(', ');
+        if (this.#lastClientError === undefined || isUnreachable(this.#lastClientError)) {
+          throw new BrokerUnreachableError(this.bootstrapServers, this.#policy.attempts, this.#lastClientError ?? new Error(`no record for ${stallMs} ms while waiting for ${waiting}`));
+        }
+        throw new SourceError('kafka', `no record for ${stallMs} ms while waiting for ${waiting}: ${describeError(this.#lastClientError)}`, 'Check the cluster; the batch was not committed', {
+          cause: this.#lastClientError,
+          retriable: true,
+        });
+      }
+    }
+  }
+
+  /** The error for a position that fell out of retention, naming the partitions concerned. */
+  async #outOfRange(until: Map<PartitionState, number>, cause: unknown): Promise<SluiceError> {
+    let detail = '';
+    try {
+      const states = [...until.keys()];
+      const low = await this.#admin!.listOffsets(states, 'earliest', this.isolationLevel);
+      detail = states
+        .filter((s) => s.reached < low.get(tpKey(s.topic, s.partition))!)
+        .map((s) => `${s.topic}-${s.partition} needs offset ${s.reached} but starts at ${low.get(tpKey(s.topic, s.partition))}`)
+        .join('; ');
+    } catch {
+      // the original error says enough
+    }
+    return new SourceError(
+      'kafka',
+      `records of this batch were deleted by retention before they were read${detail ? `: ${detail}` : ''} (${describeError(cause)})`,
+      'The batch was not committed. Restart from a later offset (or earliest), accepting the loss, or keep records longer (retention.ms)',
+      { cause },
+    );
+  }
+
+  /** Puts the raw records of a failed fetch back so that the same plan can be fetched again. */
+  #restore(states: PartitionState[], ranges: readonly OffsetRange[], raw: RdMessage[][]): void {
+    for (let i = 0; i < states.length; i++) {
+      const s = states[i]!;
+      const r = raw[i]!;
+      if (r.length > 0) s.buffer = r.concat(s.buffer);
+      s.coverStart = ranges[i]!.fromOffset;
+    }
+  }
+
+  #toRecord(m: RdMessage): KafkaRecord<K, V> {
+    const headers = m.headers === undefined || m.headers.length === 0 ? EMPTY_HEADERS : toHeaders(m.headers);
+    const rawKey = m.key;
+    const keyBytes = rawKey == null ? null : typeof rawKey === 'string' ? Buffer.from(rawKey) : rawKey;
+    let dctx: DeserializeContext | undefined;
+    let key: unknown;
+    let value: unknown;
+    try {
+      key = this.#keyCustom
+        ? this.#key(keyBytes, (dctx ??= { topic: m.topic, partition: m.partition, offset: m.offset, headers }))
+        : this.#key(keyBytes, undefined as never);
+    } catch (e) {
+      throw new DeserializationError(m.topic, m.partition, m.offset, 'key', e);
+    }
+    try {
+      value = this.#valueCustom
+        ? this.#value(m.value, (dctx ??= { topic: m.topic, partition: m.partition, offset: m.offset, headers }))
+        : this.#value(m.value, undefined as never);
+    } catch (e) {
+      throw new DeserializationError(m.topic, m.partition, m.offset, 'value', e);
+    }
+    return {
+      topic: m.topic,
+      partition: m.partition,
+      offset: m.offset,
+      key: key as K,
+      value: value as V,
+      headers,
+      timestamp: m.timestamp ?? -1,
+    };
+  }
+}
+
+function toHeaders(hs: ReadonlyArray<Record<string, string | Buffer>>): KafkaHeader[] {
+  const out: KafkaHeader[] = [];
+  for (const h of hs) {
+    for (const key of Object.keys(h)) {
+      const v = h[key]!;
+      out.push({ key, value: typeof v === 'string' ? Buffer.from(v) : v });
+    }
+  }
+  return out;
+}
+
+function toOffsets(states: readonly PartitionState[], pick: (s: PartitionState) => number): PartitionOffsets {
+  const out: PartitionOffsets = {};
+  for (const s of states) (out[s.topic] ??= {})[s.partition] = pick(s);
+  return out;
+}
+
+function mergeOffsets(a: PartitionOffsets | undefined, b: PartitionOffsets): PartitionOffsets {
+  const out: PartitionOffsets = {};
+  for (const src of [a ?? {}, b]) {
+    for (const [t, ps] of Object.entries(src)) Object.assign((out[t] ??= {}), ps);
+  }
+  return out;
+}
+
+// ---- option validation ---------------------------------------------------------------------
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v);
+}
+
+function validateOffsets(option: string, offsets: unknown, topics: readonly string[]): void {
+  if (!isPlainObject(offsets)) {
+    throw new InvalidOptionError(option, "an object { topic: { partition: offset } } (offset -2 = earliest, -1 = latest)", offsets);
+  }
+  for (const [topic, parts] of Object.entries(offsets)) {
+    if (!topics.includes(topic)) {
+      throw new InvalidOptionError(`${option}.${topic}`, `one of the topics read: ${topics.join(', ')}`, topic);
+    }
+    if (!isPlainObject(parts)) {
+      throw new InvalidOptionError(`${option}.${topic}`, '{ partition: offset }, e.g. { 0: 42 }', parts);
+    }
+    for (const [p, off] of Object.entries(parts)) {
+      if (!/^(0|[1-9]\d*)$/.test(p)) throw new InvalidOptionError(`${option}.${topic}`, 'partition numbers >= 0 as keys', p);
+      if (!isInt(off) || off < -2) {
+        throw new InvalidOptionError(`${option}.${topic}.${p}`, 'an offset >= 0, or -2 (earliest) or -1 (latest)', off);
+      }
+    }
+  }
+}
+
+/** Checks every option; throws InvalidOptionError naming the first bad one and what it accepts. */
+export function validateOptions(options: KafkaDirectOptions): void {
+  if (!isPlainObject(options)) {
+    throw new InvalidOptionError('options', "an object such as { topics: ['orders'] }", options);
+  }
+  const o = options as unknown as Record<string, unknown>;
+  const known = new Set([
+    'name',
+    'topics',
+    'bootstrapServers',
+    'groupId',
+    'startingOffsets',
+    'keyDeserializer',
+    'valueDeserializer',
+    'createTopics',
+    'connect',
+    'consumerConfig',
+    'isolationLevel',
+  ]);
+  for (const k of Object.keys(o)) {
+    if (!known.has(k)) throw new InvalidOptionError(k, `one of the options ${[...known].join(', ')}`, o[k]);
+  }
+  const { topics } = o;
+  if (!Array.isArray(topics) || topics.length === 0) {
+    throw new InvalidOptionError('topics', "a non-empty array of topic names, e.g. ['orders']", topics);
+  }
+  for (const t of topics) {
+    if (typeof t !== 'string' || !TOPIC_NAME.test(t)) {
+      throw new InvalidOptionError('topics', 'topic names of 1-249 characters among letters, digits, . _ -', t);
+    }
+  }
+  if (new Set(topics).size !== topics.length) {
+    throw new InvalidOptionError('topics', 'distinct topic names', topics);
+  }
+  if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0)) {
+    throw new InvalidOptionError('name', 'a non-empty string', o.name);
+  }
+  if (o.bootstrapServers !== undefined && (typeof o.bootstrapServers !== 'string' || !/^\S+:\d+(,\S+:\d+)*$/.test(o.bootstrapServers))) {
+    throw new InvalidOptionError('bootstrapServers', "'host:port' or a comma-separated list of them", o.bootstrapServers);
+  }
+  if (o.groupId !== undefined && (typeof o.groupId !== 'string' || o.groupId.length === 0)) {
+    throw new InvalidOptionError('groupId', 'a non-empty string', o.groupId);
+  }
+  const so = o.startingOffsets;
+  if (so !== undefined && so !== 'earliest' && so !== 'latest') {
+    if (typeof so === 'string' || !isPlainObject(so)) {
+      throw new InvalidOptionError('startingOffsets', "'earliest', 'latest' or { topic: { partition: offset } }", so);
+    }
+    validateOffsets('startingOffsets', so, topics as string[]);
+  }
+  for (const field of ['keyDeserializer', 'valueDeserializer'] as const) {
+    const d = o[field];
+    if (d !== undefined && typeof d !== 'function' && !isBuiltinDeserializer(d)) {
+      throw new InvalidOptionError(field, "'string', 'json', 'bytes' or a function (data: Buffer | null, ctx) => value", d);
+    }
+  }
+  if (o.createTopics !== undefined) {
+    const c = o.createTopics;
+    if (!isPlainObject(c)) throw new InvalidOptionError('createTopics', '{ partitions: N, replicationFactor?: R }', c);
+    if (!isInt(c.partitions) || c.partitions < 1) {
+      throw new InvalidOptionError('createTopics.partitions', 'an integer >= 1', c.partitions);
+    }
+    if (c.replicationFactor !== undefined && (!isInt(c.replicationFactor) || c.replicationFactor < 1)) {
+      throw new InvalidOptionError('createTopics.replicationFactor', 'an integer >= 1 (default: the broker default)', c.replicationFactor);
+    }
+  }
+  if (o.connect !== undefined) {
+    const c = o.connect;
+    if (!isPlainObject(c)) throw new InvalidOptionError('connect', '{ attempts?: N, timeoutMs?: ms }', c);
+    if (c.attempts !== undefined && (!isInt(c.attempts) || c.attempts < 1 || c.attempts > 100)) {
+      throw new InvalidOptionError('connect.attempts', 'an integer from 1 to 100', c.attempts);
+    }
+    if (c.timeoutMs !== undefined && (!isInt(c.timeoutMs) || c.timeoutMs < 100 || c.timeoutMs > 600_000)) {
+      throw new InvalidOptionError('connect.timeoutMs', 'an integer number of milliseconds from 100 to 600000', c.timeoutMs);
+    }
+  }
+  if (o.consumerConfig !== undefined) {
+    const c = o.consumerConfig;
+    if (!isPlainObject(c)) throw new InvalidOptionError('consumerConfig', 'an object of librdkafka consumer properties', c);
+    for (const [k, v] of Object.entries(c)) {
+      const owned = OWNED_CONFIG[k];
+      if (owned !== undefined) {
+        throw new InvalidOptionError(`consumerConfig.${k}`, owned.startsWith('(') ? `no value ${owned}` : `no value here: use the option '${owned}'`, '[set]');
+      }
+      if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
+        throw new InvalidOptionError(`consumerConfig.${k}`, 'a string, number or boolean', typeof v);
+      }
+    }
+  }
+  if (o.isolationLevel !== undefined && o.isolationLevel !== 'read_committed' && o.isolationLevel !== 'read_uncommitted') {
+    throw new InvalidOptionError('isolationLevel', "'read_committed' or 'read_uncommitted'", o.isolationLevel);
+  }
+}
