@@ -1,0 +1,100 @@
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { describePipelineFile } from './describe.js';
+import { formatError } from './errors.js';
+import { kafkaStartCommand, kafkaStatusCommand, kafkaStopCommand, type CommandResult } from './kafka.js';
+import { exitEvenIfHandlesRemain, runPipelineFile } from './run.js';
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+function print(result: CommandResult): void {
+  for (const line of result.lines) process.stdout.write(`${line}\n`);
+  process.exitCode = result.exitCode;
+}
+
+/** Runs a command body; an error is printed as `sluice <what>: CODE: message` with exit code 1. */
+async function guarded(what: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    process.stderr.write(`sluice ${what}: ${formatError(e)}\n`);
+    process.exitCode = 1;
+  }
+}
+
+/** The `sluice` command line. Only wiring: each command's logic is a function in this folder. */
+export function createProgram(): Command {
+  const program = new Command('sluice')
+    .description('Sluice: micro-batch stream processing for TypeScript (Spark Streaming DStreams on Node.js, Kafka in and out)')
+    .version(version(), '-V, --version')
+    .showHelpAfterError('(add --help for usage)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ sluice run examples/socket-wordcount.ts        run a pipeline until Ctrl-C
+  $ sluice describe examples/kafka-offset-ranges.ts --json
+  $ sluice kafka start                              a local broker on 127.0.0.1:9092`,
+    );
+
+  program
+    .command('run')
+    .description('run a pipeline file until it is stopped (Ctrl-C / SIGTERM stop it gracefully after the running batch)')
+    .argument('<pipeline>', 'a .ts or .js file whose default export is definePipeline({ batchInterval, build(ctx) })')
+    .addOption(
+      new Option('--log-level <level>', 'log level of the JSON logs on stderr (default: SLUICE_LOG_LEVEL or info)').choices(
+        LOG_LEVELS,
+      ),
+    )
+    .addHelpText(
+      'after',
+      `
+The pipeline id is the definition's pipelineId, else the file name without extension.
+Exit code: 0 after a graceful stop; 1 when the file cannot be loaded, the pipeline is invalid, a source
+cannot be opened or a batch fails (the error's code and message are printed on stderr).`,
+    )
+    .action(async (file: string, opts: { logLevel?: string }) => {
+      process.exitCode = await runPipelineFile(file, { logLevel: opts.logLevel });
+      exitEvenIfHandlesRemain();
+    });
+
+  program
+    .command('describe')
+    .description("print a pipeline's plan (operators, names, parents, options) without running it")
+    .argument('<pipeline>', 'a .ts or .js file whose default export is definePipeline({ batchInterval, build(ctx) })')
+    .option('--json', 'print the plan as JSON')
+    .action(async (file: string, opts: { json?: boolean }) => {
+      await guarded(`describe ${file}`, async () => {
+        process.stdout.write(`${await describePipelineFile(file, { json: opts.json })}\n`);
+      });
+      exitEvenIfHandlesRemain();
+    });
+
+  const kafka = program
+    .command('kafka')
+    .description('manage the local development Kafka broker (127.0.0.1:9092; KAFKA_BOOTSTRAP points at another cluster)');
+  kafka
+    .command('start')
+    .description('start the local broker detached (or reuse a running one) and print its bootstrap servers')
+    .action(() => guarded('kafka start', async () => print(await kafkaStartCommand())));
+  kafka
+    .command('stop')
+    .description('stop the local broker Sluice started (a broker it did not start is left alone)')
+    .action(() => guarded('kafka stop', async () => print(await kafkaStopCommand())));
+  kafka
+    .command('status')
+    .description('say whether the broker answers; exit code 0 when running, 3 when not')
+    .option('--json', 'print the status as JSON')
+    .action((opts: { json?: boolean }) => guarded('kafka status', async () => print(await kafkaStatusCommand(opts))));
+
+  return program;
+}

@@ -1,0 +1,65 @@
+import { formatError } from './errors.js';
+import { buildContext, loadPipeline } from './load.js';
+
+/** Options of {@link runPipelineFile}. */
+export interface RunOptions {
+  /** Log level of the context's logger (pino's levels). Default SLUICE_LOG_LEVEL or info. */
+  logLevel?: string;
+  /** Where the CLI's own messages go (default stderr). */
+  writeError?: (line: string) => void;
+}
+
+/**
+ * `sluice run <file>`: loads the pipeline file, builds its context with `stopGracefullyOnSignals`,
+ * starts it and waits until it stops. Resolves to the process exit code: 0 when the context stopped
+ * gracefully (SIGINT/SIGTERM, or the pipeline stopped it), 1 when loading, building, starting or a
+ * batch failed (the error's code and message are written first).
+ *
+ * A signal that arrives before the context has started (while the file loads or the sources open)
+ * stops it as soon as it has started; a second one exits at once with 130.
+ */
+export async function runPipelineFile(file: string, options: RunOptions = {}): Promise<number> {
+  const writeError = options.writeError ?? ((line: string) => process.stderr.write(`${line}\n`));
+  if (options.logLevel !== undefined) process.env.SLUICE_LOG_LEVEL = options.logLevel;
+  let early: string | undefined;
+  const earlyHandler = (signal: NodeJS.Signals): void => {
+    if (early !== undefined) process.exit(130);
+    early = signal;
+    writeError(`sluice run: ${signal} received while starting; stopping once started (again to exit at once)`);
+  };
+  process.on('SIGINT', earlyHandler);
+  process.on('SIGTERM', earlyHandler);
+  let started = false;
+  try {
+    const definition = await loadPipeline(file);
+    const ctx = await buildContext(file, definition, { logLevel: options.logLevel, stopGracefullyOnSignals: true });
+    try {
+      await ctx.start();
+      started = true;
+    } finally {
+      process.removeListener('SIGINT', earlyHandler);
+      process.removeListener('SIGTERM', earlyHandler);
+    }
+    if (early !== undefined) await ctx.stop({ graceful: true });
+    await ctx.awaitTermination();
+    return 0;
+  } catch (e) {
+    writeError(`sluice run ${file}: ${started ? 'the pipeline failed' : 'cannot start'}: ${formatError(e)}`);
+    return 1;
+  } finally {
+    process.removeListener('SIGINT', earlyHandler);
+    process.removeListener('SIGTERM', earlyHandler);
+  }
+}
+
+/**
+ * Once the command is done, a pipeline may still hold handles (a client it created and never closed)
+ * that would keep the process alive: exit anyway after `graceMs`. The timer is unref'd, so it never
+ * delays a process that ends by itself.
+ */
+export function exitEvenIfHandlesRemain(graceMs = 5_000, writeError = (line: string) => process.stderr.write(`${line}\n`)): void {
+  setTimeout(() => {
+    writeError(`sluice: something the pipeline opened is still open ${graceMs} ms after it stopped; exiting anyway`);
+    process.exit(process.exitCode ?? 0);
+  }, graceMs).unref();
+}
