@@ -160,6 +160,24 @@ export class ServiceStartError extends SluiceError {
   }
 }
 
+/** A compare-and-set offset write found another position than the batch started from. */
+export class OffsetConflictError extends SluiceError {
+  static readonly code = 'SLUICE_OFFSET_CONFLICT';
+  readonly code = OffsetConflictError.code;
+  constructor(
+    readonly group: string,
+    readonly topic: string,
+    readonly partition: number,
+    readonly expected: number,
+    readonly stored: number | undefined,
+  ) {
+    super(
+      `Offset conflict for group '${group}' on ${topic}-${partition}: the batch starts at ${expected} but the store holds ${stored ?? 'nothing'}`,
+      'Another instance, or an earlier run of this batch, already committed it; nothing of this batch was applied. Check that only one instance runs this group',
+    );
+  }
+}
+
 function causeMessage(cause: unknown): string {
   return cause instanceof Error ? cause.message : String(cause);
 }

@@ -12,6 +12,7 @@ const samples: errors.SluiceError[] = [
   new errors.BrokerUnreachableError('127.0.0.1:1', 3),
   new errors.TopicNotFoundError('missing'),
   new errors.ServiceStartError('Kafka', 'exited with code 1', 'line a\nline b'),
+  new errors.OffsetConflictError('g', 'orders', 1, 100, 150),
 ];
 
 describe('error catalogue', () => {
