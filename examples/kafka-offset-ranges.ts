@@ -47,7 +47,8 @@ export default definePipeline({
       (batch, { time, offsetRanges }) => {
         const rule = '-------------------------------------------';
         const lines = [rule, `Time: ${time} ms — ${batch.size} records`, rule];
-        for (const r of offsetRanges) lines.push(`${r.topic} ${r.partition} ${r.fromOffset} ${r.untilOffset}`);
+        for (const r of offsetRanges)
+          lines.push(`${r.topic} ${r.partition} ${r.fromOffset} ${r.untilOffset}`);
         console.log(`${lines.join('\n')}\n`);
       },
       { name: 'print-offset-ranges' },

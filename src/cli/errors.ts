@@ -18,7 +18,8 @@ export class PipelineFileError extends SluiceError {
 export function formatError(e: unknown): string {
   if (e instanceof Error) {
     const code = (e as { code?: unknown }).code;
-    const text = typeof code === 'string' && code !== '' ? `${code}: ${e.message}` : `${e.name}: ${e.message}`;
+    const text =
+      typeof code === 'string' && code !== '' ? `${code}: ${e.message}` : `${e.name}: ${e.message}`;
     // A user function's error is wrapped (OperatorError); its stack is what the user needs to find it.
     const cause = e.cause instanceof Error && e.cause.stack ? `\ncaused by: ${e.cause.stack}` : '';
     return text + cause;

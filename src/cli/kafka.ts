@@ -18,7 +18,13 @@ export async function kafkaStartCommand(): Promise<CommandResult> {
     : handle.reused
       ? 'already running'
       : `started${handle.pid !== undefined ? `, pid ${handle.pid}` : ''}${handle.logFile ? `, log ${handle.logFile}` : ''}`;
-  return { exitCode: 0, lines: [`Kafka is running at ${handle.bootstrapServers} (${how})`, `bootstrap servers: ${handle.bootstrapServers}`] };
+  return {
+    exitCode: 0,
+    lines: [
+      `Kafka is running at ${handle.bootstrapServers} (${how})`,
+      `bootstrap servers: ${handle.bootstrapServers}`,
+    ],
+  };
 }
 
 /** `sluice kafka stop`: stops the broker Sluice started; leaves any other alone (and says so). */
@@ -31,10 +37,13 @@ export async function kafkaStopCommand(): Promise<CommandResult> {
     };
   }
   const r = await stopKafka();
-  if (!r.stopped) return { exitCode: 0, lines: ['No Kafka broker started by Sluice is running: nothing to stop'] };
+  if (!r.stopped)
+    return { exitCode: 0, lines: ['No Kafka broker started by Sluice is running: nothing to stop'] };
   return {
     exitCode: 0,
-    lines: [`Kafka stopped (pid ${r.pid}, ${r.how === 'killed' ? 'killed after the grace period' : 'shut down cleanly'})`],
+    lines: [
+      `Kafka stopped (pid ${r.pid}, ${r.how === 'killed' ? 'killed after the grace period' : 'shut down cleanly'})`,
+    ],
   };
 }
 

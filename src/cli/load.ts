@@ -18,7 +18,11 @@ const EXPECTED =
 export async function loadPipeline(file: string): Promise<PipelineDefinition> {
   const absolute = path.resolve(file);
   if (!existsSync(absolute) || !statSync(absolute).isFile()) {
-    throw new PipelineFileError(file, `Pipeline file ${file} does not exist (looked for ${absolute})`, 'Check the path');
+    throw new PipelineFileError(
+      file,
+      `Pipeline file ${file} does not exist (looked for ${absolute})`,
+      'Check the path',
+    );
   }
   let mod: Record<string, unknown>;
   try {
@@ -49,9 +53,11 @@ function describeExport(mod: Record<string, unknown>): string {
   }
   const d = mod.default;
   if (typeof d === 'function') return 'its default export is a function, not a pipeline definition object';
-  if (typeof d !== 'object' || d === null) return `its default export is ${d === null ? 'null' : `a ${typeof d}`}`;
+  if (typeof d !== 'object' || d === null)
+    return `its default export is ${d === null ? 'null' : `a ${typeof d}`}`;
   const missing: string[] = [];
-  if (typeof (d as { batchInterval?: unknown }).batchInterval !== 'number') missing.push('a numeric batchInterval');
+  if (typeof (d as { batchInterval?: unknown }).batchInterval !== 'number')
+    missing.push('a numeric batchInterval');
   if (typeof (d as { build?: unknown }).build !== 'function') missing.push('a build(ctx) function');
   return `its default export lacks ${missing.join(' and ')}`;
 }
@@ -79,10 +85,13 @@ export async function buildContext(
     ...definition.context,
     batchInterval: definition.batchInterval,
     pipelineId: definition.pipelineId ?? pipelineIdFromFile(file),
-    stopGracefullyOnSignals: options.stopGracefullyOnSignals ?? definition.context?.stopGracefullyOnSignals ?? false,
+    stopGracefullyOnSignals:
+      options.stopGracefullyOnSignals ?? definition.context?.stopGracefullyOnSignals ?? false,
     logger:
       options.logger ??
-      (options.logLevel !== undefined ? createLogger({ level: options.logLevel }) : definition.context?.logger),
+      (options.logLevel !== undefined
+        ? createLogger({ level: options.logLevel })
+        : definition.context?.logger),
   };
   const ctx = new StreamingContext(context);
   await definition.build(ctx);

@@ -9,7 +9,9 @@ const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'
 
 function version(): string {
   try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version?: string;
+    };
     return pkg.version ?? '0.0.0';
   } catch {
     return '0.0.0';
@@ -34,7 +36,9 @@ async function guarded(what: string, fn: () => Promise<void>): Promise<void> {
 /** The `sluice` command line. Only wiring: each command's logic is a function in this folder. */
 export function createProgram(): Command {
   const program = new Command('sluice')
-    .description('Sluice: micro-batch stream processing for TypeScript (Spark Streaming DStreams on Node.js, Kafka in and out)')
+    .description(
+      'Sluice: micro-batch stream processing for TypeScript (Spark Streaming DStreams on Node.js, Kafka in and out)',
+    )
     .version(version(), '-V, --version')
     .showHelpAfterError('(add --help for usage)')
     .addHelpText(
@@ -48,12 +52,18 @@ Examples:
 
   program
     .command('run')
-    .description('run a pipeline file until it is stopped (Ctrl-C / SIGTERM stop it gracefully after the running batch)')
-    .argument('<pipeline>', 'a .ts or .js file whose default export is definePipeline({ batchInterval, build(ctx) })')
+    .description(
+      'run a pipeline file until it is stopped (Ctrl-C / SIGTERM stop it gracefully after the running batch)',
+    )
+    .argument(
+      '<pipeline>',
+      'a .ts or .js file whose default export is definePipeline({ batchInterval, build(ctx) })',
+    )
     .addOption(
-      new Option('--log-level <level>', 'log level of the JSON logs on stderr (default: SLUICE_LOG_LEVEL or info)').choices(
-        LOG_LEVELS,
-      ),
+      new Option(
+        '--log-level <level>',
+        'log level of the JSON logs on stderr (default: SLUICE_LOG_LEVEL or info)',
+      ).choices(LOG_LEVELS),
     )
     .addHelpText(
       'after',
@@ -70,7 +80,10 @@ cannot be opened or a batch fails (the error's code and message are printed on s
   program
     .command('describe')
     .description("print a pipeline's plan (operators, names, parents, options) without running it")
-    .argument('<pipeline>', 'a .ts or .js file whose default export is definePipeline({ batchInterval, build(ctx) })')
+    .argument(
+      '<pipeline>',
+      'a .ts or .js file whose default export is definePipeline({ batchInterval, build(ctx) })',
+    )
     .option('--json', 'print the plan as JSON')
     .action(async (file: string, opts: { json?: boolean }) => {
       await guarded(`describe ${file}`, async () => {
@@ -81,7 +94,9 @@ cannot be opened or a batch fails (the error's code and message are printed on s
 
   const kafka = program
     .command('kafka')
-    .description('manage the local development Kafka broker (127.0.0.1:9092; KAFKA_BOOTSTRAP points at another cluster)');
+    .description(
+      'manage the local development Kafka broker (127.0.0.1:9092; KAFKA_BOOTSTRAP points at another cluster)',
+    );
   kafka
     .command('start')
     .description('start the local broker detached (or reuse a running one) and print its bootstrap servers')
@@ -94,7 +109,9 @@ cannot be opened or a batch fails (the error's code and message are printed on s
     .command('status')
     .description('say whether the broker answers; exit code 0 when running, 3 when not')
     .option('--json', 'print the status as JSON')
-    .action((opts: { json?: boolean }) => guarded('kafka status', async () => print(await kafkaStatusCommand(opts))));
+    .action((opts: { json?: boolean }) =>
+      guarded('kafka status', async () => print(await kafkaStatusCommand(opts))),
+    );
 
   return program;
 }

@@ -25,14 +25,19 @@ export async function runPipelineFile(file: string, options: RunOptions = {}): P
   const earlyHandler = (signal: NodeJS.Signals): void => {
     if (early !== undefined) process.exit(130);
     early = signal;
-    writeError(`sluice run: ${signal} received while starting; stopping once started (again to exit at once)`);
+    writeError(
+      `sluice run: ${signal} received while starting; stopping once started (again to exit at once)`,
+    );
   };
   process.on('SIGINT', earlyHandler);
   process.on('SIGTERM', earlyHandler);
   let started = false;
   try {
     const definition = await loadPipeline(file);
-    const ctx = await buildContext(file, definition, { logLevel: options.logLevel, stopGracefullyOnSignals: true });
+    const ctx = await buildContext(file, definition, {
+      logLevel: options.logLevel,
+      stopGracefullyOnSignals: true,
+    });
     try {
       await ctx.start();
       started = true;
@@ -57,9 +62,14 @@ export async function runPipelineFile(file: string, options: RunOptions = {}): P
  * that would keep the process alive: exit anyway after `graceMs`. The timer is unref'd, so it never
  * delays a process that ends by itself.
  */
-export function exitEvenIfHandlesRemain(graceMs = 5_000, writeError = (line: string) => process.stderr.write(`${line}\n`)): void {
+export function exitEvenIfHandlesRemain(
+  graceMs = 5_000,
+  writeError = (line: string) => process.stderr.write(`${line}\n`),
+): void {
   setTimeout(() => {
-    writeError(`sluice: something the pipeline opened is still open ${graceMs} ms after it stopped; exiting anyway`);
+    writeError(
+      `sluice: something the pipeline opened is still open ${graceMs} ms after it stopped; exiting anyway`,
+    );
     process.exit(process.exitCode ?? 0);
   }, graceMs).unref();
 }

@@ -18,14 +18,22 @@ test('sluice describe prints the plan of the socket example as text: every opera
 });
 
 test('sluice describe --json prints the plan as parseable JSON with the nodes in definition order', async () => {
-  const run = ChildRun.sluice(['describe', 'examples/directory-wordcount.ts', '--json'], { WATCH_DIR: '/tmp/sluice-describe-test' });
+  const run = ChildRun.sluice(['describe', 'examples/directory-wordcount.ts', '--json'], {
+    WATCH_DIR: '/tmp/sluice-describe-test',
+  });
   const exit = await run.waitForExit(30_000);
   assert.equal(exit.code, 0, run.output());
   const plan = JSON.parse(run.stdout) as {
     pipelineId: string;
     batchIntervalMs: number;
     fingerprint: string;
-    nodes: { name: string; kind: string; parents: string[]; options: Record<string, unknown>; output: boolean }[];
+    nodes: {
+      name: string;
+      kind: string;
+      parents: string[];
+      options: Record<string, unknown>;
+      output: boolean;
+    }[];
   };
   assert.equal(plan.pipelineId, 'directory-wordcount');
   assert.equal(plan.batchIntervalMs, 1000);
@@ -44,7 +52,9 @@ test('sluice describe --json prints the plan as parseable JSON with the nodes in
 test('describePipelineFile returns the same plan text and JSON without starting anything', async () => {
   const text = await describePipelineFile('examples/socket-wordcount.ts');
   assert.match(text, /^Pipeline 'socket-wordcount'/);
-  const json = JSON.parse(await describePipelineFile('examples/socket-wordcount.ts', { json: true })) as { nodes: unknown[] };
+  const json = JSON.parse(await describePipelineFile('examples/socket-wordcount.ts', { json: true })) as {
+    nodes: unknown[];
+  };
   assert.equal(json.nodes.length, 5);
 });
 

@@ -12,7 +12,8 @@ test('sluice --help lists the run, describe and kafka commands and exits 0', asy
   const run = await sluice(['--help']);
   assert.equal(run.exitInfo?.code, 0, run.output());
   assert.match(run.stdout, /^Usage: sluice \[options\] \[command\]/);
-  for (const cmd of ['run', 'describe', 'kafka']) assert.match(run.stdout, new RegExp(`^  ${cmd} `, 'm'), `lists ${cmd}`);
+  for (const cmd of ['run', 'describe', 'kafka'])
+    assert.match(run.stdout, new RegExp(`^  ${cmd} `, 'm'), `lists ${cmd}`);
 });
 
 test('sluice run --help documents the pipeline argument, --log-level and the exit codes', async () => {

@@ -14,7 +14,10 @@ test('sluice run on a file without a default export exits 1 naming the file, the
   const run = await sluiceRun('test/cli/fixtures/no-default-export.ts');
   assert.equal(run.exitInfo?.code, 1, run.output());
   assert.equal(run.stdout, '');
-  assert.match(run.stderr, /SLUICE_PIPELINE_FILE: Pipeline file test\/cli\/fixtures\/no-default-export\.ts does not export a pipeline/);
+  assert.match(
+    run.stderr,
+    /SLUICE_PIPELINE_FILE: Pipeline file test\/cli\/fixtures\/no-default-export\.ts does not export a pipeline/,
+  );
   assert.match(run.stderr, /it has no default export \(it exports pipeline\)/);
   assert.match(run.stderr, EXPECTED);
 });
@@ -22,14 +25,20 @@ test('sluice run on a file without a default export exits 1 naming the file, the
 test('sluice run on a file whose default export is not a pipeline definition exits 1 saying what is missing', async () => {
   const run = await sluiceRun('test/cli/fixtures/default-without-build.ts');
   assert.equal(run.exitInfo?.code, 1, run.output());
-  assert.match(run.stderr, /SLUICE_PIPELINE_FILE: .*default-without-build\.ts does not export a pipeline: its default export lacks a build\(ctx\) function/);
+  assert.match(
+    run.stderr,
+    /SLUICE_PIPELINE_FILE: .*default-without-build\.ts does not export a pipeline: its default export lacks a build\(ctx\) function/,
+  );
   assert.match(run.stderr, EXPECTED);
 });
 
 test('sluice run on a missing file exits 1 with the path it looked for', async () => {
   const run = await sluiceRun('test/cli/fixtures/does-not-exist.ts');
   assert.equal(run.exitInfo?.code, 1, run.output());
-  assert.match(run.stderr, /SLUICE_PIPELINE_FILE: Pipeline file test\/cli\/fixtures\/does-not-exist\.ts does not exist \(looked for \/.*does-not-exist\.ts\)/);
+  assert.match(
+    run.stderr,
+    /SLUICE_PIPELINE_FILE: Pipeline file test\/cli\/fixtures\/does-not-exist\.ts does not exist \(looked for \/.*does-not-exist\.ts\)/,
+  );
 });
 
 test('sluice run exits 1 with the error code and message when the pipeline build throws', async () => {

@@ -58,8 +58,10 @@ export class ChildRun {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (cond(this.stdout)) return;
-      if (this.exitInfo) throw new Error(`${this.#label} exited (${fmtExit(this.exitInfo)}) before ${what}\n${this.output()}`);
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${this.output()}`);
+      if (this.exitInfo)
+        throw new Error(`${this.#label} exited (${fmtExit(this.exitInfo)}) before ${what}\n${this.output()}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${this.output()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -4,7 +4,14 @@ import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { ChildRun, parsePrintedBatches, sameCounts, sortedEntries, totalCounts, wordCounts } from './child-process.js';
+import {
+  ChildRun,
+  parsePrintedBatches,
+  sameCounts,
+  sortedEntries,
+  totalCounts,
+  wordCounts,
+} from './child-process.js';
 
 const runs: ChildRun[] = [];
 let root: string | undefined;
@@ -24,9 +31,16 @@ test('directory-wordcount example counts the words of each file moved into the w
   await writeFile(path.join(staging, 'early.txt'), early);
   await rename(path.join(staging, 'early.txt'), path.join(watched, 'early.txt'));
 
-  const run = ChildRun.sluice(['run', 'examples/directory-wordcount.ts'], { WATCH_DIR: watched, BATCH_INTERVAL_MS: '500' });
+  const run = ChildRun.sluice(['run', 'examples/directory-wordcount.ts'], {
+    WATCH_DIR: watched,
+    BATCH_INTERVAL_MS: '500',
+  });
   runs.push(run);
-  await run.waitFor((out) => sameCounts(totalCounts(out), wordCounts(early)), 'the counts of early.txt', 20_000);
+  await run.waitFor(
+    (out) => sameCounts(totalCounts(out), wordCounts(early)),
+    'the counts of early.txt',
+    20_000,
+  );
   assert.deepEqual(sortedEntries(totalCounts(run.stdout)), [
     ['alpha', 2],
     ['beta', 1],
@@ -66,9 +80,16 @@ test('directory-wordcount example counts the words of each file moved into the w
   assert.deepEqual(exit, { code: 0, signal: null }, run.output());
   // The names read are kept next to the files: a restarted job reads only the files new to it.
   assert.ok(existsSync(path.join(watched, '.sluice-read-files.json')));
-  const again = ChildRun.sluice(['run', 'examples/directory-wordcount.ts'], { WATCH_DIR: watched, BATCH_INTERVAL_MS: '500' });
+  const again = ChildRun.sluice(['run', 'examples/directory-wordcount.ts'], {
+    WATCH_DIR: watched,
+    BATCH_INTERVAL_MS: '500',
+  });
   runs.push(again);
-  await again.waitFor((out) => parsePrintedBatches(out).length >= 1, 'the first batch after the restart', 20_000);
+  await again.waitFor(
+    (out) => parsePrintedBatches(out).length >= 1,
+    'the first batch after the restart',
+    20_000,
+  );
   const fresh = 'omega omega\n';
   await writeFile(path.join(staging, 'fresh.txt'), fresh);
   await rename(path.join(staging, 'fresh.txt'), path.join(watched, 'fresh.txt'));

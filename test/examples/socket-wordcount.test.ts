@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, test } from 'node:test';
-import { ChildRun, countsOf, parsePrintedBatches, sameCounts, sortedEntries, totalCounts, wordCounts } from './child-process.js';
+import {
+  ChildRun,
+  countsOf,
+  parsePrintedBatches,
+  sameCounts,
+  sortedEntries,
+  totalCounts,
+  wordCounts,
+} from './child-process.js';
 
 const servers: net.Server[] = [];
 const runs: ChildRun[] = [];
@@ -28,7 +36,10 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string, run: ChildRun):
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
     new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}\n${run.output()}`)), ms);
+      timer = setTimeout(
+        () => reject(new Error(`timed out after ${ms} ms waiting for ${what}\n${run.output()}`)),
+        ms,
+      );
     }),
   ]);
 }
@@ -44,10 +55,17 @@ test('socket-wordcount example prints per-batch word counts of the lines a TCP s
   const socket = await withTimeout(connection, 20_000, 'the example to connect to the TCP server', run);
 
   // First burst: 40 lines; the batch that gets them prints one (word,count) line per word.
-  const first = Array.from({ length: 40 }, (_, i) => `the quick brown fox ${i % 2 === 0 ? 'jumps' : 'sleeps'}`).join('\n') + '\n';
+  const first =
+    Array.from({ length: 40 }, (_, i) => `the quick brown fox ${i % 2 === 0 ? 'jumps' : 'sleeps'}`).join(
+      '\n',
+    ) + '\n';
   socket.write(first);
   const expectedFirst = wordCounts(first);
-  await run.waitFor((out) => sameCounts(totalCounts(out), expectedFirst), 'the counts of the first burst', 15_000);
+  await run.waitFor(
+    (out) => sameCounts(totalCounts(out), expectedFirst),
+    'the counts of the first burst',
+    15_000,
+  );
   assert.deepEqual(sortedEntries(totalCounts(run.stdout)), [
     ['brown', 40],
     ['fox', 40],
