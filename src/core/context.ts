@@ -2,9 +2,11 @@ import { Batch } from './batch.js';
 import { SystemClock, type Clock } from './clock.js';
 import { DStream, type Named } from './dstream.js';
 import { ContextStateError, InvalidOptionError, PipelineDefinitionError, SluiceError } from './errors.js';
-import { Graph, describePlan, type BatchRun, type PipelinePlan } from './graph.js';
+import { Graph, describePlan, type BatchRun, type OutputRegistration, type PipelinePlan } from './graph.js';
 import { createLogger, type Logger } from './logger.js';
 import { QueueSource, type QueueSourceOptions } from './queue-source.js';
+import type { OffsetStore } from './offsets.js';
+import { isTransactionalStore, type Guarantee } from './sink.js';
 import { rangeSize, type InputPlan, type OffsetRange, type Source } from './source.js';
 import { DirectorySource, type DirectorySourceOptions } from '../sources/directory.js';
 import { SocketTextSource, type SocketTextSourceOptions } from '../sources/socket.js';
@@ -22,6 +24,19 @@ export interface StreamingContextOptions {
   readonly stopGracefullyOnSignals?: boolean;
   /** How many finished batches `ctx.batches` keeps (default 1000). */
   readonly retainedBatches?: number;
+  /**
+   * Where the read positions of replayable inputs (Kafka) are kept. Default: the input's own
+   * (Kafka's consumer-group commits). A transactional output must use its store here.
+   */
+  readonly offsetStore?: OffsetStore;
+}
+
+/** How the engine commits each batch, decided at start from the outputs and the offset store. */
+export interface CommitPlan {
+  readonly offsetStore: string | undefined;
+  /** `before-outputs` for at-most-once, `in-transaction` when an output commits them, else `after-outputs`. */
+  readonly offsets: 'none' | 'before-outputs' | 'after-outputs' | 'in-transaction';
+  readonly outputs: readonly { readonly name: string; readonly guarantee: Guarantee; readonly how: string }[];
 }
 
 export type ContextState = 'initialized' | 'active' | 'stopping' | 'stopped';
@@ -46,6 +61,8 @@ export interface BatchInfo {
   readonly totalDelay: number;
   readonly numRecords: number;
   readonly inputs: readonly InputInfo[];
+  /** Per output: its name and how long it took, in definition order. */
+  readonly outputs: readonly { readonly name: string; readonly durationMs: number }[];
   readonly status: 'completed' | 'failed';
   readonly error?: SluiceError | Error;
 }
@@ -97,6 +114,9 @@ export class StreamingContext {
   #termination: { promise: Promise<void>; resolve: () => void; reject: (e: Error) => void };
   #signalHandler: (() => void) | undefined;
   #openedSources: Source<unknown>[] = [];
+  #openedOutputs: OutputRegistration[] = [];
+  #offsetStore: OffsetStore | undefined;
+  #commitPlan: CommitPlan | undefined;
 
   constructor(options: StreamingContextOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -104,7 +124,11 @@ export class StreamingContext {
     }
     const { batchInterval, pipelineId = 'sluice', retainedBatches = 1000 } = options;
     if (typeof batchInterval !== 'number' || !Number.isInteger(batchInterval) || batchInterval <= 0) {
-      throw new InvalidOptionError('batchInterval', 'a whole number of milliseconds > 0, e.g. 1000', batchInterval);
+      throw new InvalidOptionError(
+        'batchInterval',
+        'a whole number of milliseconds > 0, e.g. 1000',
+        batchInterval,
+      );
     }
     if (typeof pipelineId !== 'string' || !/^[A-Za-z0-9_.\-]{1,200}$/.test(pipelineId)) {
       throw new InvalidOptionError('pipelineId', '1-200 characters among letters, digits, _ . -', pipelineId);
@@ -167,7 +191,10 @@ export class StreamingContext {
   }
 
   /** Lines of the files moved into `directory`, each file read once (Spark's `textFileStream`). */
-  textFileStream(directory: string, options: Omit<DirectorySourceOptions, 'directory'> & Named = {}): DStream<string> {
+  textFileStream(
+    directory: string,
+    options: Omit<DirectorySourceOptions, 'directory'> & Named = {},
+  ): DStream<string> {
     const { name, ...rest } = options;
     return this.stream(new DirectorySource({ directory, ...rest }), { name });
   }
@@ -224,9 +251,14 @@ export class StreamingContext {
         this.#state,
       );
     });
+    this.#offsetStore =
+      this.#options.offsetStore ??
+      this.#graph.inputs.map((i) => i.source.defaultOffsetStore?.()).find((s) => s !== undefined);
+    this.#commitPlan = this.#resolveCommitPlan();
     this.#state = 'active';
     try {
       for (const input of this.#graph.inputs) {
+        const group = this.#groupOf(input.source);
         await input.source.open({
           pipelineId: this.pipelineId,
           name: input.name,
@@ -234,8 +266,18 @@ export class StreamingContext {
           batchInterval: this.batchInterval,
           logger: this.logger.child({ input: input.name }),
           signal: this.#stopSources.signal,
+          storedOffsets: async (topics) => (this.#offsetStore ? this.#offsetStore.read(group, topics) : []),
         });
         this.#openedSources.push(input.source);
+      }
+      for (const output of this.#graph.outputs) {
+        await output.open?.({
+          pipelineId: this.pipelineId,
+          name: output.name,
+          logger: this.logger.child({ output: output.name }),
+          signal: this.#stopSources.signal,
+        });
+        this.#openedOutputs.push(output);
       }
     } catch (e) {
       await this.#closeSources();
@@ -249,6 +291,97 @@ export class StreamingContext {
     const firstBatchTime = (Math.floor(now / this.batchInterval) + 1) * this.batchInterval;
     this.logger.info({ batchInterval: this.batchInterval, firstBatchTime }, 'streaming context started');
     this.#loop = this.#runLoop(firstBatchTime);
+  }
+
+  /** How each batch will be committed: which output gives which guarantee, where offsets go. */
+  commitPlan(): CommitPlan {
+    return this.#commitPlan ?? this.#resolveCommitPlan();
+  }
+
+  /**
+   * Decides, before anything starts, how each output's guarantee is met; refuses a combination
+   * that cannot give what was asked, saying why and what would work.
+   */
+  #resolveCommitPlan(): CommitPlan {
+    const store =
+      this.#offsetStore ??
+      this.#options.offsetStore ??
+      this.#graph.inputs.map((i) => i.source.defaultOffsetStore?.()).find((s) => s !== undefined);
+    const hasOffsets = this.#graph.inputs.some((i) => i.source.offsetGroup !== undefined);
+    const notReplayable = this.#graph.inputs.filter((i) => !i.source.replayable).map((i) => i.name);
+    const storeName = store ? store.kind : undefined;
+    const outputs: { name: string; guarantee: Guarantee; how: string }[] = [];
+    let transactionalOutput: string | undefined;
+    for (const out of this.#graph.outputs) {
+      const inStoreTransaction = Boolean(out.transactional && store && out.transactional.store === store);
+      const canExactlyOnce = out.idempotent || inStoreTransaction;
+      const ceiling: Guarantee = notReplayable.length
+        ? 'at-most-once'
+        : canExactlyOnce
+          ? 'exactly-once'
+          : 'at-least-once';
+      const wanted = out.guarantee ?? ceiling;
+      if (rank(wanted) > rank(ceiling)) {
+        throw new PipelineDefinitionError(
+          `Output '${out.name}' (${out.kind}) cannot be ${wanted}: ${whyNot(out, wanted, notReplayable, store)}`,
+          howTo(out, wanted, notReplayable, store),
+        );
+      }
+      let how: string;
+      if (wanted === 'exactly-once' && !out.idempotent) {
+        if (transactionalOutput) {
+          throw new PipelineDefinitionError(
+            `Outputs '${transactionalOutput}' and '${out.name}' both need the offsets in their transaction`,
+            'A batch commits its offsets once: make all but one of the exactly-once outputs idempotent',
+          );
+        }
+        transactionalOutput = out.name;
+        how = `rows and offsets in one ${storeName} transaction`;
+      } else if (wanted === 'exactly-once') {
+        how = 'idempotent writes, then offsets';
+      } else if (wanted === 'at-least-once') {
+        how = 'write, then offsets';
+      } else {
+        how = 'offsets, then write';
+      }
+      outputs.push({ name: out.name, guarantee: wanted, how });
+    }
+    const atMostOnce = outputs.filter(
+      (o) => o.guarantee === 'at-most-once' && hasOffsets && !notReplayable.length,
+    );
+    if (atMostOnce.length && atMostOnce.length !== outputs.length) {
+      throw new PipelineDefinitionError(
+        `Output '${atMostOnce[0]!.name}' is at-most-once but '${outputs.find((o) => o.guarantee !== 'at-most-once')!.name}' is not`,
+        'At-most-once saves offsets before writing and the others after: run them as separate pipelines, or give them one guarantee',
+      );
+    }
+    if (hasOffsets && !store) {
+      throw new PipelineDefinitionError(
+        'The pipeline reads offsets but has no offset store',
+        'Pass offsetStore to the StreamingContext',
+      );
+    }
+    const groups = new Set(
+      this.#graph.inputs.filter((i) => i.source.offsetGroup).map((i) => this.#groupOf(i.source)),
+    );
+    if (transactionalOutput && groups.size > 1) {
+      throw new PipelineDefinitionError(
+        `Inputs use several offset groups (${[...groups].join(', ')}) but one output commits offsets in its transaction`,
+        'Give every input the same group id',
+      );
+    }
+    const offsets: CommitPlan['offsets'] = !hasOffsets
+      ? 'none'
+      : transactionalOutput
+        ? 'in-transaction'
+        : atMostOnce.length
+          ? 'before-outputs'
+          : 'after-outputs';
+    return { offsetStore: storeName, offsets, outputs };
+  }
+
+  #groupOf(source: Source<unknown>): string {
+    return source.offsetGroup?.(this.pipelineId) ?? this.pipelineId;
   }
 
   /** Resolves when the context has stopped; rejects with the error that stopped it, if any. */
@@ -303,19 +436,33 @@ export class StreamingContext {
 
   /**
    * One batch, start to finish. THE COMMIT PROTOCOL, in order; a failure at any step stops the
-   * job before the later steps, so nothing of a failed batch is committed:
+   * job before the later steps, so a failed batch is never recorded as read: a restart reads it
+   * again from the stored offsets (and a transaction in progress rolls back).
    *   1. Fix each input's content (its offset ranges) before reading any record.
    *   2. Fetch exactly that content.
-   *   3. Run the graph: each stream's batch is computed once, on demand of the outputs.
-   *   4. Write the outputs, in the order they were defined.
-   *   5. Tell each source the batch is committed (it may forget what the batch covered).
-   *   6. Record the batch as done.
+   *   3. At-most-once only: save the offsets now, before any output (a crash then loses the batch).
+   *   4. Run the graph and write the outputs that commit on their own, in definition order
+   *      (idempotent and at-least-once outputs). Each stream's batch is computed once.
+   *   5. The exactly-once transactional output, if any: its writes AND the batch's offsets in one
+   *      transaction of the offset store; the offsets are a compare-and-set from each range's
+   *      fromOffset, so a replayed batch or a second instance rolls back with OffsetConflictError.
+   *      Otherwise save the offsets now (after the outputs: at-least-once; with idempotent outputs:
+   *      exactly-once), compare-and-set where the store can.
+   *   6. Tell each source the batch is committed, and record the batch as done.
    */
   async #runBatch(time: number): Promise<void> {
     const start = this.clock.now();
     this.#emit((l) => l.onBatchStarted?.(time));
     const inputs: InputInfo[] = [];
+    const outputs: { name: string; durationMs: number }[] = [];
     const plans: { source: Source<unknown>; plan: InputPlan }[] = [];
+    const commit = this.#commitPlan!;
+    const store = this.#offsetStore;
+    const timed = async (name: string, work: () => Promise<void>) => {
+      const t0 = this.clock.now();
+      await work();
+      outputs.push({ name, durationMs: this.clock.now() - t0 });
+    };
     try {
       // 1. Fix the content.
       for (const input of this.#graph.inputs) {
@@ -334,19 +481,64 @@ export class StreamingContext {
           offsetRanges: plan.offsetRanges,
         });
       }
-      // 3 + 4. Run the graph through the outputs, one output after the other.
-      for (const output of this.#graph.outputs) await output.run(run);
-      // 5. Commit.
+      const offsetsByGroup = this.#offsetsByGroup(plans);
+      // 3. At-most-once: offsets first.
+      if (commit.offsets === 'before-outputs') await this.#saveOffsets(store!, offsetsByGroup);
+      // 4. Outputs that commit on their own.
+      const transactional = commit.offsets === 'in-transaction' ? this.#transactionalOutput() : undefined;
+      for (const output of this.#graph.outputs) {
+        if (output !== transactional) await timed(output.name, () => output.run(run));
+      }
+      // 5. The transactional output with the offsets, or the offsets alone.
+      if (transactional) {
+        const [group, ranges] = [...offsetsByGroup][0] ?? [this.pipelineId, []];
+        await timed(transactional.name, () =>
+          transactional.transactional!.store.transaction(group, ranges, (tx) =>
+            transactional.transactional!.run(run, tx),
+          ),
+        );
+      } else if (commit.offsets === 'after-outputs') {
+        await this.#saveOffsets(store!, offsetsByGroup);
+      }
+      // 6. Commit the sources' own bookkeeping.
       for (const { source, plan } of plans) await source.commit?.(plan);
     } catch (e) {
-      this.#record(time, start, inputs, e as Error);
+      this.#record(time, start, inputs, outputs, e as Error);
       throw e;
     }
-    // 6. Done.
-    this.#record(time, start, inputs);
+    this.#record(time, start, inputs, outputs);
   }
 
-  #record(time: number, start: number, inputs: InputInfo[], error?: Error): void {
+  #transactionalOutput(): OutputRegistration | undefined {
+    const name = this.#commitPlan!.outputs.find(
+      (o) => o.guarantee === 'exactly-once' && o.how.includes('transaction'),
+    )?.name;
+    return this.#graph.outputs.find((o) => o.name === name);
+  }
+
+  #offsetsByGroup(plans: { source: Source<unknown>; plan: InputPlan }[]): Map<string, OffsetRange[]> {
+    const byGroup = new Map<string, OffsetRange[]>();
+    for (const { source, plan } of plans) {
+      if (!source.offsetGroup || plan.offsetRanges.length === 0) continue;
+      const group = this.#groupOf(source);
+      byGroup.set(group, [...(byGroup.get(group) ?? []), ...plan.offsetRanges]);
+    }
+    return byGroup;
+  }
+
+  async #saveOffsets(store: OffsetStore, byGroup: Map<string, OffsetRange[]>): Promise<void> {
+    for (const [group, ranges] of byGroup) {
+      await store.write(group, ranges, { compareAndSet: store.capabilities.compareAndSet });
+    }
+  }
+
+  #record(
+    time: number,
+    start: number,
+    inputs: InputInfo[],
+    outputs: { name: string; durationMs: number }[],
+    error?: Error,
+  ): void {
     const end = this.clock.now();
     const info: BatchInfo = {
       batchTime: time,
@@ -357,6 +549,7 @@ export class StreamingContext {
       totalDelay: end - time,
       numRecords: inputs.reduce((n, i) => n + i.numRecords, 0),
       inputs,
+      outputs,
       status: error ? 'failed' : 'completed',
       ...(error ? { error } : {}),
     };
@@ -368,10 +561,24 @@ export class StreamingContext {
         records: info.numRecords,
         schedulingDelay: info.schedulingDelay,
         processingTime: info.processingTime,
-        offsetRanges: inputs.flatMap((i) => i.offsetRanges.map((r) => `${r.topic}-${r.partition}:${r.fromOffset}-${r.untilOffset}(${rangeSize(r)})`)),
+        offsetRanges: inputs.flatMap((i) =>
+          i.offsetRanges.map(
+            (r) => `${r.topic}-${r.partition}:${r.fromOffset}-${r.untilOffset}(${rangeSize(r)})`,
+          ),
+        ),
       },
       error ? 'batch failed' : 'batch completed',
     );
+    if (!error) {
+      for (const input of this.#graph.inputs) {
+        input.source.onBatchCompleted?.({
+          batchTime: time,
+          numRecords: inputs.find((i) => i.name === input.name)?.numRecords ?? 0,
+          processingTime: info.processingTime,
+          schedulingDelay: info.schedulingDelay,
+        });
+      }
+    }
     this.#emit((l) => (error ? l.onBatchFailed?.(info) : l.onBatchCompleted?.(info)));
   }
 
@@ -386,6 +593,13 @@ export class StreamingContext {
   }
 
   async #closeSources(): Promise<void> {
+    for (const output of this.#openedOutputs.splice(0)) {
+      try {
+        await output.close?.();
+      } catch (e) {
+        this.logger.warn({ err: e, output: output.name }, 'closing an output failed');
+      }
+    }
     for (const source of this.#openedSources.splice(0)) {
       try {
         await source.close();
@@ -411,4 +625,46 @@ export class StreamingContext {
     process.removeListener('SIGTERM', this.#signalHandler);
     this.#signalHandler = undefined;
   }
+}
+
+const RANK: Record<Guarantee, number> = { 'at-most-once': 0, 'at-least-once': 1, 'exactly-once': 2 };
+function rank(g: Guarantee): number {
+  return RANK[g];
+}
+
+function whyNot(
+  out: OutputRegistration,
+  wanted: Guarantee,
+  notReplayable: string[],
+  store: OffsetStore | undefined,
+): string {
+  if (notReplayable.length)
+    return `input ${notReplayable.map((n) => `'${n}'`).join(', ')} cannot be read again after a crash`;
+  if (wanted === 'exactly-once' && out.transactional && store && out.transactional.store !== store) {
+    return `it commits in a ${out.transactional.store.kind} transaction but the offsets are kept in ${store.kind}`;
+  }
+  return `it is neither idempotent nor able to write in the offset store's transaction${store ? ` (offsets in ${store.kind})` : ''}`;
+}
+
+function howTo(
+  out: OutputRegistration,
+  wanted: Guarantee,
+  notReplayable: string[],
+  store: OffsetStore | undefined,
+): string {
+  if (notReplayable.length)
+    return 'Read from a replayable input (Kafka, a directory), or ask for at-most-once';
+  const options = ['make the output idempotent (upsert on a key the records carry)'];
+  if (out.transactional && store && out.transactional.store !== store) {
+    options.unshift(
+      `keep the offsets in the output's store (offsetStore: the ${out.transactional.store.kind} store)`,
+    );
+  } else if (isTransactionalStore(store)) {
+    options.push(
+      `write inside the ${store.kind} offset store's transaction (foreachBatch with { transaction })`,
+    );
+  } else {
+    options.push('use a transactional output together with its store as the offset store');
+  }
+  return `To get ${wanted}: ${options.join('; or ')}; or ask for at-least-once`;
 }

@@ -1,7 +1,15 @@
 import { Batch, type PairInput } from './batch.js';
 import { OperatorError, PipelineDefinitionError } from './errors.js';
 import { COMPUTE, type BatchContext, type BatchRun, type Graph } from './graph.js';
+import type { SinkContext } from './sink.js';
 import type { Pair } from './keys.js';
+import {
+  GUARANTEES,
+  isTransactionalSink,
+  type Guarantee,
+  type Sink,
+  type TransactionalOffsetStore,
+} from './sink.js';
 import type { OffsetRange } from './source.js';
 
 /** Every operator takes an optional name; without one it is named `<kind>-<n>`. */
@@ -13,6 +21,26 @@ export interface Named {
 export interface ShuffleOptions extends Named {
   /** Partitions of the result (default: those of the input). */
   readonly numPartitions?: number;
+}
+
+/** Options of outputs. */
+export interface OutputOptions extends Named {
+  /**
+   * What the output must promise (see {@link Guarantee}). Default: exactly-once where the output
+   * and the offset store allow it, else at-least-once. Asking for more than they allow fails at start.
+   */
+  readonly guarantee?: Guarantee;
+}
+
+/** Options of `foreachBatch`. */
+export interface ForeachBatchOptions<Tx = unknown> extends OutputOptions {
+  /** The function's writes are idempotent: running a batch again changes nothing. */
+  readonly idempotent?: boolean;
+  /**
+   * Run the function inside this store's transaction, which also commits the batch's offsets:
+   * `ctx.transaction` is the handle. The store must be the context's offset store.
+   */
+  readonly transaction?: TransactionalOffsetStore<Tx>;
 }
 
 /** Options of `print`. */
@@ -106,8 +134,20 @@ export class DStream<T> {
     }
   }
 
-  #derive<U>(kind: string, opts: Named | undefined, options: Record<string, unknown>, compute: Compute<U>, others: DStream<any>[] = []): DStream<U> {
-    return new DStream<U>(this.graph, { kind, name: opts?.name, parents: [this, ...others], options, compute });
+  #derive<U>(
+    kind: string,
+    opts: Named | undefined,
+    options: Record<string, unknown>,
+    compute: Compute<U>,
+    others: DStream<any>[] = [],
+  ): DStream<U> {
+    return new DStream<U>(this.graph, {
+      kind,
+      name: opts?.name,
+      parents: [this, ...others],
+      options,
+      compute,
+    });
   }
 
   map<U>(fn: (record: T) => U, opts?: Named): DStream<U> {
@@ -153,7 +193,9 @@ export class DStream<T> {
 
   /** `[value, count]` per distinct value in each batch. */
   countByValue(opts?: ShuffleOptions): DStream<[T, number]> {
-    return this.#derive('countByValue', opts, shuffleOptions(opts), ([b]) => b!.countByValue(opts?.numPartitions));
+    return this.#derive('countByValue', opts, shuffleOptions(opts), ([b]) =>
+      b!.countByValue(opts?.numPartitions),
+    );
   }
 
   /** One record per non-empty batch: all its records combined with `fn`. */
@@ -161,7 +203,11 @@ export class DStream<T> {
     return this.#derive('reduce', opts, {}, ([b]) => b!.reduce(fn));
   }
 
-  reduceByKey<K, V>(this: DStream<Pair<K, V>>, fn: (a: V, b: V) => V, opts?: ShuffleOptions): DStream<[K, V]> {
+  reduceByKey<K, V>(
+    this: DStream<Pair<K, V>>,
+    fn: (a: V, b: V) => V,
+    opts?: ShuffleOptions,
+  ): DStream<[K, V]> {
     return this.#derive('reduceByKey', opts, shuffleOptions(opts), ([b]) =>
       (b as Batch<Pair<K, V>>).reduceByKey(fn, opts?.numPartitions),
     );
@@ -177,11 +223,19 @@ export class DStream<T> {
     return this.#derive('mapValues', opts, {}, ([b]) => (b as Batch<Pair<K, V>>).mapValues(fn));
   }
 
-  flatMapValues<K, V, W>(this: DStream<Pair<K, V>>, fn: (value: V) => Iterable<W>, opts?: Named): DStream<[K, W]> {
+  flatMapValues<K, V, W>(
+    this: DStream<Pair<K, V>>,
+    fn: (value: V) => Iterable<W>,
+    opts?: Named,
+  ): DStream<[K, W]> {
     return this.#derive('flatMapValues', opts, {}, ([b]) => (b as Batch<Pair<K, V>>).flatMapValues(fn));
   }
 
-  join<K, V, W>(this: DStream<Pair<K, V>>, other: DStream<Pair<K, W>>, opts?: ShuffleOptions): DStream<[K, [V, W]]> {
+  join<K, V, W>(
+    this: DStream<Pair<K, V>>,
+    other: DStream<Pair<K, W>>,
+    opts?: ShuffleOptions,
+  ): DStream<[K, [V, W]]> {
     return this.#binary('join', other, opts, (a, b) => a.join(b, opts?.numPartitions));
   }
 
@@ -209,7 +263,11 @@ export class DStream<T> {
     return this.#binary('fullOuterJoin', other, opts, (a, b) => a.fullOuterJoin(b, opts?.numPartitions));
   }
 
-  cogroup<K, V, W>(this: DStream<Pair<K, V>>, other: DStream<Pair<K, W>>, opts?: ShuffleOptions): DStream<[K, [V[], W[]]]> {
+  cogroup<K, V, W>(
+    this: DStream<Pair<K, V>>,
+    other: DStream<Pair<K, W>>,
+    opts?: ShuffleOptions,
+  ): DStream<[K, [V[], W[]]]> {
     return this.#binary('cogroup', other, opts, (a, b) => a.cogroup(b, opts?.numPartitions));
   }
 
@@ -220,9 +278,13 @@ export class DStream<T> {
     opts: ShuffleOptions | undefined,
     fn: (a: Batch<Pair<K, V>>, b: PairInput<K, W>) => Batch<R>,
   ): DStream<R> {
-    return this.#derive(kind, opts, shuffleOptions(opts), ([a, b]) => fn(a as Batch<Pair<K, V>>, b as Batch<Pair<K, W>>), [
-      other,
-    ]);
+    return this.#derive(
+      kind,
+      opts,
+      shuffleOptions(opts),
+      ([a, b]) => fn(a as Batch<Pair<K, V>>, b as Batch<Pair<K, W>>),
+      [other],
+    );
   }
 
   /**
@@ -237,7 +299,10 @@ export class DStream<T> {
    * });
    * ```
    */
-  transform<U>(fn: (batch: Batch<T>, ctx: BatchContext) => Batch<U> | Promise<Batch<U>>, opts?: Named): DStream<U> {
+  transform<U>(
+    fn: (batch: Batch<T>, ctx: BatchContext) => Batch<U> | Promise<Batch<U>>,
+    opts?: Named,
+  ): DStream<U> {
     return this.#derive('transform', opts, {}, ([b], ctx) => fn(b!, ctx));
   }
 
@@ -252,47 +317,138 @@ export class DStream<T> {
 
   /**
    * An output: `fn` gets each batch, its time and its offset ranges. The batch counts as done only
-   * when the promise `fn` returns resolves; if it rejects, the batch fails and nothing of it is committed.
+   * when the promise `fn` returns resolves; if it rejects, the batch fails and nothing of it is
+   * committed. With `transaction`, `fn` runs inside the offset store's transaction (exactly-once).
+   *
+   * @example
+   * ```ts
+   * rows.foreachBatch(async (batch, { transaction: client }) => {
+   *   for (const [name, id] of batch.collect()) await client.query('insert into t values ($1, $2)', [name, id]);
+   * }, { transaction: pgOffsets });
+   * ```
    */
-  foreachBatch(fn: (batch: Batch<T>, ctx: BatchContext) => void | Promise<void>, opts?: Named): void {
-    this.#output('foreachBatch', opts, {}, async (batch, ctx) => {
-      await fn(batch, ctx);
-    });
+  foreachBatch<Tx>(
+    fn: (batch: Batch<T>, ctx: BatchContext & { readonly transaction: Tx }) => void | Promise<void>,
+    opts: ForeachBatchOptions<Tx> & { readonly transaction: TransactionalOffsetStore<Tx> },
+  ): void;
+  foreachBatch(
+    fn: (batch: Batch<T>, ctx: BatchContext) => void | Promise<void>,
+    opts?: ForeachBatchOptions,
+  ): void;
+  foreachBatch(fn: (batch: Batch<T>, ctx: any) => void | Promise<void>, opts?: ForeachBatchOptions): void {
+    const store = opts?.transaction;
+    this.#output(
+      'foreachBatch',
+      opts,
+      {},
+      {
+        idempotent: opts?.idempotent ?? false,
+        write: async (batch, ctx) => {
+          await fn(batch, ctx);
+        },
+        transactional: store && {
+          store,
+          write: (tx, batch, ctx) => Promise.resolve(fn(batch, { ...ctx, transaction: tx })),
+        },
+      },
+    );
+  }
+
+  /**
+   * Writes every batch to `sink`. The guarantee is checked against the sink and the offset store
+   * when the context starts: a combination that cannot give it is refused with the reason.
+   */
+  writeTo(sink: Sink<T>, opts?: OutputOptions): void {
+    const transactional = isTransactionalSink(sink)
+      ? {
+          store: sink.store,
+          write: (tx: unknown, batch: Batch<T>, ctx: BatchContext) => sink.writeInTransaction(tx, batch, ctx),
+        }
+      : undefined;
+    this.#output(
+      sink.kind,
+      opts,
+      { ...sink.describe(), ...(opts?.guarantee ? { guarantee: opts.guarantee } : {}) },
+      {
+        idempotent: sink.idempotent,
+        write: (batch, ctx) => sink.write(batch, ctx),
+        transactional,
+        open: (ctx) => sink.open(ctx),
+        close: () => sink.close(),
+      },
+    );
   }
 
   /** Prints the first `num` records of each batch under a header with the batch time, as Spark does. */
   print(num = 10, opts?: PrintOptions): void {
-    if (!Number.isInteger(num) || num < 1) throw new PipelineDefinitionError(`print(${num})`, 'Print at least 1 record');
+    if (!Number.isInteger(num) || num < 1)
+      throw new PipelineDefinitionError(`print(${num})`, 'Print at least 1 record');
     const write = opts?.write ?? ((line: string) => console.log(line));
-    this.#output('print', opts, { num }, (batch, ctx) => {
-      const first = batch.take(num + 1);
-      const rule = '-------------------------------------------';
-      write(`${rule}\nTime: ${ctx.time} ms\n${rule}`);
-      for (const r of first.slice(0, num)) write(formatRecord(r));
-      if (first.length > num) write('...');
-      write('');
-    });
+    this.#output(
+      'print',
+      opts,
+      { num },
+      {
+        idempotent: false,
+        write: (batch, ctx) => {
+          const first = batch.take(num + 1);
+          const rule = '-------------------------------------------';
+          write(`${rule}\nTime: ${ctx.time} ms\n${rule}`);
+          for (const r of first.slice(0, num)) write(formatRecord(r));
+          if (first.length > num) write('...');
+          write('');
+        },
+      },
+    );
   }
 
   #output(
     kind: string,
-    opts: Named | undefined,
+    opts: OutputOptions | undefined,
     options: Record<string, unknown>,
-    fn: (batch: Batch<T>, ctx: BatchContext) => void | Promise<void>,
+    impl: {
+      idempotent: boolean;
+      write: (batch: Batch<T>, ctx: BatchContext) => void | Promise<void>;
+      transactional?: {
+        store: TransactionalOffsetStore<any>;
+        write: (tx: unknown, batch: Batch<T>, ctx: BatchContext) => Promise<void>;
+      };
+      open?: (ctx: SinkContext) => Promise<void>;
+      close?: () => Promise<void>;
+    },
   ): void {
+    if (opts?.guarantee !== undefined && !GUARANTEES.includes(opts.guarantee)) {
+      throw new PipelineDefinitionError(
+        `Unknown guarantee ${JSON.stringify(opts.guarantee)}`,
+        `Use one of ${GUARANTEES.join(', ')}`,
+      );
+    }
     const name = this.graph.name(kind, opts?.name);
     this.graph.add({ name, kind, parents: [this.name], options, output: true });
+    const call = async (
+      run: BatchRun,
+      write: (batch: Batch<T>, ctx: BatchContext) => void | Promise<void>,
+    ) => {
+      const batch = await this[COMPUTE](run);
+      try {
+        await write(batch, batchContext(run, this.inputNames));
+      } catch (e) {
+        throw e instanceof OperatorError ? e : new OperatorError(name, run.time, e);
+      }
+    };
+    const tx = impl.transactional;
     this.graph.outputs.push({
       name,
       kind,
-      run: async (run) => {
-        const batch = await this[COMPUTE](run);
-        try {
-          await fn(batch, batchContext(run, this.inputNames));
-        } catch (e) {
-          throw new OperatorError(name, run.time, e);
-        }
+      guarantee: opts?.guarantee,
+      idempotent: impl.idempotent,
+      transactional: tx && {
+        store: tx.store,
+        run: (run, handle) => call(run, (batch, ctx) => tx.write(handle, batch, ctx)),
       },
+      open: impl.open,
+      close: impl.close,
+      run: (run) => call(run, impl.write),
     });
   }
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Batch } from './batch.js';
 import { PipelineDefinitionError } from './errors.js';
+import type { Guarantee, SinkContext, TransactionalOffsetStore } from './sink.js';
 import type { OffsetRange, Source } from './source.js';
 
 /** Internal hooks between the graph, streams and the context; not part of the public API. */
@@ -12,12 +13,20 @@ export interface BatchContext {
   readonly time: number;
   /** The offset ranges of the inputs this stream is built from (empty for inputs without offsets). */
   readonly offsetRanges: readonly OffsetRange[];
+  /**
+   * In an output that writes inside the offset store's transaction: the transaction handle (a
+   * `pg.PoolClient`, a mysql2 connection, ...). The batch's offsets commit with it.
+   */
+  readonly transaction?: unknown;
 }
 
 /** One batch being processed: its inputs and the batches computed so far, each computed once. */
 export interface BatchRun {
   readonly time: number;
-  readonly inputs: ReadonlyMap<string, { readonly batch: Batch<unknown>; readonly offsetRanges: readonly OffsetRange[] }>;
+  readonly inputs: ReadonlyMap<
+    string,
+    { readonly batch: Batch<unknown>; readonly offsetRanges: readonly OffsetRange[] }
+  >;
   readonly computed: Map<object, Promise<Batch<unknown>>>;
 }
 
@@ -42,6 +51,17 @@ export interface PipelinePlan {
 export interface OutputRegistration {
   readonly name: string;
   readonly kind: string;
+  /** What the user asked for; undefined: the strongest the output and the offset store allow. */
+  readonly guarantee: Guarantee | undefined;
+  /** Writing a batch again leaves the destination unchanged. */
+  readonly idempotent: boolean;
+  /** Present when the output can write inside `store`'s transaction, together with the offsets. */
+  readonly transactional?: {
+    readonly store: TransactionalOffsetStore<unknown>;
+    readonly run: (run: BatchRun, tx: unknown) => Promise<void>;
+  };
+  readonly open?: (ctx: SinkContext) => Promise<void>;
+  readonly close?: () => Promise<void>;
   readonly run: (run: BatchRun) => Promise<void>;
 }
 
@@ -120,7 +140,9 @@ export function describePlan(plan: PipelinePlan): string {
   for (const n of plan.nodes) {
     const from = n.parents.length ? ` <- ${n.parents.join(', ')}` : '';
     const opts = Object.keys(n.options).length ? ` ${JSON.stringify(n.options)}` : '';
-    lines.push(`  ${n.name.padEnd(width)}  ${n.kind.padEnd(kindWidth)}${from}${opts}${n.output ? '  [output]' : ''}`);
+    lines.push(
+      `  ${n.name.padEnd(width)}  ${n.kind.padEnd(kindWidth)}${from}${opts}${n.output ? '  [output]' : ''}`,
+    );
   }
   return lines.join('\n');
 }

@@ -1,6 +1,8 @@
 import type { Batch } from './batch.js';
 import type { BatchContext } from './graph.js';
-import type { Sink } from './sink.js';
+import { InMemoryOffsetStore } from './offsets.js';
+import type { Sink, TransactionalOffsetStore, TransactionalSink } from './sink.js';
+import type { OffsetRange } from './source.js';
 
 /**
  * A sink that keeps what it is given in memory: the reference implementation of the sink contract.
@@ -30,6 +32,11 @@ export class InMemorySink<T> implements Sink<T> {
   async open(): Promise<void> {}
 
   async write(batch: Batch<T>, _ctx: BatchContext): Promise<void> {
+    this.apply(batch);
+  }
+
+  /** Adds the batch's records (upserting with a key). */
+  protected apply(batch: Batch<T>): void {
     for (const p of batch.partitions) {
       for (const r of p) {
         if (this.#key) this.#rows.set(JSON.stringify(this.#key(r)), r);
@@ -39,4 +46,56 @@ export class InMemorySink<T> implements Sink<T> {
   }
 
   async close(): Promise<void> {}
+}
+
+/** Effects staged in an in-memory transaction, applied only when it commits. */
+export class InMemoryTransaction {
+  readonly #effects: (() => void)[] = [];
+
+  stage(effect: () => void): void {
+    this.#effects.push(effect);
+  }
+
+  /** @internal */
+  commit(): void {
+    for (const e of this.#effects.splice(0)) e();
+  }
+}
+
+/** The in-memory transactional offset store: the reference for database and Kafka transactions. */
+export class InMemoryTransactionalStore
+  extends InMemoryOffsetStore
+  implements TransactionalOffsetStore<InMemoryTransaction>
+{
+  readonly transactional = true;
+
+  async transaction<R>(
+    group: string,
+    ranges: readonly OffsetRange[],
+    fn: (tx: InMemoryTransaction) => Promise<R>,
+  ): Promise<R> {
+    const tx = new InMemoryTransaction();
+    const result = await fn(tx);
+    // The compare-and-set throws before anything is applied; after it nothing can fail.
+    await this.write(group, ranges, { compareAndSet: true });
+    tx.commit();
+    return result;
+  }
+}
+
+/** An {@link InMemorySink} that can also write inside an {@link InMemoryTransactionalStore}'s transaction. */
+export class InMemoryTransactionalSink<T>
+  extends InMemorySink<T>
+  implements TransactionalSink<T, InMemoryTransaction>
+{
+  readonly store: InMemoryTransactionalStore;
+
+  constructor(store: InMemoryTransactionalStore, options: { key?: (record: T) => unknown } = {}) {
+    super(options);
+    this.store = store;
+  }
+
+  async writeInTransaction(tx: InMemoryTransaction, batch: Batch<T>): Promise<void> {
+    tx.stage(() => this.apply(batch));
+  }
 }

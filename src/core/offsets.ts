@@ -77,7 +77,11 @@ export class InMemoryOffsetStore implements OffsetStore {
     return out.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
   }
 
-  async write(group: string, ranges: readonly OffsetRange[], options: { compareAndSet?: boolean } = {}): Promise<void> {
+  async write(
+    group: string,
+    ranges: readonly OffsetRange[],
+    options: { compareAndSet?: boolean } = {},
+  ): Promise<void> {
     if (options.compareAndSet) {
       checkCompareAndSet(group, ranges, (t, p) => this.#data.get(key(group, t, p)));
     }

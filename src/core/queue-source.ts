@@ -8,6 +8,11 @@ export interface QueueSourceOptions<T> {
   readonly defaultBatch?: readonly T[];
   /** Partitions each batch is spread over (default 1). */
   readonly numPartitions?: number;
+  /**
+   * Whether pipelines may treat this input as replayable, to test their guarantees with the
+   * test driver (default true). A queue lives in memory: nothing survives a real crash.
+   */
+  readonly replayable?: boolean;
 }
 
 /**
@@ -23,6 +28,7 @@ export interface QueueSourceOptions<T> {
  */
 export class QueueSource<T> implements Source<T> {
   readonly kind = 'queue';
+  readonly replayable: boolean;
   readonly #queue: (readonly T[])[] = [];
   readonly #oneAtATime: boolean;
   readonly #defaultBatch: readonly T[];
@@ -34,6 +40,7 @@ export class QueueSource<T> implements Source<T> {
     this.#oneAtATime = options.oneAtATime ?? true;
     this.#defaultBatch = options.defaultBatch ?? [];
     this.#numPartitions = n;
+    this.replayable = options.replayable ?? true;
   }
 
   /** Queues the records of one batch. */

@@ -66,7 +66,9 @@ export interface TransactionalSink<T, Tx> extends Sink<T> {
   writeInTransaction(tx: Tx, batch: Batch<T>, ctx: BatchContext): Promise<void>;
 }
 
-export function isTransactionalStore(store: OffsetStore | undefined): store is TransactionalOffsetStore<unknown> {
+export function isTransactionalStore(
+  store: OffsetStore | undefined,
+): store is TransactionalOffsetStore<unknown> {
   return Boolean(store && (store as Partial<TransactionalOffsetStore<unknown>>).transactional === true);
 }
 

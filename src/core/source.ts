@@ -1,5 +1,6 @@
 import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
+import type { OffsetStore, PartitionOffset } from './offsets.js';
 
 /**
  * The records of one topic-partition that one batch reads: offsets `fromOffset` (inclusive) to
@@ -37,6 +38,19 @@ export interface SourceContext {
   readonly logger: Logger;
   /** Aborted when the context stops; long waits must honour it. */
   readonly signal: AbortSignal;
+  /**
+   * The positions the pipeline's offset store holds for this source's group and `topics`: where
+   * to resume. Partitions absent from the answer have no stored position (use the starting policy).
+   */
+  readonly storedOffsets: (topics: readonly string[]) => Promise<PartitionOffset[]>;
+}
+
+/** What the engine tells a source after each batch (for rate control). */
+export interface BatchFeedback {
+  readonly batchTime: number;
+  readonly numRecords: number;
+  readonly processingTime: number;
+  readonly schedulingDelay: number;
 }
 
 /**
@@ -60,4 +74,15 @@ export interface Source<T> {
   commit?(plan: InputPlan): Promise<void>;
   /** Releases connections. Called once, after the last batch. */
   close(): Promise<void>;
+  /**
+   * True when a batch that was planned but not committed can be read again after a restart (Kafka,
+   * a directory). False (socket) limits its pipelines to at-most-once. Default false.
+   */
+  readonly replayable?: boolean;
+  /** The group its offsets are stored under (default: the pipeline id). */
+  offsetGroup?(pipelineId: string): string;
+  /** The offset store to use when the context names none (e.g. Kafka's consumer-group commits). */
+  defaultOffsetStore?(): OffsetStore | undefined;
+  /** Called after every completed batch, e.g. to adapt the rate. */
+  onBatchCompleted?(feedback: BatchFeedback): void;
 }

@@ -35,7 +35,12 @@ export function offsetStoreConformance(
       const id = randomUUID().slice(0, 8);
       return { group: `g-${id}`, topic: `t-${id}`, other: `u-${id}` };
     };
-    const range = (topic: string, partition: number, fromOffset: number, untilOffset: number): OffsetRange => ({
+    const range = (
+      topic: string,
+      partition: number,
+      fromOffset: number,
+      untilOffset: number,
+    ): OffsetRange => ({
       topic,
       partition,
       fromOffset,

@@ -37,7 +37,12 @@ export function sinkConformance<T>(label: string, fixture: () => Promise<SinkFix
     const open = async () => {
       const f = await fixture();
       made.push(f);
-      await f.sink.open({ pipelineId: 'conformance', name: 'out', logger: silentLogger, signal: new AbortController().signal });
+      await f.sink.open({
+        pipelineId: 'conformance',
+        name: 'out',
+        logger: silentLogger,
+        signal: new AbortController().signal,
+      });
       return f;
     };
     after(async () => {
@@ -82,22 +87,30 @@ export function sinkConformance<T>(label: string, fixture: () => Promise<SinkFix
       const topic = `t-${randomUUID().slice(0, 8)}`;
       const first = f.records(5, 'c');
       const r1 = [{ topic, partition: 0, fromOffset: 0, untilOffset: 5 }];
-      await sink.store.transaction(group, r1, (tx) => sink.writeInTransaction(tx, Batch.of(first), ctx(1000)));
+      await sink.store.transaction(group, r1, (tx) =>
+        sink.writeInTransaction(tx, Batch.of(first), ctx(1000)),
+      );
       assert.deepEqual(canon(await f.readBack()), canon(first));
       assert.deepEqual(await sink.store.read(group, [topic]), [{ topic, partition: 0, offset: 5 }]);
 
       await t.test('a failure after the write rolls the records back and keeps the offsets', async () => {
-        const failing = sink.store.transaction(group, [{ topic, partition: 0, fromOffset: 5, untilOffset: 9 }], async (tx) => {
-          await sink.writeInTransaction(tx, Batch.of(f.records(4, 'd')), ctx(2000));
-          throw new Error('crash between output and offsets');
-        });
+        const failing = sink.store.transaction(
+          group,
+          [{ topic, partition: 0, fromOffset: 5, untilOffset: 9 }],
+          async (tx) => {
+            await sink.writeInTransaction(tx, Batch.of(f.records(4, 'd')), ctx(2000));
+            throw new Error('crash between output and offsets');
+          },
+        );
         await assert.rejects(failing, /crash between output and offsets/);
         assert.deepEqual(canon(await f.readBack()), canon(first));
         assert.deepEqual(await sink.store.read(group, [topic]), [{ topic, partition: 0, offset: 5 }]);
       });
 
       await t.test('a replayed batch conflicts on the offsets and its records are not kept', async () => {
-        const replay = sink.store.transaction(group, r1, (tx) => sink.writeInTransaction(tx, Batch.of(f.records(5, 'e')), ctx(1000)));
+        const replay = sink.store.transaction(group, r1, (tx) =>
+          sink.writeInTransaction(tx, Batch.of(f.records(5, 'e')), ctx(1000)),
+        );
         await assert.rejects(replay, OffsetConflictError);
         assert.deepEqual(canon(await f.readBack()), canon(first));
       });

@@ -30,7 +30,12 @@ describe('Batch', () => {
   });
 
   it('reduce of an empty batch is empty, count of it is 0', () => {
-    assert.deepEqual(Batch.empty<number>().reduce((a, b) => a + b).collect(), []);
+    assert.deepEqual(
+      Batch.empty<number>()
+        .reduce((a, b) => a + b)
+        .collect(),
+      [],
+    );
     assert.deepEqual(Batch.empty<number>().count().collect(), [0]);
   });
 

@@ -5,7 +5,12 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ManualClock } from '../../src/core/clock.js';
 import { StreamingContext, type BatchInfo } from '../../src/core/context.js';
-import { ContextStateError, InvalidOptionError, PipelineDefinitionError, SourceError } from '../../src/core/errors.js';
+import {
+  ContextStateError,
+  InvalidOptionError,
+  PipelineDefinitionError,
+  SourceError,
+} from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { QueueSource } from '../../src/core/queue-source.js';
 import type { InputPlan, Source } from '../../src/core/source.js';
@@ -35,7 +40,8 @@ describe('StreamingContext', () => {
     for (const bad of [0, -5, 1.5, Number.NaN, '1000']) {
       assert.throws(
         () => new StreamingContext({ batchInterval: bad as number }),
-        (e: unknown) => e instanceof InvalidOptionError && e.option === 'batchInterval' && /> 0/.test(e.message),
+        (e: unknown) =>
+          e instanceof InvalidOptionError && e.option === 'batchInterval' && /> 0/.test(e.message),
       );
     }
   });
@@ -192,7 +198,10 @@ describe('StreamingContext', () => {
       },
     };
     const { ctx } = manualContext();
-    ctx.stream(okSource).union(ctx.stream(bad)).foreachBatch(() => {});
+    ctx
+      .stream(okSource)
+      .union(ctx.stream(bad))
+      .foreachBatch(() => {});
     await assert.rejects(ctx.start(), SourceError);
     assert.equal(closed, 1);
     assert.equal(ctx.state, 'stopped');
@@ -203,7 +212,9 @@ describe('StreamingContext', () => {
       kind: 'ranged',
       describe: () => ({}),
       open: async () => {},
-      plan: async (t) => ({ offsetRanges: [{ topic: 'orders', partition: 0, fromOffset: t, untilOffset: t + 2 }] }),
+      plan: async (t) => ({
+        offsetRanges: [{ topic: 'orders', partition: 0, fromOffset: t, untilOffset: t + 2 }],
+      }),
       fetch: async () => [['x', 'y']],
       close: async () => {},
     };
@@ -218,10 +229,13 @@ describe('StreamingContext', () => {
     await until(() => done.length === 1, 'batch');
     await ctx.stop();
     assert.deepEqual(seen, [[{ topic: 'orders', partition: 0, fromOffset: 1000, untilOffset: 1002 }], []]);
-    assert.deepEqual(done[0]!.inputs.map((i) => [i.name, i.numRecords]), [
-      ['orders', 2],
-      ['other', 0],
-    ]);
+    assert.deepEqual(
+      done[0]!.inputs.map((i) => [i.name, i.numRecords]),
+      [
+        ['orders', 2],
+        ['other', 0],
+      ],
+    );
   });
 
   it('describe shows every operator with its derived or given name, as text and JSON', () => {
@@ -259,11 +273,14 @@ describe('StreamingContext', () => {
 
   it('stops gracefully on SIGTERM when asked to, finishing the running batch', async () => {
     const script = fileURLToPath(new URL('./fixtures/signal-job.ts', import.meta.url));
-    const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (d: string) => (out += d));
-    for (let i = 0; i < 300 && !out.includes('batch-started'); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 300 && !out.includes('batch-started'); i++)
+      await new Promise((r) => setTimeout(r, 50));
     assert.match(out, /batch-started/, 'the child started a batch within 15 s');
     child.kill('SIGTERM');
     const [code] = await once(child, 'exit');

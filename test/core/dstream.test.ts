@@ -14,7 +14,11 @@ function sorted<T>(records: T[]): T[] {
  * Runs `build` over the given input batches (one per interval) through the test driver and
  * returns each output batch's records, sorted.
  */
-async function run<I, O>(inputs: I[][], build: (s: DStream<I>) => DStream<O>, numPartitions = 1): Promise<O[][]> {
+async function run<I, O>(
+  inputs: I[][],
+  build: (s: DStream<I>) => DStream<O>,
+  numPartitions = 1,
+): Promise<O[][]> {
   const driver = new TestDriver({ batchInterval: 1000 });
   const input = driver.input<I>({ name: 'in', numPartitions });
   const out = driver.collect(build(input.stream));
@@ -172,12 +176,15 @@ describe('DStream stateless operators', () => {
         ['b', 0],
       ],
     ]);
-    assert.deepEqual(await run(input, (s) => s.flatMapValues((v) => Array.from({ length: v }, (_, i) => i))), [
+    assert.deepEqual(
+      await run(input, (s) => s.flatMapValues((v) => Array.from({ length: v }, (_, i) => i))),
       [
-        ['a', 0],
-        ['a', 1],
+        [
+          ['a', 0],
+          ['a', 1],
+        ],
       ],
-    ]);
+    );
   });
 
   it('object keys group by value, not by reference', async () => {
@@ -194,8 +201,29 @@ describe('DStream stateless operators', () => {
   });
 
   // Spark: BasicOperationsSuite "join", "leftOuterJoin", "rightOuterJoin", "fullOuterJoin", "cogroup".
-  const left = [[['a', 1], ['a', 2], ['b', 1]], [['a', 1], ['b', 1]], [], [['a', 1]]] as [string, number][][];
-  const right = [[['a', 'x'], ['b', 'y'], ['b', 'z']], [['c', 'x']], [['b', 'x']], []] as [string, string][][];
+  const left = [
+    [
+      ['a', 1],
+      ['a', 2],
+      ['b', 1],
+    ],
+    [
+      ['a', 1],
+      ['b', 1],
+    ],
+    [],
+    [['a', 1]],
+  ] as [string, number][][];
+  const right = [
+    [
+      ['a', 'x'],
+      ['b', 'y'],
+      ['b', 'z'],
+    ],
+    [['c', 'x']],
+    [['b', 'x']],
+    [],
+  ] as [string, string][][];
 
   it('join pairs every left value with every right value of the same key', async () => {
     assert.deepEqual(await run2(left, right, (a, b) => a.join(b)), [
@@ -244,11 +272,14 @@ describe('DStream stateless operators', () => {
 
   it('fullOuterJoin keeps every key of either side', async () => {
     const out = await run2(left, right, (a, b) => a.fullOuterJoin(b));
-    assert.deepEqual(out[1], sorted([
-      ['a', [1, undefined]],
-      ['b', [1, undefined]],
-      ['c', [undefined, 'x']],
-    ]));
+    assert.deepEqual(
+      out[1],
+      sorted([
+        ['a', [1, undefined]],
+        ['b', [1, undefined]],
+        ['c', [undefined, 'x']],
+      ]),
+    );
     assert.deepEqual(out[2], [['b', [undefined, 'x']]]);
     assert.deepEqual(out[3], [['a', [1, undefined]]]);
     assert.equal(out[0]!.length, 4);
@@ -260,11 +291,14 @@ describe('DStream stateless operators', () => {
       ['a', [[1, 2], ['x']]],
       ['b', [[1], ['y', 'z']]],
     ]);
-    assert.deepEqual(out[1], sorted([
-      ['a', [[1], []]],
-      ['b', [[1], []]],
-      ['c', [[], ['x']]],
-    ]));
+    assert.deepEqual(
+      out[1],
+      sorted([
+        ['a', [[1], []]],
+        ['b', [[1], []]],
+        ['c', [[], ['x']]],
+      ]),
+    );
     assert.deepEqual(out[2], [['b', [[], ['x']]]]);
   });
 

@@ -1,7 +1,12 @@
-import { InMemorySink } from '../../src/core/memory-sink.js';
+import {
+  InMemorySink,
+  InMemoryTransactionalSink,
+  InMemoryTransactionalStore,
+} from '../../src/core/memory-sink.js';
 import { sinkConformance } from '../conformance/sink.js';
 
-const records = (n: number, seed: string) => Array.from({ length: n }, (_, i) => ({ id: `${seed}-${i}`, n: i }));
+const records = (n: number, seed: string) =>
+  Array.from({ length: n }, (_, i) => ({ id: `${seed}-${i}`, n: i }));
 
 sinkConformance('InMemorySink (append)', async () => {
   const sink = new InMemorySink<{ id: string; n: number }>();
@@ -10,5 +15,10 @@ sinkConformance('InMemorySink (append)', async () => {
 
 sinkConformance('InMemorySink (upsert by id)', async () => {
   const sink = new InMemorySink<{ id: string; n: number }>({ key: (r) => r.id });
+  return { sink, readBack: async () => sink.records, records };
+});
+
+sinkConformance('InMemoryTransactionalSink', async () => {
+  const sink = new InMemoryTransactionalSink<{ id: string; n: number }>(new InMemoryTransactionalStore());
   return { sink, readBack: async () => sink.records, records };
 });

@@ -49,6 +49,7 @@ export function sourceContext(
     clock: new SystemClock(),
     batchInterval: 1000,
     signal: controller.signal,
+    storedOffsets: async () => [],
     ...overrides,
     logger,
     controller,

@@ -116,7 +116,11 @@ export class TestDriver {
    */
   async advance(batches = 1): Promise<BatchInfo> {
     if (this.context.state !== 'active') {
-      throw new ContextStateError('advance() needs a started driver', 'Call start() first', this.context.state);
+      throw new ContextStateError(
+        'advance() needs a started driver',
+        'Call start() first',
+        this.context.state,
+      );
     }
     let info: BatchInfo | undefined;
     for (let i = 0; i < batches; i++) {
