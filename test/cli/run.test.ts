@@ -53,3 +53,44 @@ test('sluice run --log-level rejects an unknown level and lists the accepted one
   assert.equal(run.exitInfo?.code, 1, run.output());
   assert.match(run.stderr, /Allowed choices are trace, debug, info, warn, error, fatal, silent/);
 });
+
+test('sluice run exits 1 with SLUICE_OPERATOR_FAILED naming the operator when a batch fails', async () => {
+  const run = await sluiceRun('test/cli/fixtures/failing-batch.ts');
+  assert.equal(run.exitInfo?.code, 1, run.output());
+  assert.match(run.stdout, /^batch 1\nbatch 2\n$/);
+  assert.match(
+    run.stderr,
+    /the pipeline failed: SLUICE_OPERATOR_FAILED: Operator 'flaky-sink' failed in the batch of .*: the sink is down/,
+  );
+  assert.match(run.stderr, /caused by: Error: the sink is down\n\s+at /);
+});
+
+test('sluice run stops gracefully with exit 0 when SIGINT arrives while the pipeline is still being built', async () => {
+  const run = ChildRun.sluice(['run', 'test/cli/fixtures/slow-build.ts']);
+  await run.waitFor((out) => out.includes('building\n'), 'the build to begin', 30_000);
+  const exit = await run.stop('SIGINT');
+  assert.deepEqual(exit, { code: 0, signal: null }, run.output());
+  assert.match(run.stderr, /SIGINT received while starting; stopping once started/);
+  assert.doesNotMatch(run.stdout, /^batch /m, 'no batch ran');
+});
+
+test('sluice run exits 0 after a graceful stop even when the pipeline left a handle open', async () => {
+  const run = ChildRun.sluice(['run', 'test/cli/fixtures/leaky-handle.ts']);
+  await run.waitFor((out) => /^batch \d+$/m.test(out), 'a first batch', 30_000);
+  const exit = await run.stop('SIGINT', 15_000);
+  assert.deepEqual(exit, { code: 0, signal: null }, run.output());
+  assert.match(run.stderr, /still open 5000 ms after it stopped; exiting anyway/);
+});
+
+test('sluice run --log-level sets the level of the JSON logs on stderr (debug shows each batch, silent none)', async () => {
+  const debug = ChildRun.sluice(['run', 'test/cli/fixtures/failing-batch.ts', '--log-level', 'debug']);
+  await debug.waitForExit(30_000);
+  assert.equal(debug.exitInfo?.code, 1, debug.output());
+  assert.match(debug.stderr, /"level":20,.*"msg":"batch completed"/);
+
+  const silent = ChildRun.sluice(['run', 'test/cli/fixtures/failing-batch.ts', '--log-level', 'silent']);
+  await silent.waitForExit(30_000);
+  assert.equal(silent.exitInfo?.code, 1, silent.output());
+  assert.doesNotMatch(silent.stderr, /"level":/);
+  assert.match(silent.stderr, /SLUICE_OPERATOR_FAILED/, 'the CLI still reports the failure');
+});
