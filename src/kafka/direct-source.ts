@@ -107,6 +107,13 @@ const CONSUME_BATCH = 10_000;
 /** How long one native consume call waits for its first message. */
 const CONSUME_WAIT_MS = 100;
 
+/** One stored position, as the engine's offset store reports it. */
+interface StoredOffset {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+}
+
 const EMPTY_HEADERS: readonly KafkaHeader[] = Object.freeze([]);
 
 /** librdkafka keys the source sets itself, and the option to use instead. */
@@ -154,6 +161,8 @@ interface PartitionState {
  */
 export class KafkaDirectSource<K = string | null, V = string | null> implements Source<KafkaRecord<K, V>> {
   readonly kind = 'kafka';
+  /** A batch planned but not committed can be read again after a restart: Kafka keeps the records. */
+  readonly replayable = true;
   readonly topics: readonly string[];
   readonly bootstrapServers: string;
   readonly isolationLevel: IsolationLevelName;
@@ -216,7 +225,12 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     const consumer = await this.#connect(ctx);
     this.#consumer = consumer;
     try {
-      const admin = KafkaAdmin.from(consumer, this.bootstrapServers, this.#retryPolicy());
+      // An admin client with connections of its own: on the consumer's connection, a ListOffsets
+      // request would wait behind the consumer's long-poll Fetch (fetch.wait.max.ms) every batch.
+      const admin = KafkaAdmin.create(this.bootstrapServers, {
+        config: { ...this.#options.consumerConfig, 'client.id': `sluice-${ctx.pipelineId}-${ctx.name}-admin`.slice(0, 200) },
+        policy: this.#retryPolicy(),
+      });
       this.#admin = admin;
       const partitions = await admin.ensureTopics(this.topics, this.#options.createTopics);
       for (const topic of this.topics) {
@@ -228,7 +242,10 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         }
         this.#byTopic.set(topic, states);
       }
-      const start = await this.#resolvePositions(this.#options.startingOffsets ?? 'latest', this.#requestedStart);
+      // Precedence: positions given with startAt() > the offset store's positions > startingOffsets.
+      const stored = await this.#storedPositions(ctx);
+      const requested = stored || this.#requestedStart ? mergeOffsets(stored, this.#requestedStart ?? {}) : undefined;
+      const start = await this.#resolvePositions(this.#options.startingOffsets ?? 'latest', requested);
       for (const s of this.#partitions) {
         const offset = start.get(tpKey(s.topic, s.partition))!;
         s.next = s.committed = s.coverStart = s.reached = offset;
@@ -435,7 +452,13 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     let lastError: unknown;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
-      const consumer = new KafkaConsumer(config as never, {});
+      let consumer: RdKafkaConsumer;
+      try {
+        consumer = new KafkaConsumer(config as never, {});
+      } catch (e) {
+        // librdkafka refuses the configuration itself (an unknown property, a bad value).
+        throw new InvalidOptionError('consumerConfig', `librdkafka consumer properties it accepts (${describeError(e)})`, redactConfig(this.#options.consumerConfig ?? {}));
+      }
       consumer.on('event.error', (e) => {
         this.#lastClientError = e;
       });
@@ -457,6 +480,27 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       }
     }
     throw new BrokerUnreachableError(this.bootstrapServers, attempts, lastError);
+  }
+
+  /**
+   * The positions the pipeline's offset store holds (when the engine provides them), restricted to
+   * partitions that exist.
+   */
+  async #storedPositions(ctx: SourceContext): Promise<PartitionOffsets | undefined> {
+    const lookup = (ctx as { storedOffsets?: (topics: readonly string[]) => Promise<readonly StoredOffset[]> }).storedOffsets;
+    if (typeof lookup !== 'function') return undefined;
+    const stored = await lookup(this.topics);
+    if (stored.length === 0) return undefined;
+    const out: PartitionOffsets = {};
+    for (const { topic, partition, offset } of stored) {
+      if (!this.#byTopic.get(topic)?.[partition]) {
+        this.#logger?.warn({ topic, partition, offset }, 'stored offset of a partition this source does not read: ignored');
+        continue;
+      }
+      (out[topic] ??= {})[partition] = offset;
+    }
+    this.#logger?.info({ stored: out }, 'resuming from stored offsets');
+    return out;
   }
 
   /** Resolves starting offsets to concrete offsets for every partition. */
@@ -576,6 +620,23 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
           }
         }
         this.#pendingEofs.length = 0;
+      }
+      if (open > 0) {
+        // The consumer's position moves past transaction markers (and aborted batches) as it
+        // serves them, without delivering anything: a range ending on a marker is complete
+        // once the position reaches its end, without waiting for the next fetch's EOF.
+        const positions = consumer.position([...until.keys()].map((s) => ({ topic: s.topic, partition: s.partition })));
+        for (const p of positions) {
+          const s = this.#byTopic.get(p.topic)?.[p.partition];
+          if (!s || !(p.offset > s.reached)) continue;
+          s.reached = p.offset;
+          progressed = true;
+          const u = until.get(s);
+          if (u !== undefined && s.reached >= u) {
+            until.delete(s);
+            open--;
+          }
+        }
       }
       if (progressed) {
         lastProgress = Date.now();
