@@ -1,0 +1,105 @@
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { InvalidOptionError } from '../core/errors.js';
+
+/**
+ * Where to connect: an ioredis client you own (Sluice uses it and never quits it), or a
+ * `redis://` / `rediss://` URL for a client Sluice creates and quits on `close()`.
+ * Default: env `SLUICE_REDIS_URL`, else `redis://127.0.0.1:6379`.
+ */
+export type RedisConnection = Redis | string;
+
+export interface ResolvedRedis {
+  readonly client: Redis;
+  /** True when Sluice created the client and must quit it. */
+  readonly owned: boolean;
+}
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/**
+ * A client Sluice creates: connects on first use, gives up on a command after a bounded number of
+ * reconnection attempts (instead of queueing it forever while Redis is down).
+ */
+export function resolveRedis(option: unknown): ResolvedRedis {
+  if (option instanceof Redis) return { client: option, owned: false };
+  if (option !== undefined && (typeof option !== 'string' || !/^rediss?:\/\//.test(option))) {
+    throw new InvalidOptionError(
+      'redis',
+      'an ioredis client, or a redis:// or rediss:// URL',
+      redactValue(option),
+    );
+  }
+  const url = (option as string | undefined) ?? (process.env.SLUICE_REDIS_URL?.trim() || DEFAULT_REDIS_URL);
+  const client = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: 10_000,
+    maxRetriesPerRequest: 3,
+    retryStrategy: (times) => Math.min(times * 200, 2_000),
+  });
+  // Failures reach the caller through the rejected command; without a listener ioredis would also
+  // print every reconnection error to the console.
+  client.on('error', () => {});
+  return { client, owned: true };
+}
+
+/** Host, port, db and user of a client, for describe(): never the password. */
+export function describeRedis(client: Redis): Record<string, unknown> {
+  const o = client.options;
+  if (o.path) return { path: o.path, db: o.db ?? 0 };
+  return {
+    host: o.host,
+    port: o.port,
+    db: o.db ?? 0,
+    ...(o.username ? { user: o.username } : {}),
+    ...(o.tls ? { tls: true } : {}),
+  };
+}
+
+/** A URL with its password replaced by `***`, for error messages. */
+export function redactValue(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    const u = new URL(value);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return value.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  }
+}
+
+/** Quits a client Sluice owns; disconnects at once if it never connected or cannot quit cleanly. */
+export async function releaseRedis(resolved: ResolvedRedis): Promise<void> {
+  if (!resolved.owned) return;
+  const { client } = resolved;
+  if (client.status === 'ready') {
+    try {
+      await client.quit();
+      return;
+    } catch {
+      // fall through
+    }
+  }
+  client.disconnect();
+}
+
+/**
+ * A Lua script run with EVALSHA, loaded with EVAL the first time a server does not know it
+ * (NOSCRIPT): one round trip in the common case, and the caller's client is left unmodified
+ * (unlike `defineCommand`).
+ */
+export class LuaScript {
+  readonly sha: string;
+  constructor(readonly source: string) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  async run(client: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    try {
+      return await client.evalsha(this.sha, keys.length, ...keys, ...args);
+    } catch (e) {
+      if (!String((e as Error).message).startsWith('NOSCRIPT')) throw e;
+      return client.eval(this.source, keys.length, ...keys, ...args);
+    }
+  }
+}
