@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { quoteIdentifier } from './connection.js';
 
 export { PostgresOffsetStore, createOffsetsTable, type PostgresOffsetStoreOptions } from './offset-store.js';
+export { PostgresSink, type PostgresSinkOptions } from './sink.js';
 export type { PostgresConnectionOptions } from './connection.js';
 
 /** `DROP TABLE IF EXISTS` a table (`name` or `schema.name`, validated), e.g. to reset an example. */
