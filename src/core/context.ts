@@ -1,6 +1,7 @@
 import { Batch } from './batch.js';
 import { SystemClock, type Clock } from './clock.js';
-import { DStream, type Named } from './dstream.js';
+import { BadRecordLedger, validateBadRecords, type BadRecordCounts } from './bad-records.js';
+import { DStream, registerBadRecords, type Named } from './dstream.js';
 import { ContextStateError, InvalidOptionError, PipelineDefinitionError, SluiceError } from './errors.js';
 import { Graph, describePlan, type BatchRun, type OutputRegistration, type PipelinePlan } from './graph.js';
 import { createLogger, type Logger } from './logger.js';
@@ -37,6 +38,8 @@ export interface CommitPlan {
   /** `before-outputs` for at-most-once, `in-transaction` when an output commits them, else `after-outputs`. */
   readonly offsets: 'none' | 'before-outputs' | 'after-outputs' | 'in-transaction';
   readonly outputs: readonly { readonly name: string; readonly guarantee: Guarantee; readonly how: string }[];
+  /** The outputs that write inside the offset store's transaction (step 5 of the protocol). */
+  readonly transactionalOutputs: readonly string[];
 }
 
 export type ContextState = 'initialized' | 'active' | 'stopping' | 'stopped';
@@ -61,6 +64,8 @@ export interface BatchInfo {
   readonly totalDelay: number;
   readonly numRecords: number;
   readonly inputs: readonly InputInfo[];
+  /** Records skipped or dead-lettered in this batch, per policy owner (input or tryMap). */
+  readonly badRecords: readonly BadRecordCounts[];
   /** Per output: its name and how long it took, in definition order. */
   readonly outputs: readonly { readonly name: string; readonly durationMs: number }[];
   readonly status: 'completed' | 'failed';
@@ -117,6 +122,8 @@ export class StreamingContext {
   #openedOutputs: OutputRegistration[] = [];
   #offsetStore: OffsetStore | undefined;
   #commitPlan: CommitPlan | undefined;
+  #ledger = new BadRecordLedger();
+  #batchTime = 0;
 
   constructor(options: StreamingContextOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -172,6 +179,10 @@ export class StreamingContext {
       compute: () => Batch.empty<T>(), // unused: the engine supplies input batches
     });
     this.#graph.inputs.push({ name: stream.name, source: source as Source<unknown> });
+    if (source.badRecords) {
+      validateBadRecords(source.badRecords);
+      registerBadRecords(this.#graph, stream.name, source.badRecords);
+    }
     return stream;
   }
 
@@ -267,6 +278,12 @@ export class StreamingContext {
           logger: this.logger.child({ input: input.name }),
           signal: this.#stopSources.signal,
           storedOffsets: async (topics) => (this.#offsetStore ? this.#offsetStore.read(group, topics) : []),
+          reportBadRecord: (letter, error) =>
+            this.#ledger.handle(
+              input.source.badRecords?.policy ?? 'fail',
+              { ...letter, input: input.name, batchTime: this.#batchTime },
+              error,
+            ),
         });
         this.#openedSources.push(input.source);
       }
@@ -311,7 +328,7 @@ export class StreamingContext {
     const notReplayable = this.#graph.inputs.filter((i) => !i.source.replayable).map((i) => i.name);
     const storeName = store ? store.kind : undefined;
     const outputs: { name: string; guarantee: Guarantee; how: string }[] = [];
-    let transactionalOutput: string | undefined;
+    const transactionalOutputs: string[] = [];
     for (const out of this.#graph.outputs) {
       const inStoreTransaction = Boolean(out.transactional && store && out.transactional.store === store);
       const canExactlyOnce = out.idempotent || inStoreTransaction;
@@ -329,14 +346,9 @@ export class StreamingContext {
       }
       let how: string;
       if (wanted === 'exactly-once' && !out.idempotent) {
-        if (transactionalOutput) {
-          throw new PipelineDefinitionError(
-            `Outputs '${transactionalOutput}' and '${out.name}' both need the offsets in their transaction`,
-            'A batch commits its offsets once: make all but one of the exactly-once outputs idempotent',
-          );
-        }
-        transactionalOutput = out.name;
-        how = `rows and offsets in one ${storeName} transaction`;
+        // Every such output writes in the same transaction, which then commits the offsets once.
+        transactionalOutputs.push(out.name);
+        how = `writes and offsets in one ${storeName} transaction`;
       } else if (wanted === 'exactly-once') {
         how = 'idempotent writes, then offsets';
       } else if (wanted === 'at-least-once') {
@@ -364,7 +376,7 @@ export class StreamingContext {
     const groups = new Set(
       this.#graph.inputs.filter((i) => i.source.offsetGroup).map((i) => this.#groupOf(i.source)),
     );
-    if (transactionalOutput && groups.size > 1) {
+    if (transactionalOutputs.length && groups.size > 1) {
       throw new PipelineDefinitionError(
         `Inputs use several offset groups (${[...groups].join(', ')}) but one output commits offsets in its transaction`,
         'Give every input the same group id',
@@ -372,12 +384,12 @@ export class StreamingContext {
     }
     const offsets: CommitPlan['offsets'] = !hasOffsets
       ? 'none'
-      : transactionalOutput
+      : transactionalOutputs.length
         ? 'in-transaction'
         : atMostOnce.length
           ? 'before-outputs'
           : 'after-outputs';
-    return { offsetStore: storeName, offsets, outputs };
+    return { offsetStore: storeName, offsets, outputs, transactionalOutputs };
   }
 
   #groupOf(source: Source<unknown>): string {
@@ -439,16 +451,17 @@ export class StreamingContext {
    * job before the later steps, so a failed batch is never recorded as read: a restart reads it
    * again from the stored offsets (and a transaction in progress rolls back).
    *   1. Fix each input's content (its offset ranges) before reading any record.
-   *   2. Fetch exactly that content.
-   *   3. At-most-once only: save the offsets now, before any output (a crash then loses the batch).
-   *   4. Run the graph and write the outputs that commit on their own, in definition order
-   *      (idempotent and at-least-once outputs). Each stream's batch is computed once.
-   *   5. The exactly-once transactional output, if any: its writes AND the batch's offsets in one
-   *      transaction of the offset store; the offsets are a compare-and-set from each range's
-   *      fromOffset, so a replayed batch or a second instance rolls back with OffsetConflictError.
-   *      Otherwise save the offsets now (after the outputs: at-least-once; with idempotent outputs:
-   *      exactly-once), compare-and-set where the store can.
-   *   6. Tell each source the batch is committed, and record the batch as done.
+   *   2. Fetch exactly that content (records that cannot be read go to the bad-record policy).
+   *   3. Run the graph: compute every output's batch, each stream once; dead letters last.
+   *   4. At-most-once only: save the offsets now, before any output (a crash then loses the batch).
+   *   5. Write the outputs that commit on their own, in definition order (idempotent and
+   *      at-least-once outputs, dead-letter sinks).
+   *   6. Exactly-once transactional outputs: their writes AND the batch's offsets in ONE transaction
+   *      of the offset store; the offsets are a compare-and-set from each range's fromOffset, so a
+   *      replayed batch or a second instance rolls back with OffsetConflictError. Otherwise save the
+   *      offsets now, after the outputs (at-least-once; exactly-once with idempotent outputs),
+   *      compare-and-set where the store can.
+   *   7. Tell each source the batch is committed, and record the batch as done.
    */
   async #runBatch(time: number): Promise<void> {
     const start = this.clock.now();
@@ -458,6 +471,9 @@ export class StreamingContext {
     const plans: { source: Source<unknown>; plan: InputPlan }[] = [];
     const commit = this.#commitPlan!;
     const store = this.#offsetStore;
+    const run: BatchRun = { time, inputs: new Map(), computed: new Map(), badRecords: new BadRecordLedger() };
+    this.#ledger = run.badRecords;
+    this.#batchTime = time;
     const timed = async (name: string, work: () => Promise<void>) => {
       const t0 = this.clock.now();
       await work();
@@ -469,7 +485,6 @@ export class StreamingContext {
         plans.push({ source: input.source, plan: await input.source.plan(time) });
       }
       // 2. Fetch it.
-      const run: BatchRun = { time, inputs: new Map(), computed: new Map() };
       for (const [i, input] of this.#graph.inputs.entries()) {
         const { plan } = plans[i]!;
         const batch = new Batch(await input.source.fetch(plan));
@@ -482,38 +497,36 @@ export class StreamingContext {
         });
       }
       const offsetsByGroup = this.#offsetsByGroup(plans);
-      // 3. At-most-once: offsets first.
+      // 3. Compute.
+      for (const output of this.#graph.outputs) if (!output.late) await output.prepare(run);
+      for (const output of this.#graph.outputs) if (output.late) await output.prepare(run);
+      // 4. At-most-once: offsets first.
       if (commit.offsets === 'before-outputs') await this.#saveOffsets(store!, offsetsByGroup);
-      // 4. Outputs that commit on their own.
-      const transactional = commit.offsets === 'in-transaction' ? this.#transactionalOutput() : undefined;
+      // 5. Outputs that commit on their own.
+      const inTransaction = new Set(commit.transactionalOutputs);
       for (const output of this.#graph.outputs) {
-        if (output !== transactional) await timed(output.name, () => output.run(run));
+        if (!inTransaction.has(output.name)) await timed(output.name, () => output.run(run));
       }
-      // 5. The transactional output with the offsets, or the offsets alone.
-      if (transactional) {
+      // 6. The transactional outputs with the offsets, or the offsets alone.
+      if (inTransaction.size) {
         const [group, ranges] = [...offsetsByGroup][0] ?? [this.pipelineId, []];
-        await timed(transactional.name, () =>
-          transactional.transactional!.store.transaction(group, ranges, (tx) =>
-            transactional.transactional!.run(run, tx),
-          ),
-        );
+        const txStore = this.#graph.outputs.find((o) => inTransaction.has(o.name))!.transactional!.store;
+        await txStore.transaction(group, ranges, async (tx) => {
+          for (const output of this.#graph.outputs) {
+            if (inTransaction.has(output.name))
+              await timed(output.name, () => output.transactional!.run(run, tx));
+          }
+        });
       } else if (commit.offsets === 'after-outputs') {
         await this.#saveOffsets(store!, offsetsByGroup);
       }
-      // 6. Commit the sources' own bookkeeping.
+      // 7. Commit the sources' own bookkeeping.
       for (const { source, plan } of plans) await source.commit?.(plan);
     } catch (e) {
-      this.#record(time, start, inputs, outputs, e as Error);
+      this.#record(time, start, inputs, outputs, run.badRecords, e as Error);
       throw e;
     }
-    this.#record(time, start, inputs, outputs);
-  }
-
-  #transactionalOutput(): OutputRegistration | undefined {
-    const name = this.#commitPlan!.outputs.find(
-      (o) => o.guarantee === 'exactly-once' && o.how.includes('transaction'),
-    )?.name;
-    return this.#graph.outputs.find((o) => o.name === name);
+    this.#record(time, start, inputs, outputs, run.badRecords);
   }
 
   #offsetsByGroup(plans: { source: Source<unknown>; plan: InputPlan }[]): Map<string, OffsetRange[]> {
@@ -537,6 +550,7 @@ export class StreamingContext {
     start: number,
     inputs: InputInfo[],
     outputs: { name: string; durationMs: number }[],
+    ledger: BadRecordLedger,
     error?: Error,
   ): void {
     const end = this.clock.now();
@@ -550,6 +564,7 @@ export class StreamingContext {
       numRecords: inputs.reduce((n, i) => n + i.numRecords, 0),
       inputs,
       outputs,
+      badRecords: ledger.counts(),
       status: error ? 'failed' : 'completed',
       ...(error ? { error } : {}),
     };

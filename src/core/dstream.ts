@@ -1,3 +1,4 @@
+import { originOf, validateBadRecords, type BadRecordsOptions, type DeadLetter } from './bad-records.js';
 import { Batch, type PairInput } from './batch.js';
 import { OperatorError, PipelineDefinitionError } from './errors.js';
 import { COMPUTE, type BatchContext, type BatchRun, type Graph } from './graph.js';
@@ -49,7 +50,13 @@ export interface PrintOptions extends Named {
   readonly write?: (line: string) => void;
 }
 
-type Compute<T> = (parents: Batch<any>[], ctx: BatchContext) => Batch<T> | Promise<Batch<T>>;
+type Compute<T> = (parents: Batch<any>[], ctx: BatchContext, run: BatchRun) => Batch<T> | Promise<Batch<T>>;
+
+/** Options of `tryMap`. */
+export interface TryMapOptions extends Named {
+  /** Policy for records `fn` throws on; default: the policy of the input the stream comes from. */
+  readonly badRecords?: BadRecordsOptions;
+}
 
 /**
  * A discretized stream: one {@link Batch} per batch interval. Operators build new streams;
@@ -128,7 +135,7 @@ export class DStream<T> {
     if (this.#input) return run.inputs.get(this.name)!.batch as Batch<T>;
     const parents = await Promise.all(this.parents.map((p) => p[COMPUTE](run)));
     try {
-      return await this.#compute(parents, batchContext(run, this.inputNames));
+      return await this.#compute(parents, batchContext(run, this.inputNames), run);
     } catch (e) {
       throw e instanceof OperatorError ? e : new OperatorError(this.name, run.time, e);
     }
@@ -152,6 +159,59 @@ export class DStream<T> {
 
   map<U>(fn: (record: T) => U, opts?: Named): DStream<U> {
     return this.#derive('map', opts, {}, ([b]) => b!.map(fn));
+  }
+
+  /**
+   * `map` for functions that may reject a record by throwing: the record goes to the bad-record
+   * policy (fail | skip | dead-letter with the error as reason) instead of failing the batch.
+   * The policy is the input's (e.g. the Kafka stream's `badRecords`) unless given here.
+   *
+   * @example
+   * ```ts
+   * const parsed = records.tryMap((r) => parseAccessLog(r.value), { name: 'parse' });
+   * ```
+   */
+  tryMap<U>(fn: (record: T) => U, opts?: TryMapOptions): DStream<U> {
+    validateBadRecords(opts?.badRecords, 'tryMap.badRecords');
+    const inputs = [...this.inputNames];
+    const own = opts?.badRecords;
+    const policyOf = (): { owner: string; options: BadRecordsOptions } => {
+      if (own) return { owner: name, options: own };
+      const withPolicy = inputs
+        .map((i) => ({ owner: i, options: this.graph.badRecords.get(i) }))
+        .filter((x) => x.options);
+      return (
+        (withPolicy[0] as { owner: string; options: BadRecordsOptions } | undefined) ?? {
+          owner: name,
+          options: { policy: 'fail' },
+        }
+      );
+    };
+    let name = '';
+    const stream: DStream<U> = this.#derive(
+      'tryMap',
+      opts,
+      own ? { badRecords: own.policy } : {},
+      ([b], ctx, run) => {
+        const { owner, options } = policyOf();
+        return b!.flatMap((r) => {
+          try {
+            return [fn(r)];
+          } catch (e) {
+            const reason = e instanceof Error ? e.message : String(e);
+            run.badRecords.handle(
+              options.policy,
+              { input: owner, operator: name, reason, batchTime: ctx.time, ...originOf(r) },
+              e,
+            );
+            return [];
+          }
+        });
+      },
+    );
+    name = stream.name;
+    if (own) registerBadRecords(this.graph, name, own);
+    return stream;
   }
 
   /** `map` to key/value pairs, with the tuple type inferred: `.mapToPair((w) => [w, 1])`. */
@@ -358,7 +418,7 @@ export class DStream<T> {
    * Writes every batch to `sink`. The guarantee is checked against the sink and the offset store
    * when the context starts: a combination that cannot give it is refused with the reason.
    */
-  writeTo(sink: Sink<T>, opts?: OutputOptions): void {
+  writeTo(sink: Sink<T>, opts?: OutputOptions & { /** @internal */ readonly late?: boolean }): void {
     const transactional = isTransactionalSink(sink)
       ? {
           store: sink.store,
@@ -375,6 +435,7 @@ export class DStream<T> {
         transactional,
         open: (ctx) => sink.open(ctx),
         close: () => sink.close(),
+        late: opts?.late,
       },
     );
   }
@@ -415,6 +476,7 @@ export class DStream<T> {
       };
       open?: (ctx: SinkContext) => Promise<void>;
       close?: () => Promise<void>;
+      late?: boolean;
     },
   ): void {
     if (opts?.guarantee !== undefined && !GUARANTEES.includes(opts.guarantee)) {
@@ -448,9 +510,33 @@ export class DStream<T> {
       },
       open: impl.open,
       close: impl.close,
+      prepare: async (run) => void (await this[COMPUTE](run)),
+      late: impl.late ?? false,
       run: (run) => call(run, impl.write),
     });
   }
+}
+
+/**
+ * Records the bad-record policy of an owner and, for dead-letter, adds its output (an input or a tryMap): a stream of the letters
+ * collected in each batch, written to the policy's sink after every other output has computed.
+ */
+export function registerBadRecords(graph: Graph, owner: string, options: BadRecordsOptions): void {
+  graph.badRecords.set(owner, options);
+  if (options.policy !== 'dead-letter' || !options.deadLetter) return;
+  const letters = new DStream<DeadLetter>(graph, {
+    kind: 'deadLetters',
+    name: `${owner}.dead-letters`,
+    parents: [],
+    options: {},
+    input: false,
+    compute: (_p, _c, run) => new Batch([run.badRecords.letters(owner)]),
+  });
+  letters.writeTo(options.deadLetter, {
+    name: `${owner}.dead-letter-sink`,
+    guarantee: options.guarantee,
+    late: true,
+  });
 }
 
 function batchContext(run: BatchRun, inputs: ReadonlySet<string>): BatchContext {

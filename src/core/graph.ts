@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { BadRecordLedger } from './bad-records.js';
 import type { Batch } from './batch.js';
 import { PipelineDefinitionError } from './errors.js';
 import type { Guarantee, SinkContext, TransactionalOffsetStore } from './sink.js';
@@ -28,6 +29,8 @@ export interface BatchRun {
     { readonly batch: Batch<unknown>; readonly offsetRanges: readonly OffsetRange[] }
   >;
   readonly computed: Map<object, Promise<Batch<unknown>>>;
+  /** Records rejected in this batch, per policy owner. */
+  readonly badRecords: BadRecordLedger;
 }
 
 /** A node of the plan, as `describe` and the JSON plan show it. */
@@ -62,6 +65,10 @@ export interface OutputRegistration {
   };
   readonly open?: (ctx: SinkContext) => Promise<void>;
   readonly close?: () => Promise<void>;
+  /** Computes the output's input batch (memoised), before any output writes. */
+  readonly prepare: (run: BatchRun) => Promise<void>;
+  /** Computed after all the others: its content (dead letters) is collected while they compute. */
+  readonly late: boolean;
   readonly run: (run: BatchRun) => Promise<void>;
 }
 
@@ -77,6 +84,8 @@ export class Graph {
   readonly nodes: PlanNode[] = [];
   readonly inputs: InputRegistration[] = [];
   readonly outputs: OutputRegistration[] = [];
+  /** Bad-record policies by owner (input or tryMap name). */
+  readonly badRecords = new Map<string, import('./bad-records.js').BadRecordsOptions>();
   #names = new Set<string>();
   #kindCounters = new Map<string, number>();
   #frozen: (() => never) | undefined;

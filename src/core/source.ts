@@ -1,3 +1,4 @@
+import type { BadRecordsOptions, DeadLetter } from './bad-records.js';
 import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
 import type { OffsetStore, PartitionOffset } from './offsets.js';
@@ -43,6 +44,12 @@ export interface SourceContext {
    * to resume. Partitions absent from the answer have no stored position (use the starting policy).
    */
   readonly storedOffsets: (topics: readonly string[]) => Promise<PartitionOffset[]>;
+  /**
+   * Hands a record that cannot be read (e.g. fails to deserialize) to the source's bad-record
+   * policy: throws `error` under `fail`, else counts it and, under `dead-letter`, keeps it for the
+   * dead-letter output of this batch. Only valid during `fetch`.
+   */
+  readonly reportBadRecord: (letter: Omit<DeadLetter, 'input' | 'batchTime'>, error: unknown) => void;
 }
 
 /** What the engine tells a source after each batch (for rate control). */
@@ -83,6 +90,8 @@ export interface Source<T> {
   offsetGroup?(pipelineId: string): string;
   /** The offset store to use when the context names none (e.g. Kafka's consumer-group commits). */
   defaultOffsetStore?(): OffsetStore | undefined;
+  /** What to do with records that fail to deserialize, and with records operators reject (`tryMap`). */
+  readonly badRecords?: BadRecordsOptions;
   /** Called after every completed batch, e.g. to adapt the rate. */
   onBatchCompleted?(feedback: BatchFeedback): void;
 }

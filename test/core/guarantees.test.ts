@@ -83,6 +83,7 @@ describe('delivery guarantees', () => {
       offsetStore: 'memory',
       offsets: 'after-outputs',
       outputs: [{ name: 'upsert', guarantee: 'exactly-once', how: 'idempotent writes, then offsets' }],
+      transactionalOutputs: [],
     });
     await driver.start();
     await driver.advance();
@@ -128,13 +129,30 @@ describe('delivery guarantees', () => {
     );
   });
 
-  it('refuses two outputs that both need the offsets in their transaction', async () => {
+  it('runs every transactional output in one transaction with the offsets; a failure in the second undoes the first', async () => {
     const store = new InMemoryTransactionalStore();
-    const driver = new TestDriver({ offsetStore: store });
-    const s = driver.context.stream(new InMemoryLogSource(logWith([]), { topics: [TOPIC] }));
-    s.writeTo(new InMemoryTransactionalSink(store), { name: 'one' });
-    s.writeTo(new InMemoryTransactionalSink(store), { name: 'two' });
-    await assert.rejects(driver.start(), /'one' and 'two' both need the offsets/);
+    const one = new InMemoryTransactionalSink<LogRecord<string>>(store);
+    let failTwo = true;
+    const twoInner = new InMemoryTransactionalSink<LogRecord<string>>(store);
+    const two = Object.assign(Object.create(twoInner), {
+      writeInTransaction: async (tx: any, b: any) => {
+        if (failTwo) throw new Error('second output failed');
+        await twoInner.writeInTransaction(tx, b);
+      },
+    });
+    const log = logWith(['a', 'b']);
+    const attach = (s: any) => {
+      s.writeTo(one, { name: 'one' });
+      s.writeTo(two, { name: 'two' });
+    };
+    assert.ok(await runProcess(log, store, attach, 1));
+    assert.deepEqual(one.records, []);
+    assert.deepEqual(await store.read('etl', [TOPIC]), []);
+    failTwo = false;
+    assert.equal(await runProcess(log, store, attach, 1), undefined);
+    assert.equal(one.records.length, 2);
+    assert.equal(twoInner.records.length, 2);
+    assert.equal((await store.read('etl', [TOPIC])).length, 2);
   });
 
   it('refuses mixing at-most-once with another guarantee in one pipeline', async () => {
