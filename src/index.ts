@@ -29,3 +29,22 @@ export { createLogger, silentLogger } from './core/logger.js';
 export * from './core/errors.js';
 export { definePipeline, isPipelineDefinition } from './core/pipeline.js';
 export type { PipelineDefinition } from './core/pipeline.js';
+export { InMemoryOffsetStore, checkCompareAndSet } from './core/offsets.js';
+export type { OffsetStore, PartitionOffset, OffsetStoreCapabilities } from './core/offsets.js';
+export { GUARANTEES, isTransactionalSink, isTransactionalStore } from './core/sink.js';
+export type { Guarantee, Sink, SinkContext, TransactionalOffsetStore, TransactionalSink } from './core/sink.js';
+export {
+  InMemorySink,
+  InMemoryTransaction,
+  InMemoryTransactionalSink,
+  InMemoryTransactionalStore,
+} from './core/memory-sink.js';
+export { InMemoryLog, InMemoryLogSource } from './core/memory-log.js';
+export type { LogRecord, InMemoryLogSourceOptions } from './core/memory-log.js';
+export { PidRateEstimator, RateController, validateRateOptions } from './core/rate.js';
+export type { RateOptions } from './core/rate.js';
+export { BadRecordLedger, originOf, validateBadRecords, BAD_RECORD_POLICIES } from './core/bad-records.js';
+export type { BadRecordPolicy, BadRecordsOptions, DeadLetter, BadRecordCounts } from './core/bad-records.js';
+export type { CommitPlan } from './core/context.js';
+export type { OutputOptions, ForeachBatchOptions, TryMapOptions } from './core/dstream.js';
+export type { BatchFeedback } from './core/source.js';
