@@ -107,6 +107,20 @@ const CONSUME_BATCH = 10_000;
 /** How long one native consume call waits for its first message. */
 const CONSUME_WAIT_MS = 100;
 
+/** The engine's bad-record hook (SourceContext.reportBadRecord): throws under `fail`, else counts. */
+type BadRecordReporter = (
+  letter: {
+    operator: string;
+    reason: string;
+    topic: string;
+    partition: number;
+    offset: number;
+    key: Buffer | null;
+    value: unknown;
+  },
+  error: unknown,
+) => void;
+
 /** One stored position, as the engine's offset store reports it. */
 interface StoredOffset {
   readonly topic: string;
@@ -329,13 +343,38 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       }
     }
 
-    // Deserialize. On failure the raw records go back to the buffers, so the same plan can be retried.
+    // Deserialize. A record that fails goes to the engine's bad-record policy when it has one
+    // (which rethrows under `fail`, the default); a failure fails the fetch and puts the raw
+    // records back in the buffers, so the same plan can be fetched again.
     const out: KafkaRecord<K, V>[][] = new Array(ranges.length);
+    const report = (this.#ctx as { reportBadRecord?: BadRecordReporter } | undefined)?.reportBadRecord;
     try {
       for (let i = 0; i < raw.length; i++) {
         const msgs = raw[i]!;
         const recs: KafkaRecord<K, V>[] = new Array(msgs.length);
-        for (let j = 0; j < msgs.length; j++) recs[j] = this.#toRecord(msgs[j]!);
+        let k = 0;
+        for (let j = 0; j < msgs.length; j++) {
+          try {
+            recs[k] = this.#toRecord(msgs[j]!);
+            k++;
+          } catch (e) {
+            if (!report || !(e instanceof DeserializationError)) throw e;
+            const m = msgs[j]!;
+            report(
+              {
+                operator: this.#ctx!.name,
+                reason: e.message,
+                topic: m.topic,
+                partition: m.partition,
+                offset: m.offset,
+                key: m.key == null ? null : typeof m.key === 'string' ? Buffer.from(m.key) : m.key,
+                value: m.value,
+              },
+              e,
+            );
+          }
+        }
+        recs.length = k;
         out[i] = recs;
       }
     } catch (e) {

@@ -1,50 +1,49 @@
 /**
- * The Kafka direct source against a real broker (ensureKafka: the local single-node broker, or
- * KAFKA_BOOTSTRAP). Every test uses topics of its own.
+ * The Kafka direct source against a real broker (the shared local single-node broker, or
+ * KAFKA_BOOTSTRAP). Every test uses topics of its own; records are produced by the test helpers'
+ * independent client, not by the adapter under test.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { SystemClock } from '../../src/core/clock.js';
 import { DeserializationError, SourceError, TopicNotFoundError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { SourceContext } from '../../src/core/source.js';
-import { ensureKafka } from '../../src/services/kafka.js';
 import {
   KafkaAdmin,
   KafkaDirectSource,
-  KafkaTextProducer,
   type DeserializeContext,
   type KafkaDirectOptions,
   type KafkaRecord,
-  type ProducerRecord,
 } from '../../src/kafka/index.js';
+import { createTopic, deleteTopic, produce, type TestRecord } from '../helpers/kafka.js';
+import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
 
 let bootstrapServers: string;
 let admin: KafkaAdmin;
-let producer: KafkaTextProducer;
 const sources: KafkaDirectSource<unknown, unknown>[] = [];
+const topics: string[] = [];
 
 before(async () => {
-  ({ bootstrapServers } = await ensureKafka());
+  bootstrapServers = await kafkaBootstrap();
   admin = KafkaAdmin.create(bootstrapServers);
-  producer = await KafkaTextProducer.connect({ bootstrapServers });
 });
 
 after(async () => {
   for (const s of sources) await s.close();
-  await producer?.close();
+  for (const t of topics) await deleteTopic(bootstrapServers, t);
   admin?.close();
 });
 
 function uniqueTopic(prefix: string): string {
-  return `${prefix}-${randomUUID().slice(0, 8)}`;
+  const name = uniqueName(`direct-${prefix}`);
+  topics.push(name);
+  return name;
 }
 
 async function topic(prefix: string, partitions = 1): Promise<string> {
   const name = uniqueTopic(prefix);
-  await admin.createTopics([name], { partitions, replicationFactor: 1 });
-  await admin.ensureTopics([name]);
+  await createTopic(bootstrapServers, name, partitions);
   return name;
 }
 
@@ -59,6 +58,9 @@ function context(overrides: Partial<SourceContext> & { storedOffsets?: StoredOff
     logger: silentLogger,
     signal: new AbortController().signal,
     storedOffsets: async () => [],
+    reportBadRecord: (_letter: unknown, error: unknown) => {
+      throw error; // the `fail` policy
+    },
     ...overrides,
   } as SourceContext;
 }
@@ -75,11 +77,11 @@ async function open<K = string | null, V = string | null>(
 
 /** Sends values to one partition each, as `{ partition: values }`. */
 async function produceTo(t: string, byPartition: Record<number, string[]>): Promise<void> {
-  const records: ProducerRecord[] = [];
+  const records: TestRecord[] = [];
   for (const [p, values] of Object.entries(byPartition)) {
     for (const value of values) records.push({ value, partition: Number(p) });
   }
-  await producer.send(t, records);
+  await produce(bootstrapServers, t, records);
 }
 
 function values<K, V>(batch: KafkaRecord<K, V>[][]): V[][] {
@@ -163,9 +165,9 @@ describe('KafkaDirectSource batches', () => {
     const seen: string[][] = [[], [], []];
     let sent = 0;
     for (let round = 0; round < 4; round++) {
-      const recs: ProducerRecord[] = [];
+      const recs: TestRecord[] = [];
       for (let i = 0; i < 3000; i++, sent++) recs.push({ value: String(sent), partition: sent % 3 });
-      await producer.send(t, recs);
+      await produce(bootstrapServers, t, recs);
       const batch = await oneBatch(source);
       batch.forEach((p, i) => seen[i]!.push(...p.map((r) => r.value!)));
     }
@@ -281,8 +283,8 @@ describe('KafkaDirectSource records and deserializers', () => {
   test('keys, values, headers and timestamps arrive as produced', async () => {
     const t = await topic('fields', 1);
     const ts = Date.now() - 60_000;
-    await producer.send(t, [
-      { key: 'k1', value: 'v1', timestamp: ts, headers: [{ key: 'trace', value: Buffer.from('abc') }, { key: 'trace', value: Buffer.from('def') }] },
+    await produce(bootstrapServers, t, [
+      { key: 'k1', value: 'v1', timestamp: ts, headers: { trace: Buffer.from('abc'), tenant: 'acme' } },
       { key: null, value: null, timestamp: ts + 1 },
     ]);
     const source = await open({ topics: [t], startingOffsets: 'earliest' });
@@ -297,7 +299,7 @@ describe('KafkaDirectSource records and deserializers', () => {
       a!.headers.map((h) => [h.key, h.value.toString()]),
       [
         ['trace', 'abc'],
-        ['trace', 'def'],
+        ['tenant', 'acme'],
       ],
     );
     assert.equal(b!.key, null, 'a missing key stays null');
@@ -308,7 +310,7 @@ describe('KafkaDirectSource records and deserializers', () => {
 
   test("'json' parses values, 'bytes' gives the Buffer, 'string' decodes UTF-8", async () => {
     const t = await topic('deser', 1);
-    await producer.send(t, [{ key: 'ключ', value: JSON.stringify({ n: 1, s: 'é' }) }]);
+    await produce(bootstrapServers, t, [{ key: 'ключ', value: JSON.stringify({ n: 1, s: 'é' }) }]);
     const json = await open<Buffer | null, unknown>({ topics: [t], startingOffsets: 'earliest', keyDeserializer: 'bytes', valueDeserializer: 'json' });
     const r = (await oneBatch(json))[0]![0];
     assert.deepEqual(r!.value, { n: 1, s: 'é' });
@@ -323,7 +325,7 @@ describe('KafkaDirectSource records and deserializers', () => {
 
   test('a custom deserializer gets the bytes and the record coordinates', async () => {
     const t = await topic('custom', 1);
-    await producer.send(t, [{ key: 'a', value: '21', headers: { unit: 'x2' } }]);
+    await produce(bootstrapServers, t, [{ key: 'a', value: '21', headers: { unit: 'x2' } }]);
     const seen: DeserializeContext[] = [];
     const source = await open<string | null, number>({
       topics: [t],
@@ -356,6 +358,24 @@ describe('KafkaDirectSource records and deserializers', () => {
       assert.match(e.message, new RegExp(`${t}-1 at offset 1`));
       return true;
     });
+  });
+
+  test("a bad record goes to the engine's bad-record hook when it does not rethrow: counted there, left out of the batch", async () => {
+    const t = await topic('badrecord', 1);
+    await produceTo(t, { 0: ['{"n":1}', 'oops', '{"n":3}'] });
+    const letters: Array<Record<string, unknown>> = [];
+    const source = await open(
+      { topics: [t], startingOffsets: 'earliest', valueDeserializer: 'json' },
+      context({ reportBadRecord: (letter: Record<string, unknown>) => void letters.push(letter) } as Partial<SourceContext>),
+    );
+    assert.deepEqual(values(await oneBatch(source)), [[{ n: 1 }, { n: 3 }]]);
+    assert.equal(letters.length, 1);
+    assert.equal(letters[0]!.topic, t);
+    assert.equal(letters[0]!.partition, 0);
+    assert.equal(letters[0]!.offset, 1);
+    assert.equal(letters[0]!.operator, 'input');
+    assert.equal(String(letters[0]!.value), 'oops', 'the dead letter keeps the original bytes');
+    assert.match(String(letters[0]!.reason), /value .* at offset 1/);
   });
 
   test('after a deserializer failure the same plan can be fetched again and gives the whole range', async () => {

@@ -11,15 +11,17 @@ import { silentLogger } from '../../src/core/logger.js';
 import type { SourceContext } from '../../src/core/source.js';
 import { KafkaAdmin, KafkaDirectSource, type KafkaDirectOptions, type KafkaRecord } from '../../src/kafka/index.js';
 import { Producer, call, type RdKafkaProducer } from '../../src/kafka/rdkafka.js';
-import { ensureKafka } from '../../src/services/kafka.js';
+import { createTopic, deleteTopic } from '../helpers/kafka.js';
+import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
 
 let bootstrapServers: string;
 let admin: KafkaAdmin;
 let txProducer: RdKafkaProducer;
 const sources: KafkaDirectSource[] = [];
+const topics: string[] = [];
 
 before(async () => {
-  ({ bootstrapServers } = await ensureKafka());
+  bootstrapServers = await kafkaBootstrap();
   admin = KafkaAdmin.create(bootstrapServers);
   txProducer = new Producer({ 'bootstrap.servers': bootstrapServers, 'transactional.id': `sluice-test-${randomUUID()}`, 'linger.ms': 0 } as never, {});
   await call((cb) => txProducer.connect({}, cb as never));
@@ -29,13 +31,14 @@ before(async () => {
 after(async () => {
   for (const s of sources) await s.close();
   await new Promise<void>((resolve) => txProducer?.disconnect(() => resolve()));
+  for (const t of topics) await deleteTopic(bootstrapServers, t);
   admin?.close();
 });
 
 async function topic(prefix: string, partitions = 1): Promise<string> {
-  const name = `${prefix}-${randomUUID().slice(0, 8)}`;
-  await admin.createTopics([name], { partitions, replicationFactor: 1 });
-  await admin.ensureTopics([name]);
+  const name = uniqueName(`direct-${prefix}`);
+  topics.push(name);
+  await createTopic(bootstrapServers, name, partitions);
   return name;
 }
 
@@ -48,6 +51,9 @@ function context(): SourceContext {
     logger: silentLogger,
     signal: new AbortController().signal,
     storedOffsets: async () => [],
+    reportBadRecord: (_letter: unknown, error: unknown) => {
+      throw error; // the `fail` policy
+    },
   } as SourceContext;
 }
 
