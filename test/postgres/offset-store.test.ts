@@ -46,6 +46,25 @@ describe('PostgresOffsetStore', () => {
     ]);
   });
 
+  it('of eight instances committing the same next batch of a stored partition, exactly one wins', async () => {
+    const topic = uniqueTable('t');
+    const stores = Array.from({ length: 8 }, () => open());
+    await stores[0]!.write('g', [range(topic, 0, 0, 5)]);
+    const results = await Promise.allSettled(
+      stores.map((s, i) => s.write('g', [range(topic, 0, 5, 10 + i)], { compareAndSet: true })),
+    );
+    const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+    assert.equal(won.length, 1);
+    for (const r of results) {
+      if (r.status === 'rejected') {
+        assert.ok(
+          r.reason instanceof OffsetConflictError && r.reason.stored === 10 + won[0]!,
+          String(r.reason),
+        );
+      }
+    }
+  });
+
   it('transaction commits what fn wrote together with the offsets and returns fn’s result', async () => {
     const s = open();
     const topic = uniqueTable('t');
