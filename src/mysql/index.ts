@@ -7,6 +7,7 @@ import type mysql from 'mysql2/promise';
 import { quoteIdentifier } from './connection.js';
 
 export { MySqlOffsetStore, createOffsetsTable, type MySqlOffsetStoreOptions } from './offset-store.js';
+export { MySqlSink, type MySqlSinkOptions } from './sink.js';
 export type { MySqlConnectionOptions } from './connection.js';
 
 /** `DROP TABLE IF EXISTS` a table (`name` or `database.name`, validated), e.g. to reset an example. */

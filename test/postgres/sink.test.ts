@@ -224,7 +224,7 @@ describe('PostgresSink', () => {
             ...bad,
           } as PostgresSinkOptions<Rec>),
         (e: unknown) => e instanceof InvalidOptionError && e.option === option,
-        `${option}: ${JSON.stringify(bad)}`,
+        `${option}: ${Object.keys(bad).join(', ')}`,
       );
     }
   });
