@@ -24,7 +24,11 @@ export function resolvePool(options: PostgresConnectionOptions): ResolvedPool {
     throw new InvalidOptionError('connection', 'either pool or connection, not both', '(both given)');
   }
   if (options.pool) return { pool: options.pool, owned: false };
-  return { pool: new pg.Pool(poolConfig(options.connection)), owned: true };
+  const pool = new pg.Pool(poolConfig(options.connection));
+  // An idle client losing its connection (a server restart) is emitted on the pool; unhandled, it
+  // would crash the process. The pool drops that client and the next query reports the problem.
+  pool.on('error', () => {});
+  return { pool, owned: true };
 }
 
 function poolConfig(connection: string | pg.PoolConfig | undefined): pg.PoolConfig {

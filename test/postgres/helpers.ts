@@ -1,12 +1,19 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { dropTable } from '../../src/postgres/index.js';
-import { postgresUrl, uniqueName } from '../helpers/services.js';
+import { ensurePostgres } from '../../src/services/databases.js';
 
-export { postgresUrl };
+let url: Promise<string> | undefined;
+/** The shared server's URL (SLUICE_POSTGRES_URL or the local default, started if down). */
+export function postgresUrl(): Promise<string> {
+  url ??= ensurePostgres().then((h) => h.url);
+  return url;
+}
 
-/** A table name no other test or run uses, e.g. `sink_m3k2x1_4f2a_1`. */
+let counter = 0;
+/** A table name no other test, process or run uses, e.g. `sink_m3k2x1_4f2a_1`. */
 export function uniqueTable(prefix: string): string {
-  return uniqueName(prefix).replace(/-/g, '_');
+  return `${prefix}_${Date.now().toString(36)}_${randomBytes(2).toString('hex')}_${++counter}`;
 }
 
 /** A plain pool, independent of the code under test, for setting up and reading back. */

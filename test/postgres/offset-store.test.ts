@@ -111,6 +111,21 @@ describe('PostgresOffsetStore', () => {
     }
   });
 
+  it('keeps working after the server closes one of its idle connections', async () => {
+    const s = open();
+    const topic = uniqueTable('t');
+    await s.write('g', [range(topic, 0, 0, 1)]);
+    const pid = (await s.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const pool = await plainPool();
+    try {
+      await pool.query('SELECT pg_terminate_backend($1)', [pid]);
+    } finally {
+      await pool.end();
+    }
+    await new Promise((r) => setTimeout(r, 100)); // the idle client's error arrives on the pool
+    assert.deepEqual(await s.read('g', [topic]), [{ topic, partition: 0, offset: 1 }]);
+  });
+
   it('refuses a table name that is not a plain identifier, naming the option', () => {
     for (const bad of ['offsets; DROP TABLE x', 'a-b', '"quoted"', '', 'a.b.c', '1abc']) {
       assert.throws(
