@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { InvalidOptionError } from '../core/errors.js';
+import { RedisUnreachableError } from './errors.js';
 
 /**
  * Where to connect: an ioredis client you own (Sluice uses it and never quits it), or a
@@ -13,6 +14,8 @@ export interface ResolvedRedis {
   readonly client: Redis;
   /** True when Sluice created the client and must quit it. */
   readonly owned: boolean;
+  /** The last connection error the client reported, for {@link RedisUnreachableError}. */
+  readonly lastError: () => Error | undefined;
 }
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -22,7 +25,7 @@ export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
  * reconnection attempts (instead of queueing it forever while Redis is down).
  */
 export function resolveRedis(option: unknown): ResolvedRedis {
-  if (option instanceof Redis) return { client: option, owned: false };
+  if (option instanceof Redis) return tracked(option, false);
   if (option !== undefined && (typeof option !== 'string' || !/^rediss?:\/\//.test(option))) {
     throw new InvalidOptionError(
       'redis',
@@ -37,10 +40,55 @@ export function resolveRedis(option: unknown): ResolvedRedis {
     maxRetriesPerRequest: 3,
     retryStrategy: (times) => Math.min(times * 200, 2_000),
   });
-  // Failures reach the caller through the rejected command; without a listener ioredis would also
-  // print every reconnection error to the console.
-  client.on('error', () => {});
-  return { client, owned: true };
+  return tracked(client, true);
+}
+
+function tracked(client: Redis, owned: boolean): ResolvedRedis {
+  let last: Error | undefined;
+  // Failures reach the caller through the rejected command; the listener keeps the cause for the
+  // error message and stops ioredis printing each one to the console. A client given by the caller
+  // is left as it is: its error listeners are the caller's business.
+  if (owned) {
+    client.on('error', (e: Error) => (last = e));
+    client.on('ready', () => (last = undefined));
+  }
+  return { client, owned, lastError: () => last };
+}
+
+/**
+ * Runs a Redis call; a failure caused by the connection (refused, closed, retries exhausted) becomes
+ * a {@link RedisUnreachableError} naming the server and the connection error.
+ */
+export async function redisCall<R>(resolved: ResolvedRedis, fn: () => Promise<R>): Promise<R> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw asRedisError(resolved, e);
+  }
+}
+
+type Pipeline = ReturnType<Redis['pipeline']>;
+
+/** Sends a pipeline; throws the first command's error (see {@link redisCall}), else returns the replies. */
+export async function execPipeline(resolved: ResolvedRedis, pipeline: Pipeline): Promise<unknown[]> {
+  const results = (await redisCall(resolved, () => pipeline.exec())) ?? [];
+  for (const [err] of results) if (err) throw asRedisError(resolved, err);
+  return results.map(([, reply]) => reply);
+}
+
+function asRedisError(resolved: ResolvedRedis, e: unknown): unknown {
+  if (e instanceof RedisUnreachableError) return e;
+  const { client } = resolved;
+  const name = (e as Error | undefined)?.name;
+  const message = String((e as Error | undefined)?.message);
+  const connection =
+    name === 'MaxRetriesPerRequestError' ||
+    /^Connection is closed|^Stream isn't writeable/.test(message) ||
+    client.status !== 'ready';
+  if (!connection) return e;
+  const o = client.options;
+  const address = o.path ?? `${o.host}:${o.port}`;
+  return new RedisUnreachableError(address, resolved.lastError()?.message ?? message, e);
 }
 
 /** Host, port, db and user of a client, for describe(): never the password. */

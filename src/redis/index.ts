@@ -5,3 +5,4 @@
 export { RedisOffsetStore, type RedisOffsetStoreOptions } from './offset-store.js';
 export { RedisSink, type RedisSinkOptions, type RedisValue, type RedisWrite } from './sink.js';
 export { DEFAULT_REDIS_URL, type RedisConnection } from './connection.js';
+export { RedisUnreachableError } from './errors.js';

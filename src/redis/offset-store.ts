@@ -5,6 +5,8 @@ import type { OffsetRange } from '../core/source.js';
 import {
   LuaScript,
   describeRedis,
+  execPipeline,
+  redisCall,
   releaseRedis,
   resolveRedis,
   type RedisConnection,
@@ -98,12 +100,11 @@ export class RedisOffsetStore implements OffsetStore {
     const keys = topics.map((t) => this.#hashKey(t));
     const pipeline = this.#redis.client.pipeline();
     for (const k of keys) pipeline.hgetall(k);
-    const results = (await pipeline.exec()) ?? [];
+    const hashes = (await execPipeline(this.#redis, pipeline)) as Record<string, string>[];
     const prefix = `${group}|`;
     const out: PartitionOffset[] = [];
-    results.forEach(([err, hash], i) => {
-      if (err) throw err;
-      for (const [field, value] of Object.entries(hash as Record<string, string>)) {
+    hashes.forEach((hash, i) => {
+      for (const [field, value] of Object.entries(hash)) {
         if (!field.startsWith(prefix)) continue;
         const partition = field.slice(prefix.length);
         if (!/^\d+$/.test(partition)) continue; // a field of a group whose name starts with `group|`
@@ -131,7 +132,7 @@ export class RedisOffsetStore implements OffsetStore {
       keys.push(this.#hashKey(r.topic));
       args.push(`${group}|${r.partition}`, offsetText(r.fromOffset), offsetText(r.untilOffset));
     }
-    const result = await WRITE_SCRIPT.run(this.#redis.client, keys, args);
+    const result = await redisCall(this.#redis, () => WRITE_SCRIPT.run(this.#redis.client, keys, args));
     if (Array.isArray(result)) {
       const [index, stored] = result as [number, string];
       const r = ranges[index - 1]!;

@@ -5,6 +5,8 @@ import type { BatchContext } from '../core/graph.js';
 import type { Sink, SinkContext } from '../core/sink.js';
 import {
   describeRedis,
+  execPipeline,
+  redisCall,
   releaseRedis,
   resolveRedis,
   type RedisConnection,
@@ -87,7 +89,11 @@ export class RedisSink<T> implements Sink<T> {
   }
 
   async open(_ctx: SinkContext): Promise<void> {
-    if (this.#redis.owned && this.#redis.client.status === 'wait') await this.#redis.client.connect();
+    const { client } = this.#redis;
+    await redisCall(this.#redis, async () => {
+      if (this.#redis.owned && client.status === 'wait') await client.connect();
+      await client.ping();
+    });
   }
 
   async write(batch: Batch<T>, _ctx: BatchContext): Promise<void> {
@@ -100,13 +106,17 @@ export class RedisSink<T> implements Sink<T> {
           : [produced as RedisWrite]) {
           queue(pipeline, w);
           if (pipeline.length >= this.#chunkSize) {
-            await run(pipeline);
+            await this.#run(pipeline);
             pipeline = this.#redis.client.pipeline();
           }
         }
       }
     }
-    if (pipeline.length > 0) await run(pipeline);
+    if (pipeline.length > 0) await this.#run(pipeline);
+  }
+
+  async #run(pipeline: Pipeline): Promise<void> {
+    await execPipeline(this.#redis, pipeline);
   }
 
   async close(): Promise<void> {
@@ -138,9 +148,4 @@ function queue(pipeline: Pipeline, w: RedisWrite): void {
 
 function isValue(v: unknown): v is RedisValue {
   return typeof v === 'string' || Buffer.isBuffer(v) || (typeof v === 'number' && Number.isFinite(v));
-}
-
-async function run(pipeline: Pipeline): Promise<void> {
-  const results = (await pipeline.exec()) ?? [];
-  for (const [err] of results) if (err) throw err;
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { InvalidOptionError, OffsetConflictError } from '../../src/core/errors.js';
-import { RedisOffsetStore } from '../../src/redis/index.js';
+import { RedisOffsetStore, RedisUnreachableError } from '../../src/redis/index.js';
 import { offsetStoreConformance } from '../conformance/offset-store.js';
 import { redisUrl, uniqueName } from '../helpers/services.js';
 
@@ -172,11 +172,23 @@ describe('RedisOffsetStore', () => {
     return store.close();
   });
 
-  it('fails within seconds, not forever, when Redis does not answer', async () => {
-    const store = new RedisOffsetStore({ redis: 'redis://127.0.0.1:1' });
+  it('fails within seconds with RedisUnreachableError, not forever, when Redis does not answer', async () => {
+    const store = new RedisOffsetStore({ redis: 'redis://user:s3cret-pw@127.0.0.1:1' });
     const started = Date.now();
     try {
-      await assert.rejects(store.read('g', ['t']));
+      await assert.rejects(
+        store.read('g', ['t']),
+        (e: unknown) =>
+          e instanceof RedisUnreachableError &&
+          e.retriable &&
+          e.address === '127.0.0.1:1' &&
+          /ECONNREFUSED/.test(e.message) &&
+          !/s3cret-pw/.test(e.message),
+      );
+      await assert.rejects(
+        store.write('g', [{ topic: 't', partition: 0, fromOffset: 0, untilOffset: 1 }]),
+        RedisUnreachableError,
+      );
       assert.ok(Date.now() - started < 10_000);
     } finally {
       await store.close();

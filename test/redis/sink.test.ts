@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { Batch } from '../../src/core/batch.js';
 import { InvalidOptionError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
-import { RedisSink, type RedisWrite } from '../../src/redis/index.js';
+import { RedisSink, RedisUnreachableError, type RedisWrite } from '../../src/redis/index.js';
 import { sinkConformance } from '../conformance/sink.js';
 import { redisUrl, uniqueName } from '../helpers/services.js';
 
@@ -159,6 +159,21 @@ describe('RedisSink', () => {
     } finally {
       await sink.close();
       redis.disconnect();
+    }
+  });
+
+  it('open fails with RedisUnreachableError when Redis does not answer', async () => {
+    const sink = new RedisSink<Rec>({
+      redis: 'redis://127.0.0.1:1',
+      command: (r) => ({ type: 'set', key: r.id, value: r.n }),
+    });
+    try {
+      await assert.rejects(
+        sink.open(sinkCtx),
+        (e: unknown) => e instanceof RedisUnreachableError && e.address === '127.0.0.1:1',
+      );
+    } finally {
+      await sink.close();
     }
   });
 
