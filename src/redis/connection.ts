@@ -4,9 +4,11 @@ import { InvalidOptionError } from '../core/errors.js';
 import { RedisUnreachableError } from './errors.js';
 
 /**
- * Where to connect: an ioredis client you own (Sluice uses it and never quits it), or a
- * `redis://` / `rediss://` URL for a client Sluice creates and quits on `close()`.
- * Default: env `SLUICE_REDIS_URL`, else `redis://127.0.0.1:6379`.
+ * Where to connect: an ioredis client you own (Sluice uses it as configured and never quits it), or
+ * a `redis://` / `rediss://` URL for a client Sluice creates and quits on `close()`.
+ * Default: env `SLUICE_REDIS_URL`, else `redis://127.0.0.1:6379`. A client Sluice creates fails a
+ * command with `RedisUnreachableError` after 3 reconnection attempts (about a second), instead of
+ * holding it while Redis is down.
  */
 export type RedisConnection = Redis | string;
 
@@ -33,7 +35,11 @@ export function resolveRedis(option: unknown): ResolvedRedis {
       redactValue(option),
     );
   }
-  const url = (option as string | undefined) ?? (process.env.SLUICE_REDIS_URL?.trim() || DEFAULT_REDIS_URL);
+  const env = process.env.SLUICE_REDIS_URL?.trim();
+  if (option === undefined && env && !/^rediss?:\/\//.test(env)) {
+    throw new InvalidOptionError('SLUICE_REDIS_URL', 'a redis:// or rediss:// URL', redactValue(env));
+  }
+  const url = (option as string | undefined) ?? (env || DEFAULT_REDIS_URL);
   const client = new Redis(url, {
     lazyConnect: true,
     connectTimeout: 10_000,

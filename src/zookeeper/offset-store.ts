@@ -10,9 +10,9 @@ export interface ZooKeeperOffsetStoreOptions {
   readonly connectString?: string;
   /** The node under which offsets live. Default `/sluice/offsets`. */
   readonly root?: string;
-  /** How long to wait for a session before failing with {@link ZooKeeperUnreachableError}. Default 10 000. */
+  /** How long to wait for a session before failing with `ZooKeeperUnreachableError`. Default 10 000. */
   readonly connectTimeoutMs?: number;
-  /** How long any one request may take before failing with {@link ZooKeeperUnreachableError}. Default 30 000. */
+  /** How long any one request may take before failing with `ZooKeeperUnreachableError`. Default 30 000. */
   readonly operationTimeoutMs?: number;
   /** The ZooKeeper session timeout asked for. Default 30 000. */
   readonly sessionTimeoutMs?: number;

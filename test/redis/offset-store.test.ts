@@ -204,6 +204,20 @@ describe('RedisOffsetStore', () => {
     assert.throws(() => new RedisOffsetStore({ keyPrefix: 'a:', key: (t) => t }), named('keyPrefix'));
   });
 
+  it('rejects a SLUICE_REDIS_URL that is not a redis:// URL, naming the variable', () => {
+    const saved = process.env.SLUICE_REDIS_URL;
+    process.env.SLUICE_REDIS_URL = '127.0.0.1:6379';
+    try {
+      assert.throws(
+        () => new RedisOffsetStore(),
+        (e: unknown) => e instanceof InvalidOptionError && e.option === 'SLUICE_REDIS_URL',
+      );
+    } finally {
+      if (saved === undefined) delete process.env.SLUICE_REDIS_URL;
+      else process.env.SLUICE_REDIS_URL = saved;
+    }
+  });
+
   it('does not show the password of an invalid URL in the error', () => {
     assert.throws(
       () => new RedisOffsetStore({ redis: 'http://app:s3cret-pw@127.0.0.1:6379' }),
