@@ -107,7 +107,7 @@ export class StreamingContext {
   readonly pipelineId: string;
   readonly clock: Clock;
   readonly logger: Logger;
-  readonly #graph = new Graph();
+  readonly #graph: Graph;
   readonly #options: StreamingContextOptions;
   readonly #listeners: StreamingListener[] = [];
   readonly #batches: BatchInfo[] = [];
@@ -145,6 +145,7 @@ export class StreamingContext {
     }
     this.#options = options;
     this.batchInterval = batchInterval;
+    this.#graph = new Graph(batchInterval);
     this.pipelineId = pipelineId;
     this.clock = options.clock ?? new SystemClock();
     this.logger = (options.logger ?? createLogger()).child({ pipeline: pipelineId });
@@ -306,6 +307,7 @@ export class StreamingContext {
     const now = this.clock.now();
     // As Spark's RecurringTimer: the first batch time is the next multiple of the interval.
     const firstBatchTime = (Math.floor(now / this.batchInterval) + 1) * this.batchInterval;
+    this.#graph.zeroTime = firstBatchTime - this.batchInterval;
     this.logger.info({ batchInterval: this.batchInterval, firstBatchTime }, 'streaming context started');
     this.#loop = this.#runLoop(firstBatchTime);
   }
@@ -497,7 +499,8 @@ export class StreamingContext {
         });
       }
       const offsetsByGroup = this.#offsetsByGroup(plans);
-      // 3. Compute.
+      // 3. Compute. Stateful operators run every batch, whatever their outputs' slides.
+      for (const s of this.#graph.stateful) await s.force(run);
       for (const output of this.#graph.outputs) if (!output.late) await output.prepare(run);
       for (const output of this.#graph.outputs) if (output.late) await output.prepare(run);
       // 4. At-most-once: offsets first.

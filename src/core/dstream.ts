@@ -5,6 +5,14 @@ import { COMPUTE, type BatchContext, type BatchRun, type Graph } from './graph.j
 import type { SinkContext } from './sink.js';
 import type { Pair } from './keys.js';
 import {
+  invertibleWindowState,
+  mapWithStateOf,
+  updateState,
+  windowState,
+  type MapWithStateSpec,
+  type StateHandle,
+} from './stateful.js';
+import {
   GUARANTEES,
   isTransactionalSink,
   type Guarantee,
@@ -50,7 +58,18 @@ export interface PrintOptions extends Named {
   readonly write?: (line: string) => void;
 }
 
-type Compute<T> = (parents: Batch<any>[], ctx: BatchContext, run: BatchRun) => Batch<T> | Promise<Batch<T>>;
+type Compute<T> = (
+  parents: Batch<any>[],
+  ctx: BatchContext,
+  run: BatchRun,
+  valid: boolean,
+) => Batch<T> | undefined | Promise<Batch<T> | undefined>;
+
+/** Window length and slide, in ms: multiples of the parent's slide (the batch interval by default). */
+export interface WindowOptions extends ShuffleOptions {
+  /** Default: the parent's slide (every batch). */
+  readonly slideMs?: number;
+}
 
 /** Options of `tryMap`. */
 export interface TryMapOptions extends Named {
@@ -80,8 +99,11 @@ export class DStream<T> {
   readonly graph: Graph;
   /** The input streams this stream is derived from. */
   readonly inputNames: ReadonlySet<string>;
+  /** This stream produces a batch every `slideMs` (the batch interval, or a window's slide). */
+  readonly slideMs: number;
   readonly #compute: Compute<T>;
   readonly #input: boolean;
+  readonly #isStateful: boolean;
 
   /** @internal Streams are made by a context (`ctx.stream`, `ctx.queueStream`, ...) and by operators. */
   constructor(
@@ -93,6 +115,9 @@ export class DStream<T> {
       options?: Record<string, unknown>;
       compute: Compute<T>;
       input?: boolean;
+      /** Runs every batch with its parents' batches (possibly none) and `valid` = on its slide. */
+      stateful?: boolean;
+      slideMs?: number;
     },
   ) {
     for (const p of init.parents) {
@@ -109,6 +134,15 @@ export class DStream<T> {
     this.parents = init.parents;
     this.#compute = init.compute;
     this.#input = init.input ?? false;
+    this.#isStateful = init.stateful ?? false;
+    const slides = new Set(init.parents.map((p) => p.slideMs));
+    if (slides.size > 1) {
+      throw new PipelineDefinitionError(
+        `${init.kind} combines streams with different slides (${[...slides].join(' ms, ')} ms)`,
+        'Window the streams to the same slide before combining them',
+      );
+    }
+    this.slideMs = init.slideMs ?? init.parents[0]?.slideMs ?? graph.batchIntervalMs;
     this.inputNames = init.input
       ? new Set([this.name])
       : new Set(init.parents.flatMap((p) => [...p.inputNames]));
@@ -122,8 +156,8 @@ export class DStream<T> {
   }
 
   /** @internal Computes this stream's batch for `run` once; a user function's error names this operator. */
-  [COMPUTE](run: BatchRun): Promise<Batch<T>> {
-    let pending = run.computed.get(this) as Promise<Batch<T>> | undefined;
+  [COMPUTE](run: BatchRun): Promise<Batch<T> | undefined> {
+    let pending = run.computed.get(this) as Promise<Batch<T> | undefined> | undefined;
     if (!pending) {
       pending = this.#run(run);
       run.computed.set(this, pending);
@@ -131,11 +165,14 @@ export class DStream<T> {
     return pending;
   }
 
-  async #run(run: BatchRun): Promise<Batch<T>> {
+  async #run(run: BatchRun): Promise<Batch<T> | undefined> {
     if (this.#input) return run.inputs.get(this.name)!.batch as Batch<T>;
+    const valid = this.graph.isValidTime(run.time, this.slideMs);
+    if (!valid && !this.#isStateful) return undefined;
     const parents = await Promise.all(this.parents.map((p) => p[COMPUTE](run)));
+    if (!this.#isStateful && parents.some((p) => p === undefined)) return undefined;
     try {
-      return await this.#compute(parents, batchContext(run, this.inputNames), run);
+      return await this.#compute(parents as Batch<any>[], batchContext(run, this.inputNames), run, valid);
     } catch (e) {
       throw e instanceof OperatorError ? e : new OperatorError(this.name, run.time, e);
     }
@@ -347,6 +384,209 @@ export class DStream<T> {
     );
   }
 
+  // ---- Windows (Spark's window operations). Length and slide are multiples of this stream's slide;
+  // a windowed stream produces a batch only at its slide times.
+
+  /** The union of the batches of the last `windowMs`, every `slideMs` (default: every batch). */
+  window(windowMs: number, opts?: WindowOptions): DStream<T> {
+    const slideMs = this.#checkWindow(windowMs, opts?.slideMs);
+    return this.#stateful('window', opts, { windowMs, slideMs }, slideMs, (name) => {
+      const w = windowState<T>(name, windowMs);
+      return { handle: w.handle, compute: ([b], ctx, _run, valid) => w.step(ctx.time, b, valid) };
+    });
+  }
+
+  /** One record per slide: the number of records in the window (Spark: kept at 0 once data has passed). */
+  countByWindow(windowMs: number, opts?: WindowOptions): DStream<number> {
+    return this.map(() => 1, sub(opts, 'ones')).reduceByWindow((a, b) => a + b, windowMs, {
+      ...opts,
+      inverse: (a, b) => a - b,
+    });
+  }
+
+  /**
+   * One record per slide: all records of the window combined with `fn`. With `inverse`, computed
+   * incrementally from the previous window (as Spark's reduceByWindow with invReduceFunc).
+   */
+  reduceByWindow(
+    fn: (a: T, b: T) => T,
+    windowMs: number,
+    opts?: WindowOptions & { inverse?(a: T, b: T): T },
+  ): DStream<T> {
+    if (opts?.inverse) {
+      return this.mapToPair((r): [number, T] => [1, r], sub(opts, 'keyed'))
+        .reduceByKeyAndWindow(fn, windowMs, { ...opts, name: sub(opts, 'window')?.name, numPartitions: 1 })
+        .map(([, v]) => v, opts);
+    }
+    return this.reduce(fn, sub(opts, 'batch'))
+      .window(windowMs, { slideMs: opts?.slideMs, name: sub(opts, 'window')?.name })
+      .reduce(fn, opts);
+  }
+
+  /**
+   * `[key, reduced]` over the window, every slide. With `inverse`, incremental: the previous
+   * window's values minus the batches that left plus those that entered; keys then stay (e.g. at 0)
+   * unless `filter` drops them.
+   */
+  reduceByKeyAndWindow<K, V>(
+    this: DStream<Pair<K, V>>,
+    fn: (a: V, b: V) => V,
+    windowMs: number,
+    opts?: WindowOptions & { inverse?(a: V, b: V): V; filter?(pair: [K, V]): boolean },
+  ): DStream<[K, V]> {
+    const slideMs = this.#checkWindow(windowMs, opts?.slideMs);
+    const perBatch = this.reduceByKey(fn, { ...sub(opts, 'batch'), numPartitions: opts?.numPartitions });
+    if (!opts?.inverse) {
+      return perBatch
+        .window(windowMs, { slideMs, name: sub(opts, 'window')?.name })
+        .reduceByKey(fn, { name: opts?.name, numPartitions: opts?.numPartitions });
+    }
+    const inverse = opts.inverse;
+    return perBatch.#stateful(
+      'reduceByKeyAndWindow',
+      opts,
+      { windowMs, slideMs, inverse: true, filter: Boolean(opts.filter) },
+      slideMs,
+      (name) => {
+        const w = invertibleWindowState<K, V>(name, {
+          windowMs,
+          slideMs,
+          reduce: fn,
+          inverse,
+          filter: opts.filter,
+          numPartitions: () => opts.numPartitions ?? 1,
+        });
+        return { handle: w.handle, compute: ([b], ctx, _run, valid) => w.step(ctx.time, b, valid) };
+      },
+    );
+  }
+
+  /** `[value, count]` over the window, every slide; values whose count fell to 0 are dropped. */
+  countByValueAndWindow(windowMs: number, opts?: WindowOptions): DStream<[T, number]> {
+    return this.mapToPair((r): [T, number] => [r, 1], sub(opts, 'ones')).reduceByKeyAndWindow(
+      (a, b) => a + b,
+      windowMs,
+      {
+        ...opts,
+        inverse: (a, b) => a - b,
+        filter: ([, n]) => n !== 0,
+      },
+    );
+  }
+
+  /** `[key, values[]]` over the window, every slide. */
+  groupByKeyAndWindow<K, V>(
+    this: DStream<Pair<K, V>>,
+    windowMs: number,
+    opts?: WindowOptions,
+  ): DStream<[K, V[]]> {
+    return this.window(windowMs, { slideMs: opts?.slideMs, name: sub(opts, 'window')?.name }).groupByKey({
+      name: opts?.name,
+      numPartitions: opts?.numPartitions,
+    });
+  }
+
+  // ---- State across batches (Spark's updateStateByKey and mapWithState).
+
+  /**
+   * Running state per key: after every batch, `fn(values of the key in this batch, previous state)`
+   * for every key with state or new values; returning `undefined` removes the key. The stream is
+   * every key's state after each batch.
+   *
+   * @example
+   * ```ts
+   * const totals = words.mapToPair((w) => [w, 1]).updateStateByKey((vs: number[], s?: number) => (s ?? 0) + vs.length);
+   * ```
+   */
+  updateStateByKey<K, V, S>(
+    this: DStream<Pair<K, V>>,
+    fn: (values: V[], state: S | undefined) => S | undefined,
+    opts?: ShuffleOptions & { readonly initialState?: Iterable<Pair<K, S>> },
+  ): DStream<[K, S]> {
+    const partitions = opts?.numPartitions;
+    return this.#stateful('updateStateByKey', opts, shuffleOptions(opts), this.slideMs, (name) => {
+      const u = updateState<K, V, S>(name, fn, opts?.initialState, () => partitions ?? 1);
+      return { handle: u.handle, compute: ([b]) => (b ? u.step(b) : undefined) };
+    });
+  }
+
+  /**
+   * Spark's mapWithState: `spec.fn(key, value, state)` for every record, where `state` can be read,
+   * updated or removed; what it returns (unless undefined) is emitted. Keys idle longer than
+   * `spec.timeoutMs` get one more call with `state.isTimingOut()` and are removed.
+   * `.stateSnapshots()` is every key's state after each batch.
+   */
+  mapWithState<K, V, S, U>(
+    this: DStream<Pair<K, V>>,
+    spec: MapWithStateSpec<K, V, S, U>,
+    opts?: Named,
+  ): DStream<U> & { stateSnapshots(opts?: Named): DStream<[K, S]> } {
+    if (spec.timeoutMs !== undefined && !(Number.isInteger(spec.timeoutMs) && spec.timeoutMs > 0)) {
+      throw new PipelineDefinitionError(
+        `mapWithState timeoutMs must be a positive whole number, got ${spec.timeoutMs}`,
+        'Pass milliseconds, e.g. 60000',
+      );
+    }
+    let m!: ReturnType<typeof mapWithStateOf<K, V, S, U>>;
+    const emitted = this.#stateful(
+      'mapWithState',
+      opts,
+      { timeout: spec.timeoutMs ?? null },
+      this.slideMs,
+      (name) => {
+        m = mapWithStateOf<K, V, S, U>(name, spec, () => spec.numPartitions ?? 1);
+        return { handle: m.handle, compute: ([b], ctx) => (b ? m.step(ctx.time, b) : undefined) };
+      },
+    );
+    return Object.assign(emitted, {
+      stateSnapshots: (o?: Named): DStream<[K, S]> =>
+        new DStream<[K, S]>(this.graph, {
+          kind: 'stateSnapshots',
+          name: o?.name,
+          parents: [emitted],
+          compute: (_p, ctx) => m.snapshotAt(ctx.time),
+        }),
+    });
+  }
+
+  #checkWindow(windowMs: number, slideMs: number | undefined): number {
+    const slide = slideMs ?? this.slideMs;
+    for (const [what, v] of [
+      ['window length', windowMs],
+      ['slide', slide],
+    ] as const) {
+      if (!Number.isInteger(v) || v <= 0 || v % this.slideMs !== 0) {
+        throw new PipelineDefinitionError(
+          `The ${what} of a window over '${this.name}' is ${v} ms, not a positive multiple of its slide (${this.slideMs} ms)`,
+          `Use a multiple of ${this.slideMs} ms (the batch interval for an input)`,
+        );
+      }
+    }
+    return slide;
+  }
+
+  #stateful<U>(
+    kind: string,
+    opts: Named | undefined,
+    options: Record<string, unknown>,
+    slideMs: number,
+    make: (name: string) => { handle: StateHandle; compute: Compute<U> },
+  ): DStream<U> {
+    let impl: { handle: StateHandle; compute: Compute<U> } | undefined;
+    const stream = new DStream<U>(this.graph, {
+      kind,
+      name: opts?.name,
+      parents: [this],
+      options,
+      stateful: true,
+      slideMs,
+      compute: (parents, ctx, run, valid) => impl!.compute(parents, ctx, run, valid),
+    });
+    impl = make(stream.name);
+    this.graph.stateful.push({ handle: impl.handle, force: (run) => stream[COMPUTE](run) });
+    return stream;
+  }
+
   /**
    * Any batch-to-batch function, run once per batch: e.g. a join with reference data that is
    * reloaded while the job runs. May be async.
@@ -492,6 +732,7 @@ export class DStream<T> {
       write: (batch: Batch<T>, ctx: BatchContext) => void | Promise<void>,
     ) => {
       const batch = await this[COMPUTE](run);
+      if (batch === undefined) return; // not on this stream's slide: no batch, as in Spark
       try {
         await write(batch, batchContext(run, this.inputNames));
       } catch (e) {
@@ -537,6 +778,11 @@ export function registerBadRecords(graph: Graph, owner: string, options: BadReco
     guarantee: options.guarantee,
     late: true,
   });
+}
+
+/** Names the inner nodes of a composite operator after the user's name, so they stay stable. */
+function sub(opts: Named | undefined, part: string): Named | undefined {
+  return opts?.name ? { name: `${opts.name}.${part}` } : undefined;
 }
 
 function batchContext(run: BatchRun, inputs: ReadonlySet<string>): BatchContext {

@@ -28,7 +28,7 @@ export interface BatchRun {
     string,
     { readonly batch: Batch<unknown>; readonly offsetRanges: readonly OffsetRange[] }
   >;
-  readonly computed: Map<object, Promise<Batch<unknown>>>;
+  readonly computed: Map<object, Promise<Batch<unknown> | undefined>>;
   /** Records rejected in this batch, per policy owner. */
   readonly badRecords: BadRecordLedger;
 }
@@ -81,6 +81,15 @@ const NAME_PATTERN = /^[A-Za-z0-9_.:\-]{1,128}$/;
 
 /** The operator graph of one context. Names are unique; derived names are `<kind>-<n>`. */
 export class Graph {
+  /** The context's batch interval: the slide of input streams. */
+  readonly batchIntervalMs: number;
+  /** Set at start: one interval before the first batch. Slides are counted from here, as in Spark. */
+  zeroTime = 0;
+  /** Every stateful operator's state, for checkpoints; forced every batch so windows see every batch. */
+  readonly stateful: {
+    readonly handle: import('./stateful.js').StateHandle;
+    readonly force: (run: BatchRun) => Promise<unknown>;
+  }[] = [];
   readonly nodes: PlanNode[] = [];
   readonly inputs: InputRegistration[] = [];
   readonly outputs: OutputRegistration[] = [];
@@ -89,6 +98,15 @@ export class Graph {
   #names = new Set<string>();
   #kindCounters = new Map<string, number>();
   #frozen: (() => never) | undefined;
+
+  constructor(batchIntervalMs: number) {
+    this.batchIntervalMs = batchIntervalMs;
+  }
+
+  /** True when `time` is a batch at which a stream sliding every `slideMs` produces a batch. */
+  isValidTime(time: number, slideMs: number): boolean {
+    return (time - this.zeroTime) % slideMs === 0;
+  }
 
   /** After start, the graph is immutable; `reject` throws the context's state error. */
   freeze(reject: () => never): void {

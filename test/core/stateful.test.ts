@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ContextStateError } from '../../src/core/errors.js';
+import { TestDriver } from '../../src/core/testing/driver.js';
+
+const sorted = <T>(xs: T[]) => [...xs].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+
+// Inputs and expected outputs from Spark's BasicOperationsSuite and MapWithStateSuite.
+const words = [['a'], ['a', 'b'], ['a', 'b', 'c'], ['a', 'b'], ['a'], []];
+
+describe('updateStateByKey', () => {
+  it('keeps a running count per key across batches, as Spark', async () => {
+    const driver = new TestDriver();
+    const input = driver.input<string>();
+    const out = driver.collect(
+      input.stream
+        .mapToPair((w) => [w, 1])
+        .updateStateByKey((vs: number[], s: number | undefined) => vs.reduce((a, b) => a + b, 0) + (s ?? 0)),
+    );
+    await driver.start();
+    for (const b of words) {
+      input.push(b);
+      await driver.advance();
+    }
+    await driver.stop();
+    assert.deepEqual(out.all().map(sorted), [
+      [['a', 1]],
+      [
+        ['a', 2],
+        ['b', 1],
+      ],
+      [
+        ['a', 3],
+        ['b', 2],
+        ['c', 1],
+      ],
+      [
+        ['a', 4],
+        ['b', 3],
+        ['c', 1],
+      ],
+      [
+        ['a', 5],
+        ['b', 3],
+        ['c', 1],
+      ],
+      [
+        ['a', 5],
+        ['b', 3],
+        ['c', 1],
+      ],
+    ]);
+  });
+
+  it('removes a key when the function returns undefined, and starts from the initial state', async () => {
+    const driver = new TestDriver();
+    const input = driver.input<[string, number]>();
+    const out = driver.collect(
+      input.stream.updateStateByKey(
+        (vs: number[], s: number | undefined) => (vs.length === 0 ? undefined : (s ?? 0) + vs.length),
+        {
+          initialState: [['z', 10]],
+        },
+      ),
+    );
+    await driver.start();
+    input.push([
+      ['z', 1],
+      ['y', 1],
+    ]);
+    await driver.advance();
+    input.push([['y', 1]]);
+    await driver.advance();
+    await driver.stop();
+    assert.deepEqual(out.all().map(sorted), [
+      [
+        ['y', 1],
+        ['z', 11],
+      ],
+      [['y', 2]],
+    ]);
+  });
+});
+
+describe('mapWithState', () => {
+  it('emits the running count per record and snapshots every key’s state, as Spark', async () => {
+    const driver = new TestDriver();
+    const input = driver.input<string>();
+    const mapped = input.stream
+      .mapToPair((w) => [w, 1])
+      .mapWithState({
+        fn: (_key: string, value: number | undefined, state) => {
+          const sum = (value ?? 0) + (state.getOption() ?? 0);
+          state.update(sum);
+          return sum;
+        },
+      });
+    const out = driver.collect(mapped);
+    const snaps = driver.collect(mapped.stateSnapshots());
+    await driver.start();
+    for (const b of [[], ...words, []].slice(0, 7)) {
+      input.push(b);
+      await driver.advance();
+    }
+    await driver.stop();
+    assert.deepEqual(out.all().map(sorted), [[], [1], [1, 2], [1, 2, 3], [3, 4], [5], []]);
+    assert.deepEqual(snaps.all().map(sorted), [
+      [],
+      [['a', 1]],
+      [
+        ['a', 2],
+        ['b', 1],
+      ],
+      [
+        ['a', 3],
+        ['b', 2],
+        ['c', 1],
+      ],
+      [
+        ['a', 4],
+        ['b', 3],
+        ['c', 1],
+      ],
+      [
+        ['a', 5],
+        ['b', 3],
+        ['c', 1],
+      ],
+      [
+        ['a', 5],
+        ['b', 3],
+        ['c', 1],
+      ],
+    ]);
+  });
+
+  it('times out keys idle longer than the timeout with one last call, then removes them', async () => {
+    const driver = new TestDriver({ batchInterval: 1000 });
+    const input = driver.input<[string, number]>();
+    const calls: string[] = [];
+    const mapped = input.stream.mapWithState({
+      timeoutMs: 2000,
+      fn: (key: string, value: number | undefined, state) => {
+        if (state.isTimingOut()) {
+          calls.push(`timeout ${key}=${state.get()}`);
+          assert.throws(() => state.update(0), ContextStateError);
+          return `${key} expired`;
+        }
+        state.update((state.getOption() ?? 0) + value!);
+        return undefined;
+      },
+    });
+    const out = driver.collect(mapped);
+    const snaps = driver.collect(mapped.stateSnapshots());
+    await driver.start();
+    input.push([
+      ['a', 1],
+      ['b', 1],
+    ]); // t=1000: both updated
+    await driver.advance();
+    input.push([['b', 1]]); // t=2000: b updated
+    await driver.advance();
+    await driver.advance(); // t=3000: threshold 1000, nobody older
+    await driver.advance(); // t=4000: threshold 2000: a (1000) times out
+    await driver.advance(); // t=5000: threshold 3000: b (2000) times out
+    await driver.stop();
+    assert.deepEqual(calls, ['timeout a=1', 'timeout b=2']);
+    assert.deepEqual(out.all(), [[], [], [], ['a expired'], ['b expired']]);
+    assert.deepEqual(snaps.all().map(sorted), [
+      [
+        ['a', 1],
+        ['b', 1],
+      ],
+      [
+        ['a', 1],
+        ['b', 2],
+      ],
+      [
+        ['a', 1],
+        ['b', 2],
+      ],
+      [['b', 2]],
+      [],
+    ]);
+  });
+
+  it('state.remove drops the key and initial state is visible to the first batch', async () => {
+    const driver = new TestDriver();
+    const input = driver.input<[string, string]>();
+    const mapped = input.stream.mapWithState({
+      initialState: [['k', 'init']],
+      fn: (key: string, value: string | undefined, state) => {
+        const before = state.getOption();
+        if (value === 'del') state.remove();
+        else state.update(value!);
+        return `${key}:${before}`;
+      },
+    });
+    const out = driver.collect(mapped);
+    const snaps = driver.collect(mapped.stateSnapshots());
+    await driver.start();
+    input.push([['k', 'x']]);
+    await driver.advance();
+    input.push([['k', 'del']]);
+    await driver.advance();
+    await driver.stop();
+    assert.deepEqual(out.all(), [['k:init'], ['k:x']]);
+    assert.deepEqual(snaps.all(), [[['k', 'x']], []]);
+  });
+});
