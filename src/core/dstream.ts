@@ -572,7 +572,8 @@ export class DStream<T> {
     slideMs: number,
     make: (name: string) => { handle: StateHandle; compute: Compute<U> },
   ): DStream<U> {
-    let impl: { handle: StateHandle; compute: Compute<U> } | undefined;
+    // The state needs the stream's final name, and the stream needs the state's compute.
+    const ref: { impl?: { handle: StateHandle; compute: Compute<U> } } = {};
     const stream = new DStream<U>(this.graph, {
       kind,
       name: opts?.name,
@@ -580,9 +581,9 @@ export class DStream<T> {
       options,
       stateful: true,
       slideMs,
-      compute: (parents, ctx, run, valid) => impl!.compute(parents, ctx, run, valid),
+      compute: (parents, ctx, run, valid) => ref.impl!.compute(parents, ctx, run, valid),
     });
-    impl = make(stream.name);
+    const impl = (ref.impl = make(stream.name));
     this.graph.stateful.push({ handle: impl.handle, force: (run) => stream[COMPUTE](run) });
     return stream;
   }
