@@ -18,8 +18,7 @@
  *   node --import tsx bench/kafka-direct.ts            # 1,000,000 records, 3 rounds
  *   BENCH_RECORDS=2000000 BENCH_ROUNDS=5 node --import tsx bench/kafka-direct.ts
  */
-import { execFile } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -29,9 +28,9 @@ import { KafkaAdmin, createDirectStream, librdkafkaVersion } from '../src/kafka/
 import { CONSUME_BATCH, directConsumerConfig, tuneDirectConsumer } from '../src/kafka/direct-source.js';
 import { KafkaConsumer, call, type RdKafkaConsumer, type RdMessage } from '../src/kafka/rdkafka.js';
 import { ensureKafka } from '../src/services/kafka.js';
+import { kafkaVersion, runConsumerPerformance, runProducerPerformance } from './consumer-perf.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const RESULTS = path.join(ROOT, 'bench', 'results');
+const RESULTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'results');
 const PARTITIONS = 3;
 const RECORD_SIZE = 100;
 
@@ -98,7 +97,7 @@ export async function runKafkaDirectBench(options: KafkaDirectBenchOptions = {})
   }
   log(`topic ${topic}: ${records} records of ${RECORD_SIZE} bytes in ${PARTITIONS} partitions`);
 
-  const consumerPerformance = await runConsumerPerformance(bootstrapServers, topic, records, log);
+  const cp = await consumerPerformance(bootstrapServers, topic, records, log);
 
   const rawRuns: number[] = [];
   const engineRuns: number[] = [];
@@ -134,7 +133,7 @@ export async function runKafkaDirectBench(options: KafkaDirectBenchOptions = {})
     recordSize: RECORD_SIZE,
     engine: { recordsPerSec: Math.round(engineBest), seconds: round3(records / engineBest), runs: engineRuns.map(Math.round), batches: engineBatches },
     raw: { recordsPerSec: Math.round(rawBest), seconds: round3(records / rawBest), runs: rawRuns.map(Math.round) },
-    consumerPerformance,
+    consumerPerformance: cp,
     ratioEngineToRaw: Math.round((engineBest / rawBest) * 1000) / 1000,
   };
   if (options.write ?? true) writeResult(result);
@@ -161,12 +160,7 @@ async function prefill(
   if (n < wanted) {
     const missing = wanted - n;
     log(`pre-filling ${topic} with ${missing} records (Kafka ProducerPerformance)...`);
-    await runJava(
-      'org.apache.kafka.tools.ProducerPerformance',
-      ['--topic', topic, '--num-records', String(missing), '--record-size', String(RECORD_SIZE), '--throughput', '-1',
-        '--producer-props', `bootstrap.servers=${bootstrapServers}`, 'acks=1', 'linger.ms=5', 'batch.size=262144'],
-      10 * 60_000,
-    );
+    await runProducerPerformance(bootstrapServers, topic, missing, RECORD_SIZE);
     n = (await count()).n;
     if (n < wanted) throw new Error(`${topic} holds ${n} records after pre-filling, expected ${wanted}`);
   } else {
@@ -242,56 +236,21 @@ async function enginePipeline(bootstrapServers: string, topic: string, records: 
   }
 }
 
-/** (c) Kafka's ConsumerPerformance (Java client), parsed from its CSV line. */
-async function runConsumerPerformance(
+/** (c) Kafka's ConsumerPerformance (Java client). */
+async function consumerPerformance(
   bootstrapServers: string,
   topic: string,
   records: number,
   log: (l: string) => void,
 ): Promise<KafkaDirectBenchResult['consumerPerformance']> {
   try {
-    const out = await runJava(
-      'org.apache.kafka.tools.ConsumerPerformance',
-      ['--bootstrap-server', bootstrapServers, '--topic', topic, '--num-records', String(records), '--group', `sluice-bench-cp-${Date.now()}`, '--timeout', '60000'],
-      5 * 60_000,
-    );
-    const lines = out.split('\n').map((l) => l.trim()).filter(Boolean);
-    const h = lines.findIndex((l) => l.startsWith('start.time'));
-    if (h < 0 || !lines[h + 1]) throw new Error(`no CSV in its output:\n${out.slice(-2000)}`);
-    const header = lines[h]!.split(',').map((s) => s.trim());
-    const row = lines[h + 1]!.split(',').map((s) => s.trim());
-    const col = (name: string) => Number(row[header.indexOf(name)]);
-    const result = { nMsgSec: Math.round(col('nMsg.sec')), fetchNMsgSec: Math.round(col('fetch.nMsg.sec')), mbSec: round3(col('MB.sec')) };
-    log(`ConsumerPerformance: ${fmt(result.nMsgSec)} records/s (fetch only: ${fmt(result.fetchNMsgSec)})`);
-    return result;
+    const r = await runConsumerPerformance(bootstrapServers, topic, records);
+    log(`ConsumerPerformance: ${fmt(r.nMsgSec)} records/s (fetch only: ${fmt(r.fetchNMsgSec)})`);
+    return { nMsgSec: r.nMsgSec, fetchNMsgSec: r.fetchNMsgSec, mbSec: r.mbSec };
   } catch (e) {
     log(`ConsumerPerformance failed: ${(e as Error).message}`);
     return { error: (e as Error).message };
   }
-}
-
-function kafkaLib(): string {
-  return process.env.SLUICE_KAFKA_LIB ?? path.join(ROOT, '.sluice', 'kafka', 'lib');
-}
-
-function kafkaVersion(): string {
-  const lib = kafkaLib();
-  const jar = existsSync(lib) ? readdirSync(lib).find((f) => /^kafka-clients-.*\.jar$/.test(f)) : undefined;
-  return jar ? jar.replace(/^kafka-clients-|\.jar$/g, '') : 'unknown';
-}
-
-function runJava(mainClass: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      'java',
-      ['-Xms512m', '-Xmx1g', '-Dlog4j2.level=WARN', '-Dlog4j2.rootLevel=WARN', '-cp', `${kafkaLib()}/*`, mainClass, ...args],
-      { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        if (err) reject(new Error(`${mainClass} failed: ${err.message}\n${stderr.slice(-2000)}`));
-        else resolve(stdout);
-      },
-    );
-  });
 }
 
 function writeResult(r: KafkaDirectBenchResult): void {
