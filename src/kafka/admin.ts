@@ -3,7 +3,7 @@
  * and offsets (earliest / latest, the latter as the last stable offset under read_committed). Every
  * call is bounded: `attempts` tries of at most `timeoutMs` each, then a typed error.
  */
-import { BrokerUnreachableError, SourceError, TopicNotFoundError } from '../core/errors.js';
+import { BrokerUnreachableError, SluiceError, SourceError, TopicNotFoundError } from '../core/errors.js';
 import {
   AdminClient,
   IsolationLevel,
@@ -197,7 +197,7 @@ export class KafkaAdmin {
           ),
         );
       } catch (e) {
-        if (isUnknownTopic(e)) throw new TopicNotFoundError(pending.find(() => true)!.topic);
+        if (isUnknownTopic(e)) throw new TopicNotFoundError(pending[0]!.topic);
         if (!isTransient(e)) throw this.#failure(`list ${which} offsets`, e);
         lastError = e;
         if (attempt < this.policy.attempts) await delay(backoff(attempt), this.policy.signal);
@@ -251,7 +251,7 @@ export class KafkaAdmin {
   }
 
   #failure(what: string, e: unknown): Error {
-    if (e instanceof Error && 'code' in e && typeof (e as { code: unknown }).code === 'string') return e; // already a SluiceError
+    if (e instanceof SluiceError) return e;
     return new SourceError('kafka', `${what} failed: ${describeError(e)}`, 'Check the cluster, the topic and the ACLs of this client', {
       cause: e,
     });
