@@ -14,6 +14,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 STATE="$ROOT/.sluice"
 mkdir -p "$STATE"
+# One set-up at a time per checkout (e.g. `npm test` and `npm start` started together); bounded wait.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$STATE/setup.lock"
+  flock -w 900 9 || { echo "setup: ERROR: another set-up in $ROOT has held .sluice/setup.lock for 15 min" >&2; exit 1; }
+fi
 STARTED_AT=$SECONDS
 DID_SOMETHING=0
 
@@ -63,8 +68,8 @@ if [ ${#NEW_PACKAGES[@]} -gt 0 ]; then
     fi
   fi
   APT_LOG="$STATE/apt.log"
-  if ! { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${NEW_PACKAGES[@]}"; } >"$APT_LOG" 2>&1; then
+  if ! { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -q &&
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${NEW_PACKAGES[@]}"; } >"$APT_LOG" 2>&1; then
     tail -n 30 "$APT_LOG" >&2
     die "apt-get failed (full log: $APT_LOG)"
   fi
