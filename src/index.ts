@@ -48,3 +48,7 @@ export type { BadRecordPolicy, BadRecordsOptions, DeadLetter, BadRecordCounts } 
 export type { CommitPlan } from './core/context.js';
 export type { OutputOptions, ForeachBatchOptions, TryMapOptions } from './core/dstream.js';
 export type { BatchFeedback } from './core/source.js';
+export type { InputMetrics, OffsetResetEvent } from './core/source.js';
+export { State } from './core/stateful.js';
+export type { MapWithStateSpec, StateHandle } from './core/stateful.js';
+export type { WindowOptions } from './core/dstream.js';

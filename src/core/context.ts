@@ -8,7 +8,14 @@ import { createLogger, type Logger } from './logger.js';
 import { QueueSource, type QueueSourceOptions } from './queue-source.js';
 import type { OffsetStore } from './offsets.js';
 import { isTransactionalStore, type Guarantee } from './sink.js';
-import { rangeSize, type InputPlan, type OffsetRange, type Source } from './source.js';
+import {
+  rangeSize,
+  type InputMetrics,
+  type InputPlan,
+  type OffsetRange,
+  type OffsetResetEvent,
+  type Source,
+} from './source.js';
 import { DirectorySource, type DirectorySourceOptions } from '../sources/directory.js';
 import { SocketTextSource, type SocketTextSourceOptions } from '../sources/socket.js';
 
@@ -50,6 +57,8 @@ export interface InputInfo {
   readonly kind: string;
   readonly numRecords: number;
   readonly offsetRanges: readonly OffsetRange[];
+  /** Rate limit in force, lag per partition and records lost to offset resets, where the source reports them. */
+  readonly metrics?: InputMetrics;
 }
 
 /** The record of one batch, as Spark's `BatchInfo`. Times in ms since the epoch, durations in ms. */
@@ -78,6 +87,8 @@ export interface StreamingListener {
   onBatchCompleted?(info: BatchInfo): void;
   onBatchFailed?(info: BatchInfo): void;
   onContextStopped?(error?: Error): void;
+  /** A stored offset was out of the partition's valid range and was reset by the source's policy. */
+  onOffsetReset?(event: OffsetResetEvent): void;
 }
 
 export interface StopOptions {
@@ -279,6 +290,11 @@ export class StreamingContext {
           logger: this.logger.child({ input: input.name }),
           signal: this.#stopSources.signal,
           storedOffsets: async (topics) => (this.#offsetStore ? this.#offsetStore.read(group, topics) : []),
+          reportOffsetReset: (event) => {
+            const full = { ...event, input: input.name };
+            this.logger.warn(full, 'stored offset out of range: reset by policy');
+            this.#emit((l) => l.onOffsetReset?.(full));
+          },
           reportBadRecord: (letter, error) =>
             this.#ledger.handle(
               input.source.badRecords?.policy ?? 'fail',

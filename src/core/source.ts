@@ -21,10 +21,38 @@ export function rangeSize(r: OffsetRange): number {
   return r.untilOffset - r.fromOffset;
 }
 
+/** A stored position that was no longer valid (deleted by retention, or past the end) and was moved. */
+export interface OffsetResetEvent {
+  readonly input: string;
+  readonly topic: string;
+  readonly partition: number;
+  /** The position the pipeline was at. */
+  readonly storedOffset: number;
+  /** The partition's valid range at the time: [logStartOffset, endOffset]. */
+  readonly logStartOffset: number;
+  readonly endOffset: number;
+  /** Where reading continues. */
+  readonly resetTo: number;
+  readonly policy: 'earliest' | 'latest';
+  /** Records skipped that the pipeline never read (0 when it moved backwards). */
+  readonly recordsLost: number;
+}
+
+/** Per-batch figures a source reports with its plan (rate control, lag, retention loss). */
+export interface InputMetrics {
+  /** The rate limit in force for this batch, records/s over all partitions (undefined: none). */
+  readonly rateLimit?: number;
+  /** Records left behind in each partition after this batch's range. */
+  readonly lag?: readonly { readonly topic: string; readonly partition: number; readonly lag: number }[];
+  /** Records lost to offset resets while planning this batch. */
+  readonly recordsLost?: number;
+}
+
 /** What one batch takes from one source, fixed before any record of the batch is read. */
 export interface InputPlan {
   /** One range per partition; empty for sources that have no offsets (socket, queue). */
   readonly offsetRanges: readonly OffsetRange[];
+  readonly metrics?: InputMetrics;
   /** Source-specific, opaque to the engine (e.g. the file names a directory source will read). */
   readonly detail?: unknown;
 }
@@ -50,6 +78,8 @@ export interface SourceContext {
    * dead-letter output of this batch. Only valid during `fetch`.
    */
   readonly reportBadRecord: (letter: Omit<DeadLetter, 'input' | 'batchTime'>, error: unknown) => void;
+  /** Reports a reset of a stored position (retention loss): logged, counted and given to listeners. */
+  readonly reportOffsetReset: (event: Omit<OffsetResetEvent, 'input'>) => void;
 }
 
 /** What the engine tells a source after each batch (for rate control). */

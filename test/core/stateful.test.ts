@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ContextStateError } from '../../src/core/errors.js';
+import type { State } from '../../src/core/stateful.js';
 import { TestDriver } from '../../src/core/testing/driver.js';
 
 const sorted = <T>(xs: T[]) => [...xs].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
@@ -89,7 +90,7 @@ describe('mapWithState', () => {
     const mapped = input.stream
       .mapToPair((w) => [w, 1])
       .mapWithState({
-        fn: (_key: string, value: number | undefined, state) => {
+        fn: (_key: string, value: number | undefined, state: State<number>) => {
           const sum = (value ?? 0) + (state.getOption() ?? 0);
           state.update(sum);
           return sum;
@@ -140,7 +141,7 @@ describe('mapWithState', () => {
     const calls: string[] = [];
     const mapped = input.stream.mapWithState({
       timeoutMs: 2000,
-      fn: (key: string, value: number | undefined, state) => {
+      fn: (key: string, value: number | undefined, state: State<number>) => {
         if (state.isTimingOut()) {
           calls.push(`timeout ${key}=${state.get()}`);
           assert.throws(() => state.update(0), ContextStateError);
@@ -189,7 +190,7 @@ describe('mapWithState', () => {
     const input = driver.input<[string, string]>();
     const mapped = input.stream.mapWithState({
       initialState: [['k', 'init']],
-      fn: (key: string, value: string | undefined, state) => {
+      fn: (key: string, value: string | undefined, state: State<string>) => {
         const before = state.getOption();
         if (value === 'del') state.remove();
         else state.update(value!);

@@ -50,6 +50,10 @@ export function sourceContext(
     batchInterval: 1000,
     signal: controller.signal,
     storedOffsets: async () => [],
+    reportBadRecord: (_letter, error) => {
+      throw error;
+    },
+    reportOffsetReset: () => {},
     ...overrides,
     logger,
     controller,
