@@ -80,19 +80,10 @@ NATIVE=node_modules/@confluentinc/kafka-javascript/build/Release/confluent-kafka
 deps_hash() { cat package.json package-lock.json 2>/dev/null | sha256sum | cut -d' ' -f1; }
 NPM_STAMP="$STATE/npm.stamp"
 if [ ! -d node_modules ] || [ "$(cat "$NPM_STAMP" 2>/dev/null)" != "$(deps_hash)" ]; then
-  if [ ! -d node_modules ] && [ -f package-lock.json ]; then NPM_CMD=ci; else NPM_CMD=install; fi
-  say "npm $NPM_CMD (node_modules missing, or package.json / package-lock.json changed); compiling librdkafka takes ~2 min on 2 cores"
-  if [ "$NPM_CMD" = ci ]; then
-    if ! CKJS_LINKING=dynamic npm ci --no-audit --no-fund 2>"$STATE/npm-ci.err"; then
-      # npm ci refuses a lock file out of sync with package.json (e.g. optional platform packages
-      # missing from it); npm install repairs the lock in the work tree. Say so rather than fail.
-      sed -n '/npm error code/,/npm error Clean install/p' "$STATE/npm-ci.err" | grep -v 'Clean install' >&2 || true
-      echo "setup: WARNING: npm ci refused package-lock.json (above); running npm install instead — commit the lock file it writes" >&2
-      CKJS_LINKING=dynamic npm install --no-audit --no-fund
-    fi
-  else
-    CKJS_LINKING=dynamic npm install --no-audit --no-fund
-  fi
+  say "npm install (node_modules missing, or package.json / package-lock.json changed); compiling librdkafka takes ~2 min on 2 cores"
+  # npm install, not npm ci: it follows package-lock.json too, and npm ci refuses this lock because
+  # npm leaves @duckdb's optional packages for other platforms out of it.
+  CKJS_LINKING=dynamic npm install --no-audit --no-fund
   rm -f "$NPM_STAMP" # written below, once the native module is there
 fi
 if [ ! -f "$NATIVE" ]; then
