@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { describePipelineFile } from './describe.js';
 import { formatError } from './errors.js';
 import { kafkaStartCommand, kafkaStatusCommand, kafkaStopCommand, type CommandResult } from './kafka.js';
+import { offsetsCommand } from './offsets.js';
 import { exitEvenIfHandlesRemain, runPipelineFile } from './run.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -112,6 +113,8 @@ cannot be opened or a batch fails (the error's code and message are printed on s
     .action((opts: { json?: boolean }) =>
       guarded('kafka status', async () => print(await kafkaStatusCommand(opts))),
     );
+
+  program.addCommand(offsetsCommand());
 
   return program;
 }
