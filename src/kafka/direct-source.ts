@@ -198,7 +198,7 @@ interface PartitionState {
   /** During a fetch that still needs records of this partition: the range's end; else -1. */
   until: number;
   /** During a fetch: where the records of the range go. */
-  out: RdMessage[] | undefined;
+  out: KafkaRecord<unknown, unknown>[] | undefined;
 }
 
 /**
@@ -354,87 +354,56 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   /**
    * Step 2: the records with offsets in [fromOffset, untilOffset) of each range, one array per
    * range in the plan's order. Can be called again with the same plan (the ranges are re-read).
+   *
+   * Records are deserialized as they arrive, so the client's message objects die young; a record
+   * that fails goes to the engine's bad-record hook when it has one (which rethrows under `fail`,
+   * the default). When a fetch fails, its partitions are re-read from Kafka by the next fetch.
    */
   async fetch(plan: InputPlan): Promise<KafkaRecord<K, V>[][]> {
     const consumer = this.#requireConsumer();
     const ranges = plan.offsetRanges;
     const states: PartitionState[] = new Array(ranges.length);
-    const raw: RdMessage[][] = new Array(ranges.length);
+    const out: KafkaRecord<K, V>[][] = new Array(ranges.length);
     const open: PartitionState[] = [];
-
-    // Take what the buffers already hold; seek partitions whose range is not where the consumer is.
     for (const [i, r] of ranges.entries()) {
       const s = this.#byTopic.get(r.topic)?.[r.partition];
       if (!s) {
         throw new SourceError('kafka', `the plan has ${r.topic}-${r.partition}, which this source does not read`, 'Pass fetch() a plan made by this source');
       }
       states[i] = s;
-      if (r.fromOffset < s.coverStart || r.fromOffset > s.reached) await this.#seek(consumer, s, r.fromOffset);
-      let k = 0;
-      while (k < s.buffer.length && s.buffer[k]!.offset < r.fromOffset) k++;
-      let j = k;
-      while (j < s.buffer.length && s.buffer[j]!.offset < r.untilOffset) j++;
-      raw[i] = s.buffer.slice(k, j);
-      s.buffer = j === s.buffer.length ? [] : s.buffer.slice(j);
-      s.coverStart = r.fromOffset;
-      if (s.reached < r.untilOffset) {
-        s.until = r.untilOffset;
-        s.out = raw[i];
-        open.push(s);
-      }
     }
-
-    if (open.length > 0) {
-      try {
-        await this.#consumeUntil(consumer, open);
-      } catch (e) {
-        this.#restore(states, ranges, raw);
-        throw e;
-      } finally {
-        for (const s of open) {
-          s.until = -1;
-          s.out = undefined;
-        }
-      }
-    }
-
-    // Deserialize. A record that fails goes to the engine's bad-record policy when it has one
-    // (which rethrows under `fail`, the default); a failure fails the fetch and puts the raw
-    // records back in the buffers, so the same plan can be fetched again.
-    const out: KafkaRecord<K, V>[][] = new Array(ranges.length);
-    const report = (this.#ctx as { reportBadRecord?: BadRecordReporter } | undefined)?.reportBadRecord;
     try {
-      for (let i = 0; i < raw.length; i++) {
-        const msgs = raw[i]!;
-        const recs: KafkaRecord<K, V>[] = new Array(msgs.length);
-        let k = 0;
-        for (let j = 0; j < msgs.length; j++) {
-          try {
-            recs[k] = this.#toRecord(msgs[j]!);
-            k++;
-          } catch (e) {
-            if (!report || !(e instanceof DeserializationError)) throw e;
-            const m = msgs[j]!;
-            report(
-              {
-                operator: this.#ctx!.name,
-                reason: e.message,
-                topic: m.topic,
-                partition: m.partition,
-                offset: m.offset,
-                key: m.key == null ? null : typeof m.key === 'string' ? Buffer.from(m.key) : m.key,
-                value: m.value,
-              },
-              e,
-            );
-          }
-        }
-        recs.length = k;
+      // Take what the buffers already hold; seek partitions whose range is not where the consumer is.
+      for (const [i, r] of ranges.entries()) {
+        const s = states[i]!;
+        if (r.fromOffset < s.coverStart || r.fromOffset > s.reached) await this.#seek(consumer, s, r.fromOffset);
+        const recs: KafkaRecord<K, V>[] = [];
         out[i] = recs;
+        let k = 0;
+        while (k < s.buffer.length && s.buffer[k]!.offset < r.fromOffset) k++;
+        let j = k;
+        for (; j < s.buffer.length && s.buffer[j]!.offset < r.untilOffset; j++) this.#deliver(recs, s.buffer[j]!);
+        s.buffer = j === s.buffer.length ? [] : s.buffer.slice(j);
+        s.coverStart = r.fromOffset;
+        if (s.reached < r.untilOffset) {
+          s.until = r.untilOffset;
+          s.out = recs as KafkaRecord<unknown, unknown>[];
+          open.push(s);
+        }
       }
+      if (open.length > 0) await this.#consumeUntil(consumer, open);
     } catch (e) {
-      this.#restore(states, ranges, raw);
+      // Forget what this fetch took: the next fetch of these ranges seeks and reads them again.
+      for (const s of states) {
+        s.buffer = [];
+        s.coverStart = Number.POSITIVE_INFINITY;
+      }
       throw e;
+    } finally {
+      for (const s of open) {
+        s.until = -1;
+        s.out = undefined;
+      }
     }
     for (const [i, r] of ranges.entries()) states[i]!.coverStart = r.untilOffset;
     return out;
@@ -651,8 +620,8 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   }
 
   /**
-   * Consumes until every partition in `open` has been delivered up to its `until`. Messages below
-   * it go to the partition's `out`; those at or past it (and of other partitions) to its buffer.
+   * Consumes until every partition in `open` has been delivered up to its `until`. Records below
+   * it are deserialized into the partition's `out`; messages at or past it wait in its buffer.
    */
   async #consumeUntil(consumer: RdKafkaConsumer, open: readonly PartitionState[]): Promise<void> {
     const ctx = this.#ctx!;
@@ -693,7 +662,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         if (!s || m.offset < s.reached) continue; // not ours, or delivered before a seek: never twice
         s.reached = m.offset + 1;
         if (m.offset < s.until) {
-          s.out!.push(m);
+          this.#deliver(s.out as KafkaRecord<K, V>[], m);
           if (s.reached >= s.until) {
             s.until = -1;
             remaining--;
@@ -764,14 +733,29 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     );
   }
 
-  /** Puts the raw records of a failed fetch back so that the same plan can be fetched again. */
-  #restore(states: PartitionState[], ranges: readonly OffsetRange[], raw: RdMessage[][]): void {
-    for (let i = 0; i < states.length; i++) {
-      const s = states[i]!;
-      const r = raw[i]!;
-      if (r.length > 0) s.buffer = r.concat(s.buffer);
-      s.coverStart = ranges[i]!.fromOffset;
+  /** Deserializes `m` into `out`, or hands it to the engine's bad-record hook. */
+  #deliver(out: KafkaRecord<K, V>[], m: RdMessage): void {
+    let rec: KafkaRecord<K, V>;
+    try {
+      rec = this.#toRecord(m);
+    } catch (e) {
+      const report = (this.#ctx as { reportBadRecord?: BadRecordReporter } | undefined)?.reportBadRecord;
+      if (!report || !(e instanceof DeserializationError)) throw e;
+      report(
+        {
+          operator: this.#ctx!.name,
+          reason: e.message,
+          topic: m.topic,
+          partition: m.partition,
+          offset: m.offset,
+          key: m.key == null ? null : typeof m.key === 'string' ? Buffer.from(m.key) : m.key,
+          value: m.value,
+        },
+        e,
+      );
+      return;
     }
+    out.push(rec);
   }
 
   #toRecord(m: RdMessage): KafkaRecord<K, V> {
