@@ -48,10 +48,13 @@ export interface KafkaDirectBenchOptions {
 }
 
 export interface Throughput {
+  /** Best run. */
   readonly recordsPerSec: number;
   readonly seconds: number;
   /** records/s of every run, in order. */
   readonly runs: number[];
+  /** CPU time of this process (all its threads) per record, microseconds, in every run. */
+  readonly cpuMicrosPerRecord: number[];
 }
 
 export interface KafkaDirectBenchResult {
@@ -76,8 +79,10 @@ export interface KafkaDirectBenchResult {
   readonly raw: Throughput;
   /** (c) Kafka's ConsumerPerformance: nMsg.sec (whole run) and fetch.nMsg.sec (after the group join). */
   readonly consumerPerformance: { readonly nMsgSec: number; readonly fetchNMsgSec: number; readonly mbSec: number } | { readonly error: string };
-  /** engine / raw. */
+  /** engine / raw, best runs. */
   readonly ratioEngineToRaw: number;
+  /** Load averages (1 min) before and after: the machine may be shared; high values mean noisy numbers. */
+  readonly loadAverage: { readonly before: number; readonly after: number };
 }
 
 export async function runKafkaDirectBench(options: KafkaDirectBenchOptions = {}): Promise<KafkaDirectBenchResult> {
@@ -99,17 +104,25 @@ export async function runKafkaDirectBench(options: KafkaDirectBenchOptions = {})
 
   const cp = await consumerPerformance(bootstrapServers, topic, records, log);
 
+  const loadBefore = os.loadavg()[0]!;
   const rawRuns: number[] = [];
+  const rawCpu: number[] = [];
   const engineRuns: number[] = [];
+  const engineCpu: number[] = [];
   const engineBatches: number[] = [];
+  // Interleaved, so that both paths see the same machine.
   for (let round = 1; round <= rounds; round++) {
     const raw = await rawLoop(bootstrapServers, topic, starts, records);
-    rawRuns.push(records / raw);
-    log(`round ${round}: raw    ${fmt(records / raw)} records/s (${raw.toFixed(2)} s)`);
+    rawRuns.push(records / raw.seconds);
+    rawCpu.push(round3((raw.cpuSeconds * 1e6) / records));
+    log(`round ${round}: raw    ${fmt(records / raw.seconds)} records/s (${raw.seconds.toFixed(2)} s, ${raw.cpuSeconds.toFixed(2)} s CPU)`);
     const engine = await enginePipeline(bootstrapServers, topic, records);
     engineRuns.push(records / engine.seconds);
+    engineCpu.push(round3((engine.cpuSeconds * 1e6) / records));
     engineBatches.push(engine.batches);
-    log(`round ${round}: engine ${fmt(records / engine.seconds)} records/s (${engine.seconds.toFixed(2)} s, ${engine.batches} batch(es))`);
+    log(
+      `round ${round}: engine ${fmt(records / engine.seconds)} records/s (${engine.seconds.toFixed(2)} s, ${engine.cpuSeconds.toFixed(2)} s CPU, ${engine.batches} batch(es))`,
+    );
   }
   const best = (runs: number[]) => Math.max(...runs);
   const engineBest = best(engineRuns);
@@ -131,10 +144,17 @@ export async function runKafkaDirectBench(options: KafkaDirectBenchOptions = {})
     partitions: PARTITIONS,
     records,
     recordSize: RECORD_SIZE,
-    engine: { recordsPerSec: Math.round(engineBest), seconds: round3(records / engineBest), runs: engineRuns.map(Math.round), batches: engineBatches },
-    raw: { recordsPerSec: Math.round(rawBest), seconds: round3(records / rawBest), runs: rawRuns.map(Math.round) },
+    engine: {
+      recordsPerSec: Math.round(engineBest),
+      seconds: round3(records / engineBest),
+      runs: engineRuns.map(Math.round),
+      cpuMicrosPerRecord: engineCpu,
+      batches: engineBatches,
+    },
+    raw: { recordsPerSec: Math.round(rawBest), seconds: round3(records / rawBest), runs: rawRuns.map(Math.round), cpuMicrosPerRecord: rawCpu },
     consumerPerformance: cp,
     ratioEngineToRaw: Math.round((engineBest / rawBest) * 1000) / 1000,
+    loadAverage: { before: Math.round(loadBefore * 100) / 100, after: Math.round(os.loadavg()[0]! * 100) / 100 },
   };
   if (options.write ?? true) writeResult(result);
   return result;
@@ -171,7 +191,12 @@ async function prefill(
 }
 
 /** (b) The raw loop: same client, same consumer settings and consume call as the source. */
-async function rawLoop(bootstrapServers: string, topic: string, starts: Map<string, number>, records: number): Promise<number> {
+async function rawLoop(
+  bootstrapServers: string,
+  topic: string,
+  starts: Map<string, number>,
+  records: number,
+): Promise<{ seconds: number; cpuSeconds: number }> {
   const consumer: RdKafkaConsumer = new KafkaConsumer(
     directConsumerConfig({
       bootstrapServers,
@@ -188,6 +213,7 @@ async function rawLoop(bootstrapServers: string, topic: string, starts: Map<stri
       Array.from({ length: PARTITIONS }, (_, partition) => ({ topic, partition, offset: starts.get(`${topic}:${partition}`)! })),
     );
     const started = performance.now();
+    const cpu = process.cpuUsage();
     let n = 0;
     let bytes = 0;
     while (n < records) {
@@ -196,41 +222,48 @@ async function rawLoop(bootstrapServers: string, topic: string, starts: Map<stri
       n += msgs.length;
     }
     const seconds = (performance.now() - started) / 1000;
+    const used = process.cpuUsage(cpu);
     if (bytes === 0) throw new Error('no bytes read');
-    return seconds;
+    return { seconds, cpuSeconds: (used.user + used.system) / 1e6 };
   } finally {
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }
 }
 
 /** (a) The Sluice pipeline. */
-async function enginePipeline(bootstrapServers: string, topic: string, records: number): Promise<{ seconds: number; batches: number }> {
+async function enginePipeline(
+  bootstrapServers: string,
+  topic: string,
+  records: number,
+): Promise<{ seconds: number; cpuSeconds: number; batches: number }> {
   const ctx = new StreamingContext({ batchInterval: 200, pipelineId: `sluice-bench-engine-${Date.now()}`, logger: silentLogger });
   let firstBatch: number | undefined;
+  let cpu: NodeJS.CpuUsage | undefined;
   let batches = 0;
   ctx.addListener({
     onBatchStarted: () => {
       firstBatch ??= performance.now();
+      cpu ??= process.cpuUsage();
       batches++;
     },
   });
   let total = 0;
-  let finished!: (t: number) => void;
-  const done = new Promise<number>((resolve) => (finished = resolve));
+  let finished!: (r: { end: number; cpu: NodeJS.CpuUsage }) => void;
+  const done = new Promise<{ end: number; cpu: NodeJS.CpuUsage }>((resolve) => (finished = resolve));
   createDirectStream(ctx, { name: 'bench', topics: [topic], bootstrapServers, startingOffsets: 'earliest', valueDeserializer: 'bytes' })
     .count()
     .foreachBatch((batch) => {
       for (const n of batch.collect()) total += n;
-      if (total >= records) finished(performance.now());
+      if (total >= records) finished({ end: performance.now(), cpu: process.cpuUsage(cpu) });
     });
   await ctx.start();
   const failed = ctx.awaitTermination().then(() => {
     throw new Error(`the pipeline stopped after ${total} of ${records} records`);
   });
   try {
-    const end = await Promise.race([done, failed]);
+    const { end, cpu: used } = await Promise.race([done, failed]);
     if (total !== records) throw new Error(`counted ${total} records, expected ${records}`);
-    return { seconds: (end - firstBatch!) / 1000, batches };
+    return { seconds: (end - firstBatch!) / 1000, cpuSeconds: (used.user + used.system) / 1e6, batches };
   } finally {
     await ctx.stop();
   }
@@ -267,13 +300,13 @@ export function toMarkdown(r: KafkaDirectBenchResult): string {
     `${r.records.toLocaleString('en-US')} records of ${r.recordSize} bytes, ${r.partitions} partitions, Kafka ${r.kafka}, librdkafka ${r.client.librdkafka}; ` +
       `${r.machine.cpuModel}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, Node ${r.machine.node}. Best of ${r.engine.runs.length} runs.`,
     '',
-    '| path | records/s | runs |',
-    '| --- | ---: | --- |',
-    `| (a) Sluice: createDirectStream → count → foreachBatch | ${fmt(r.engine.recordsPerSec)} | ${r.engine.runs.map(fmt).join(', ')} |`,
-    `| (b) raw consume loop, same client and settings | ${fmt(r.raw.recordsPerSec)} | ${r.raw.runs.map(fmt).join(', ')} |`,
-    `| (c) Kafka ConsumerPerformance (Java) | ${cp} | |`,
+    '| path | records/s (best) | all runs | CPU µs/record |',
+    '| --- | ---: | --- | --- |',
+    `| (a) Sluice: createDirectStream → count → foreachBatch | ${fmt(r.engine.recordsPerSec)} | ${r.engine.runs.map(fmt).join(', ')} | ${r.engine.cpuMicrosPerRecord.join(', ')} |`,
+    `| (b) raw consume loop, same client and settings | ${fmt(r.raw.recordsPerSec)} | ${r.raw.runs.map(fmt).join(', ')} | ${r.raw.cpuMicrosPerRecord.join(', ')} |`,
+    `| (c) Kafka ConsumerPerformance (Java) | ${cp} | | |`,
     '',
-    `engine / raw = **${(r.ratioEngineToRaw * 100).toFixed(1)} %**`,
+    `engine / raw = **${(r.ratioEngineToRaw * 100).toFixed(1)} %** (load average ${r.loadAverage.before} before, ${r.loadAverage.after} after)`,
     '',
     '',
   ].join('\n');
