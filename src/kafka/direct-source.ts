@@ -382,7 +382,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         let k = 0;
         while (k < s.buffer.length && s.buffer[k]!.offset < r.fromOffset) k++;
         let j = k;
-        for (; j < s.buffer.length && s.buffer[j]!.offset < r.untilOffset; j++) this.#deliver(recs, s.buffer[j]!);
+        for (; j < s.buffer.length && s.buffer[j]!.offset < r.untilOffset; j++) this.#deliver(recs, s.buffer[j]!, s.topic);
         s.buffer = j === s.buffer.length ? [] : s.buffer.slice(j);
         s.coverStart = r.fromOffset;
         if (s.reached < r.untilOffset) {
@@ -662,7 +662,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         if (!s || m.offset < s.reached) continue; // not ours, or delivered before a seek: never twice
         s.reached = m.offset + 1;
         if (m.offset < s.until) {
-          this.#deliver(s.out as KafkaRecord<K, V>[], m);
+          this.#deliver(s.out as KafkaRecord<K, V>[], m, s.topic);
           if (s.reached >= s.until) {
             s.until = -1;
             remaining--;
@@ -733,11 +733,15 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     );
   }
 
-  /** Deserializes `m` into `out`, or hands it to the engine's bad-record hook. */
-  #deliver(out: KafkaRecord<K, V>[], m: RdMessage): void {
+  /**
+   * Deserializes `m` into `out`, or hands it to the engine's bad-record hook. `topic` is the
+   * source's own string for the topic: the client makes a new string per message, and a batch
+   * would otherwise keep a million copies alive.
+   */
+  #deliver(out: KafkaRecord<K, V>[], m: RdMessage, topic: string): void {
     let rec: KafkaRecord<K, V>;
     try {
-      rec = this.#toRecord(m);
+      rec = this.#toRecord(m, topic);
     } catch (e) {
       const report = (this.#ctx as { reportBadRecord?: BadRecordReporter } | undefined)?.reportBadRecord;
       if (!report || !(e instanceof DeserializationError)) throw e;
@@ -758,7 +762,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     out.push(rec);
   }
 
-  #toRecord(m: RdMessage): KafkaRecord<K, V> {
+  #toRecord(m: RdMessage, topic: string): KafkaRecord<K, V> {
     const headers = m.headers === undefined || m.headers.length === 0 ? EMPTY_HEADERS : toHeaders(m.headers);
     const rawKey = m.key;
     const keyBytes = rawKey == null ? null : typeof rawKey === 'string' ? Buffer.from(rawKey) : rawKey;
@@ -780,7 +784,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       throw new DeserializationError(m.topic, m.partition, m.offset, 'value', e);
     }
     return {
-      topic: m.topic,
+      topic,
       partition: m.partition,
       offset: m.offset,
       key: key as K,
