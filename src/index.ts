@@ -52,3 +52,5 @@ export type { InputMetrics, OffsetResetEvent } from './core/source.js';
 export { State } from './core/stateful.js';
 export type { MapWithStateSpec, StateHandle } from './core/stateful.js';
 export type { WindowOptions } from './core/dstream.js';
+export { InMemoryCheckpointStore, isStateStore, compareOperators, collectState, restoreState } from './core/checkpoint.js';
+export type { StateStore, CheckpointMeta, CheckpointOperator, OperatorState, StateDelta, StateUpdate } from './core/checkpoint.js';

@@ -6,6 +6,15 @@ import { ContextStateError, InvalidOptionError, PipelineDefinitionError, SluiceE
 import { Graph, describePlan, type BatchRun, type OutputRegistration, type PipelinePlan } from './graph.js';
 import { createLogger, type Logger } from './logger.js';
 import { QueueSource, type QueueSourceOptions } from './queue-source.js';
+import {
+  collectState,
+  compareOperators,
+  isStateStore,
+  restoreState,
+  type CheckpointMeta,
+  type StateStore,
+} from './checkpoint.js';
+import { CheckpointIncompatibleError } from './errors.js';
 import type { OffsetStore } from './offsets.js';
 import { isTransactionalStore, type Guarantee } from './sink.js';
 import {
@@ -37,6 +46,14 @@ export interface StreamingContextOptions {
    * (Kafka's consumer-group commits). A transactional output must use its store here.
    */
   readonly offsetStore?: OffsetStore;
+  /**
+   * Where the state of stateful operators (windows, updateStateByKey, mapWithState) is kept, with
+   * the offsets: required when the pipeline has state. Its offsets are the pipeline's offsets, so a
+   * crash never leaves state and offsets apart. E.g. `new CheckpointDirectory({ dir })`.
+   */
+  readonly checkpoint?: StateStore;
+  /** Write every operator's full state every N batches, and only the changed keys in between (default 10). */
+  readonly checkpointFullEvery?: number;
 }
 
 /** How the engine commits each batch, decided at start from the outputs and the offset store. */
@@ -134,6 +151,8 @@ export class StreamingContext {
   #offsetStore: OffsetStore | undefined;
   #commitPlan: CommitPlan | undefined;
   #ledger = new BadRecordLedger();
+  #lastCommittedBatch: number | undefined;
+  #commitsSinceStart = 0;
   #batchTime = 0;
 
   constructor(options: StreamingContextOptions) {
@@ -150,6 +169,19 @@ export class StreamingContext {
     }
     if (typeof pipelineId !== 'string' || !/^[A-Za-z0-9_.\-]{1,200}$/.test(pipelineId)) {
       throw new InvalidOptionError('pipelineId', '1-200 characters among letters, digits, _ . -', pipelineId);
+    }
+    if (
+      options.checkpointFullEvery !== undefined &&
+      !(Number.isInteger(options.checkpointFullEvery) && options.checkpointFullEvery >= 1)
+    ) {
+      throw new InvalidOptionError('checkpointFullEvery', 'an integer >= 1', options.checkpointFullEvery);
+    }
+    if (options.checkpoint !== undefined && !isStateStore(options.checkpoint)) {
+      throw new InvalidOptionError(
+        'checkpoint',
+        'a state store, e.g. new CheckpointDirectory({ dir }) from sluice/checkpoint',
+        options.checkpoint,
+      );
     }
     if (!Number.isInteger(retainedBatches) || retainedBatches < 1) {
       throw new InvalidOptionError('retainedBatches', 'an integer >= 1', retainedBatches);
@@ -274,10 +306,9 @@ export class StreamingContext {
         this.#state,
       );
     });
-    this.#offsetStore =
-      this.#options.offsetStore ??
-      this.#graph.inputs.map((i) => i.source.defaultOffsetStore?.()).find((s) => s !== undefined);
+    this.#offsetStore = this.#chooseOffsetStore();
     this.#commitPlan = this.#resolveCommitPlan();
+    await this.#restoreCheckpoint();
     this.#state = 'active';
     try {
       for (const input of this.#graph.inputs) {
@@ -337,11 +368,46 @@ export class StreamingContext {
    * Decides, before anything starts, how each output's guarantee is met; refuses a combination
    * that cannot give what was asked, saying why and what would work.
    */
-  #resolveCommitPlan(): CommitPlan {
-    const store =
-      this.#offsetStore ??
+  #chooseOffsetStore(): OffsetStore | undefined {
+    return (
       this.#options.offsetStore ??
-      this.#graph.inputs.map((i) => i.source.defaultOffsetStore?.()).find((s) => s !== undefined);
+      this.#options.checkpoint ??
+      this.#graph.inputs.map((i) => i.source.defaultOffsetStore?.()).find((s) => s !== undefined)
+    );
+  }
+
+  /** Loads the last checkpoint into the stateful operators; refuses one this pipeline cannot take. */
+  async #restoreCheckpoint(): Promise<void> {
+    const checkpoint = this.#options.checkpoint;
+    if (!checkpoint) return;
+    const cp = await checkpoint.loadCheckpoint(this.pipelineId);
+    if (!cp) {
+      this.logger.info({ checkpoint: checkpoint.describe() }, 'no checkpoint yet: starting fresh');
+      return;
+    }
+    const handles = this.#graph.stateful.map((s) => s.handle);
+    const diffs = compareOperators(cp.meta.operators, handles);
+    if (diffs.length) {
+      const where = checkpoint.describe();
+      throw new CheckpointIncompatibleError(String(where.dir ?? where.location ?? checkpoint.kind), diffs);
+    }
+    for (const h of handles) {
+      const stored = cp.state.get(h.name);
+      if (stored) restoreState(h, stored);
+    }
+    this.#lastCommittedBatch = cp.meta.batchTime;
+    this.logger.info(
+      {
+        batchTime: cp.meta.batchTime,
+        fingerprint: cp.meta.fingerprint,
+        sameShape: cp.meta.fingerprint === this.plan().fingerprint,
+      },
+      'resumed from checkpoint',
+    );
+  }
+
+  #resolveCommitPlan(): CommitPlan {
+    const store = this.#offsetStore ?? this.#chooseOffsetStore();
     const hasOffsets = this.#graph.inputs.some((i) => i.source.offsetGroup !== undefined);
     const notReplayable = this.#graph.inputs.filter((i) => !i.source.replayable).map((i) => i.name);
     const storeName = store ? store.kind : undefined;
@@ -391,22 +457,48 @@ export class StreamingContext {
         'Pass offsetStore to the StreamingContext',
       );
     }
+    const stateful = this.#graph.stateful.length > 0;
+    if (stateful && !this.#options.checkpoint) {
+      throw new PipelineDefinitionError(
+        `Operators ${this.#graph.stateful.map((s) => `'${s.handle.name}'`).join(', ')} keep state across batches but the context has no checkpoint`,
+        "Pass checkpoint: new CheckpointDirectory({ dir }) (from 'sluice/checkpoint') to the StreamingContext",
+      );
+    }
+    if (stateful && hasOffsets && store !== this.#options.checkpoint) {
+      throw new PipelineDefinitionError(
+        `State is kept in the checkpoint (${this.#options.checkpoint!.kind}) but offsets in ${store?.kind}`,
+        'State and offsets must commit together: leave offsetStore unset (the checkpoint keeps them) or pass the checkpoint as offsetStore',
+      );
+    }
+    if (stateful && transactionalOutputs.length) {
+      throw new PipelineDefinitionError(
+        `Output(s) ${transactionalOutputs.map((o) => `'${o}'`).join(', ')} commit in a ${storeName} transaction, which cannot hold the operators' state yet`,
+        'Make the output idempotent (exactly-once with the checkpoint), or ask for at-least-once',
+      );
+    }
     const groups = new Set(
       this.#graph.inputs.filter((i) => i.source.offsetGroup).map((i) => this.#groupOf(i.source)),
     );
+    if (stateful && groups.size > 1) {
+      throw new PipelineDefinitionError(
+        `Inputs use several offset groups (${[...groups].join(', ')}) but state commits with one`,
+        'Give every input the same group id',
+      );
+    }
     if (transactionalOutputs.length && groups.size > 1) {
       throw new PipelineDefinitionError(
         `Inputs use several offset groups (${[...groups].join(', ')}) but one output commits offsets in its transaction`,
         'Give every input the same group id',
       );
     }
-    const offsets: CommitPlan['offsets'] = !hasOffsets
-      ? 'none'
-      : transactionalOutputs.length
-        ? 'in-transaction'
-        : atMostOnce.length
-          ? 'before-outputs'
-          : 'after-outputs';
+    const offsets: CommitPlan['offsets'] =
+      !hasOffsets && !stateful
+        ? 'none'
+        : transactionalOutputs.length
+          ? 'in-transaction'
+          : atMostOnce.length
+            ? 'before-outputs'
+            : 'after-outputs';
     return { offsetStore: storeName, offsets, outputs, transactionalOutputs };
   }
 
@@ -453,6 +545,20 @@ export class StreamingContext {
     } catch (e) {
       this.#failure = e as Error;
       this.logger.error({ err: e }, 'batch failed; stopping the context');
+    }
+    if (!this.#failure && this.#graph.stateful.length && this.#lastCommittedBatch !== undefined) {
+      // A graceful stop leaves a full checkpoint, so the next start restores without deltas.
+      try {
+        this.#commitsSinceStart = 0;
+        await this.#commitState(
+          this.#offsetStore as StateStore,
+          this.pipelineId,
+          [],
+          this.#lastCommittedBatch,
+        );
+      } catch (e) {
+        this.logger.warn({ err: e }, 'the final checkpoint failed; the last batch checkpoint stands');
+      }
     }
     this.#uninstallSignalHandlers();
     this.#stopSources.abort(new Error('stopped'));
@@ -520,7 +626,7 @@ export class StreamingContext {
       for (const output of this.#graph.outputs) if (!output.late) await output.prepare(run);
       for (const output of this.#graph.outputs) if (output.late) await output.prepare(run);
       // 4. At-most-once: offsets first.
-      if (commit.offsets === 'before-outputs') await this.#saveOffsets(store!, offsetsByGroup);
+      if (commit.offsets === 'before-outputs') await this.#saveOffsets(store!, offsetsByGroup, time);
       // 5. Outputs that commit on their own.
       const inTransaction = new Set(commit.transactionalOutputs);
       for (const output of this.#graph.outputs) {
@@ -537,7 +643,7 @@ export class StreamingContext {
           }
         });
       } else if (commit.offsets === 'after-outputs') {
-        await this.#saveOffsets(store!, offsetsByGroup);
+        await this.#saveOffsets(store!, offsetsByGroup, time);
       }
       // 7. Commit the sources' own bookkeeping.
       for (const { source, plan } of plans) await source.commit?.(plan);
@@ -558,10 +664,37 @@ export class StreamingContext {
     return byGroup;
   }
 
-  async #saveOffsets(store: OffsetStore, byGroup: Map<string, OffsetRange[]>): Promise<void> {
+  /** Saves the batch's offsets and, for a stateful pipeline, its state with them in one commit. */
+  async #saveOffsets(store: OffsetStore, byGroup: Map<string, OffsetRange[]>, time: number): Promise<void> {
+    if (this.#graph.stateful.length) {
+      const [group, ranges] = [...byGroup][0] ?? [this.pipelineId, []];
+      await this.#commitState(store as StateStore, group, ranges, time);
+      return;
+    }
     for (const [group, ranges] of byGroup) {
       await store.write(group, ranges, { compareAndSet: store.capabilities.compareAndSet });
     }
+  }
+
+  async #commitState(
+    store: StateStore,
+    group: string,
+    ranges: readonly OffsetRange[],
+    time: number,
+  ): Promise<void> {
+    const handles = this.#graph.stateful.map((s) => s.handle);
+    const every = this.#options.checkpointFullEvery ?? 10;
+    // The first commit after a start is full, so deltas never pile up across restarts.
+    const full = this.#commitsSinceStart % every === 0;
+    const meta: CheckpointMeta = {
+      pipelineId: this.pipelineId,
+      fingerprint: this.plan().fingerprint,
+      operators: handles.map((h) => ({ name: h.name, kind: h.kind })),
+      batchTime: time,
+    };
+    await store.commitBatch(group, ranges, meta, collectState(handles, full));
+    this.#commitsSinceStart++;
+    this.#lastCommittedBatch = time;
   }
 
   #record(

@@ -178,6 +178,32 @@ export class OffsetConflictError extends SluiceError {
   }
 }
 
+/** A stateful operator's state in a checkpoint that the pipeline can no longer take. */
+export interface CheckpointDifference {
+  readonly operator: string;
+  readonly change: 'removed-or-renamed' | 'kind-changed';
+  readonly detail: string;
+}
+
+/** The checkpoint was written by a pipeline whose stateful operators differ incompatibly. */
+export class CheckpointIncompatibleError extends SluiceError {
+  static readonly code = 'SLUICE_CHECKPOINT_INCOMPATIBLE';
+  readonly code = CheckpointIncompatibleError.code;
+  constructor(
+    readonly location: string,
+    readonly differences: readonly CheckpointDifference[],
+  ) {
+    super(
+      `The checkpoint at ${location} does not fit this pipeline:\n${differences.map((d) => `  - ${d.detail}`).join('\n')}`,
+      `Ways forward: keep the offsets and drop that state with \`sluice checkpoint migrate ${location} ${differences
+        .map((d) => `--drop ${d.operator}`)
+        .join(
+          ' ',
+        )}\`; or restore the operator's name; or start fresh with a new checkpoint location (the offsets and all state are lost)`,
+    );
+  }
+}
+
 function causeMessage(cause: unknown): string {
   return cause instanceof Error ? cause.message : String(cause);
 }

@@ -60,7 +60,7 @@ export function checkCompareAndSet(
 
 /** Offsets in process memory: the reference implementation, and the store for tests. */
 export class InMemoryOffsetStore implements OffsetStore {
-  readonly kind = 'memory';
+  readonly kind: string = 'memory';
   readonly capabilities = { compareAndSet: true };
   readonly #data = new Map<string, number>();
 

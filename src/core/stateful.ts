@@ -12,6 +12,32 @@ export interface StateHandle {
   readonly kind: string;
   snapshot(): unknown;
   restore(data: unknown): void;
+  /** Keyed states: the keys set and removed since the last call (then forgotten). */
+  delta?(): { readonly set: (readonly [unknown, unknown])[]; readonly removed: unknown[] };
+  /** Applies a delta on top of the restored state. */
+  applyDelta?(delta: {
+    readonly set: readonly (readonly [unknown, unknown])[];
+    readonly removed: readonly unknown[];
+  }): void;
+}
+
+/** Tracks which keys of a keyed state changed since the last checkpoint. */
+class Dirty<K> {
+  #keys = new KeyMap<K, true>();
+  mark(k: K): void {
+    this.#keys.set(k, true);
+  }
+  /** The changed keys' current values (or removal), then forgets them. */
+  take<V>(current: KeyMap<K, V>, encode: (v: V) => unknown = (v) => v) {
+    const set: [unknown, unknown][] = [];
+    const removed: unknown[] = [];
+    for (const [k] of this.#keys) {
+      if (current.has(k)) set.push([k, encode(current.get(k) as V)]);
+      else removed.push(k);
+    }
+    this.#keys = new KeyMap();
+    return { set, removed };
+  }
 }
 
 /** The state of one key inside a `mapWithState` function (Spark's `State`). */
@@ -202,7 +228,11 @@ export function updateState<K, V, S>(
   numPartitions: () => number,
 ) {
   let state = new KeyMap<K, S>();
-  for (const [k, s] of initial ?? []) state.set(k, s);
+  const dirty = new Dirty<K>();
+  for (const [k, s] of initial ?? []) {
+    state.set(k, s);
+    dirty.mark(k);
+  }
   return {
     step(parent: Batch<Pair<K, V>>): Batch<[K, S]> {
       const grouped = new KeyMap<K, V[]>();
@@ -215,8 +245,11 @@ export function updateState<K, V, S>(
       }
       const next = new KeyMap<K, S>();
       const visit = (k: K) => {
-        const s = fn(grouped.get(k) ?? [], state.get(k));
+        const before = state.get(k);
+        const s = fn(grouped.get(k) ?? [], before);
         if (s !== undefined) next.set(k, s);
+        // A state object mutated in place looks unchanged by identity: keys with values count as changed.
+        if (s !== before || grouped.has(k)) dirty.mark(k);
       };
       for (const [k] of state) visit(k);
       for (const [k] of grouped) if (!state.has(k)) visit(k);
@@ -230,6 +263,11 @@ export function updateState<K, V, S>(
       restore: (data: unknown) => {
         state = new KeyMap<K, S>();
         for (const [k, s] of data as [K, S][]) state.set(k, s);
+      },
+      delta: () => dirty.take(state),
+      applyDelta: (d) => {
+        for (const [k, s] of d.set) state.set(k as K, s as S);
+        for (const k of d.removed) state.delete(k as K);
       },
     } satisfies StateHandle,
   };
@@ -252,7 +290,11 @@ export function mapWithStateOf<K, V, S, U>(
   numPartitions: () => number,
 ) {
   let state = new KeyMap<K, { value: S; updated: number }>();
-  for (const [k, s] of spec.initialState ?? []) state.set(k, { value: s, updated: Number.NEGATIVE_INFINITY });
+  const dirty = new Dirty<K>();
+  for (const [k, s] of spec.initialState ?? []) {
+    state.set(k, { value: s, updated: Number.NEGATIVE_INFINITY });
+    dirty.mark(k);
+  }
   const snapshots = new Map<number, Batch<[K, S]>>();
   return {
     step(time: number, parent: Batch<Pair<K, V>>): Batch<U> {
@@ -267,6 +309,7 @@ export function mapWithStateOf<K, V, S, U>(
           if (out !== undefined) emitted.push(out);
           if (st.wasRemoved) state.delete(k);
           else if (st.wasUpdated) state.set(k, { value: st.get(), updated: time });
+          if (st.wasRemoved || st.wasUpdated) dirty.mark(k);
         }
       }
       if (spec.timeoutMs !== undefined) {
@@ -276,6 +319,7 @@ export function mapWithStateOf<K, V, S, U>(
             const out = spec.fn(k, undefined, new State<S>(true, cur.value, true));
             if (out !== undefined) emitted.push(out);
             state.delete(k);
+            dirty.mark(k);
           }
         }
       }

@@ -1,4 +1,5 @@
 import type { Batch } from '../batch.js';
+import { InMemoryCheckpointStore } from '../checkpoint.js';
 import { ManualClock } from '../clock.js';
 import { StreamingContext, type BatchInfo, type StreamingContextOptions } from '../context.js';
 import type { DStream, Named } from '../dstream.js';
@@ -70,10 +71,13 @@ export class TestDriver {
   constructor(options: TestDriverOptions = {}) {
     const { startTime = 0, ...rest } = options;
     this.clock = new ManualClock(startTime);
+    // Stateful operators need a checkpoint: an in-memory one unless the test brings its own store.
+    const checkpoint = rest.checkpoint ?? (rest.offsetStore ? undefined : new InMemoryCheckpointStore());
     this.context = new StreamingContext({
       batchInterval: 1000,
       logger: silentLogger,
       ...rest,
+      ...(checkpoint ? { checkpoint } : {}),
       clock: this.clock,
     });
     this.context.addListener({

@@ -1,0 +1,162 @@
+import { InMemoryOffsetStore, type OffsetStore } from './offsets.js';
+import type { OffsetRange } from './source.js';
+import type { StateHandle } from './stateful.js';
+
+/** A stateful operator as a checkpoint records it. */
+export interface CheckpointOperator {
+  readonly name: string;
+  readonly kind: string;
+}
+
+/** What a checkpoint says about the pipeline that wrote it. */
+export interface CheckpointMeta {
+  readonly pipelineId: string;
+  readonly fingerprint: string;
+  readonly operators: readonly CheckpointOperator[];
+  /** The last batch whose outputs, offsets and state were committed together. */
+  readonly batchTime: number;
+}
+
+/** The changes of one keyed state since the last commit. */
+export interface StateDelta {
+  readonly set: readonly (readonly [unknown, unknown])[];
+  readonly removed: readonly unknown[];
+}
+
+/** An operator's stored state: a full snapshot and the deltas on top of it. */
+export interface OperatorState {
+  readonly full: unknown;
+  readonly deltas: readonly StateDelta[];
+}
+
+/** One batch's state: per operator a full snapshot, or a delta on top of the last commit. */
+export interface StateUpdate {
+  readonly full: ReadonlyMap<string, unknown>;
+  readonly deltas: ReadonlyMap<string, StateDelta>;
+}
+
+/**
+ * The state store contract: an offset store that also keeps operator state, committing a batch's
+ * offsets and state changes together, so after any crash they agree. `CheckpointDirectory`
+ * (`sluice/checkpoint`) is the file-system one; `InMemoryCheckpointStore` the reference.
+ */
+export interface StateStore extends OffsetStore {
+  readonly stateful: true;
+  /**
+   * The last committed checkpoint of `pipelineId`, or undefined: per operator its last full
+   * snapshot and the deltas committed since, oldest first (the engine replays them).
+   */
+  loadCheckpoint(
+    pipelineId: string,
+  ): Promise<{ meta: CheckpointMeta; state: Map<string, OperatorState> } | undefined>;
+  /**
+   * Commits atomically: the ranges' untilOffsets for `group` (compare-and-set from fromOffset) and
+   * the state update, as the checkpoint of `meta.batchTime`. All or nothing.
+   */
+  commitBatch(
+    group: string,
+    ranges: readonly OffsetRange[],
+    meta: CheckpointMeta,
+    update: StateUpdate,
+  ): Promise<void>;
+}
+
+export function isStateStore(store: OffsetStore | undefined): store is StateStore {
+  return Boolean(
+    store &&
+    (store as Partial<StateStore>).stateful === true &&
+    typeof (store as StateStore).commitBatch === 'function',
+  );
+}
+
+import type { CheckpointDifference } from './errors.js';
+export type { CheckpointDifference } from './errors.js';
+
+/** Operators whose state the checkpoint holds but the pipeline can no longer take. Added operators start empty. */
+export function compareOperators(
+  checkpoint: readonly CheckpointOperator[],
+  current: readonly CheckpointOperator[],
+): CheckpointDifference[] {
+  const now = new Map(current.map((o) => [o.name, o.kind]));
+  const out: CheckpointDifference[] = [];
+  for (const o of checkpoint) {
+    const kind = now.get(o.name);
+    if (kind === undefined) {
+      out.push({
+        operator: o.name,
+        change: 'removed-or-renamed',
+        detail: `'${o.name}' (${o.kind}) has state in the checkpoint but is not in the pipeline`,
+      });
+    } else if (kind !== o.kind) {
+      out.push({
+        operator: o.name,
+        change: 'kind-changed',
+        detail: `'${o.name}' was ${o.kind}, is now ${kind}: its state has another shape`,
+      });
+    }
+  }
+  return out;
+}
+
+/** Collects the full snapshots and deltas of the stateful operators for one commit. */
+export function collectState(handles: readonly StateHandle[], full: boolean): StateUpdate {
+  const fullMap = new Map<string, unknown>();
+  const deltas = new Map<string, StateDelta>();
+  for (const h of handles) {
+    if (!full && h.delta) deltas.set(h.name, h.delta());
+    else {
+      fullMap.set(h.name, h.snapshot());
+      h.delta?.(); // what the snapshot holds is no longer a change
+    }
+  }
+  return { full: fullMap, deltas };
+}
+
+/** Puts a loaded operator state back into its handle: the snapshot, then each delta in order. */
+export function restoreState(handle: StateHandle, stored: OperatorState): void {
+  handle.restore(stored.full);
+  for (const d of stored.deltas) handle.applyDelta?.(d);
+}
+
+/** The reference state store: checkpoints in process memory (the test driver's default). */
+export class InMemoryCheckpointStore extends InMemoryOffsetStore implements StateStore {
+  readonly stateful = true;
+  override readonly kind = 'memory-checkpoint';
+  readonly #checkpoints = new Map<
+    string,
+    { meta: CheckpointMeta; state: Map<string, { full: unknown; deltas: StateDelta[] }> }
+  >();
+
+  async loadCheckpoint(pipelineId: string) {
+    const cp = this.#checkpoints.get(pipelineId);
+    if (!cp) return undefined;
+    return {
+      meta: cp.meta,
+      state: new Map([...cp.state].map(([k, v]) => [k, structuredClone(v)] as [string, OperatorState])),
+    };
+  }
+
+  async commitBatch(
+    group: string,
+    ranges: readonly OffsetRange[],
+    meta: CheckpointMeta,
+    update: StateUpdate,
+  ): Promise<void> {
+    await this.write(group, ranges, { compareAndSet: true });
+    const prev = this.#checkpoints.get(meta.pipelineId)?.state ?? new Map();
+    const state = new Map<string, { full: unknown; deltas: StateDelta[] }>();
+    for (const op of meta.operators) {
+      const full = update.full.get(op.name);
+      const delta = update.deltas.get(op.name);
+      const before = prev.get(op.name);
+      // Copies, as a durable store would serialise: later in-place changes must not leak in.
+      if (full !== undefined) state.set(op.name, { full: structuredClone(full), deltas: [] });
+      else if (before)
+        state.set(op.name, {
+          full: before.full,
+          deltas: delta ? [...before.deltas, structuredClone(delta)] : before.deltas,
+        });
+    }
+    this.#checkpoints.set(meta.pipelineId, { meta, state });
+  }
+}
