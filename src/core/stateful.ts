@@ -243,17 +243,17 @@ export function updateState<K, V, S>(
           else grouped.set(k, [v]);
         }
       }
-      const next = new KeyMap<K, S>();
-      const visit = (k: K) => {
-        const before = state.get(k);
+      // In place: a second map of every key would double the peak memory of a large state.
+      const visit = (k: K, before: S | undefined) => {
         const s = fn(grouped.get(k) ?? [], before);
-        if (s !== undefined) next.set(k, s);
+        if (s === undefined) state.delete(k);
+        else if (s !== before) state.set(k, s);
         // A state object mutated in place looks unchanged by identity: keys with values count as changed.
         if (s !== before || grouped.has(k)) dirty.mark(k);
       };
-      for (const [k] of state) visit(k);
-      for (const [k] of grouped) if (!state.has(k)) visit(k);
-      state = next;
+      const fresh = [...grouped.entries()].filter(([k]) => !state.has(k));
+      for (const [k, before] of state) visit(k, before);
+      for (const [k] of fresh) visit(k, undefined);
       return partitionPairs(state.entries(), numPartitions());
     },
     handle: {

@@ -209,3 +209,24 @@ describe('mapWithState', () => {
     assert.deepEqual(snaps.all(), [[['k', 'x']], []]);
   });
 });
+
+describe('updateStateByKey (edge cases)', () => {
+  it('calls the function once per key per batch, also for a key it removes', async () => {
+    const calls: string[] = [];
+    const driver = new TestDriver();
+    const input = driver.input<[string, number]>();
+    driver.collect(
+      input.stream.updateStateByKey((vs: number[], s: number | undefined) => {
+        calls.push(`${vs.join('+')}|${s}`);
+        return vs.includes(0) ? undefined : (s ?? 0) + vs.length;
+      }),
+    );
+    await driver.start();
+    input.push([['k', 1]]);
+    await driver.advance();
+    input.push([['k', 0]]);
+    await driver.advance();
+    await driver.stop();
+    assert.deepEqual(calls, ['1|undefined', '0|1']);
+  });
+});
