@@ -10,7 +10,8 @@
  *   (c) ceiling — Kafka's own ConsumerPerformance (Java client) on the same topic.
  * Timings of (a) and (b) exclude connecting: (a) runs from the start of the first batch to the
  * moment the last count is summed, (b) from the first consume call to the last record. Each is run
- * `rounds` times; the best run is reported (all runs are kept in the JSON).
+ * `rounds` times, interleaved, after a full GC each; the best run is reported (all runs are kept in
+ * the JSON, with the CPU time per record of the process).
  *
  * Results are appended to bench/results/kafka-direct.jsonl (one JSON object per run) and
  * bench/results/kafka-direct.md.
@@ -21,6 +22,8 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StreamingContext } from '../src/core/context.js';
 import { silentLogger } from '../src/core/logger.js';
@@ -50,6 +53,8 @@ export interface KafkaDirectBenchOptions {
 export interface Throughput {
   /** Best run. */
   readonly recordsPerSec: number;
+  /** Median run. */
+  readonly medianRecordsPerSec: number;
   readonly seconds: number;
   /** records/s of every run, in order. */
   readonly runs: number[];
@@ -81,6 +86,8 @@ export interface KafkaDirectBenchResult {
   readonly consumerPerformance: { readonly nMsgSec: number; readonly fetchNMsgSec: number; readonly mbSec: number } | { readonly error: string };
   /** engine / raw, best runs. */
   readonly ratioEngineToRaw: number;
+  /** engine / raw, median runs. */
+  readonly medianRatioEngineToRaw: number;
   /** Load averages (1 min) before and after: the machine may be shared; high values mean noisy numbers. */
   readonly loadAverage: { readonly before: number; readonly after: number };
 }
@@ -112,10 +119,12 @@ export async function runKafkaDirectBench(options: KafkaDirectBenchOptions = {})
   const engineBatches: number[] = [];
   // Interleaved, so that both paths see the same machine.
   for (let round = 1; round <= rounds; round++) {
+    collectGarbage();
     const raw = await rawLoop(bootstrapServers, topic, starts, records);
     rawRuns.push(records / raw.seconds);
     rawCpu.push(round3((raw.cpuSeconds * 1e6) / records));
     log(`round ${round}: raw    ${fmt(records / raw.seconds)} records/s (${raw.seconds.toFixed(2)} s, ${raw.cpuSeconds.toFixed(2)} s CPU)`);
+    collectGarbage();
     const engine = await enginePipeline(bootstrapServers, topic, records);
     engineRuns.push(records / engine.seconds);
     engineCpu.push(round3((engine.cpuSeconds * 1e6) / records));
@@ -146,14 +155,16 @@ export async function runKafkaDirectBench(options: KafkaDirectBenchOptions = {})
     recordSize: RECORD_SIZE,
     engine: {
       recordsPerSec: Math.round(engineBest),
+      medianRecordsPerSec: Math.round(median(engineRuns)),
       seconds: round3(records / engineBest),
       runs: engineRuns.map(Math.round),
       cpuMicrosPerRecord: engineCpu,
       batches: engineBatches,
     },
-    raw: { recordsPerSec: Math.round(rawBest), seconds: round3(records / rawBest), runs: rawRuns.map(Math.round), cpuMicrosPerRecord: rawCpu },
+    raw: { recordsPerSec: Math.round(rawBest), medianRecordsPerSec: Math.round(median(rawRuns)), seconds: round3(records / rawBest), runs: rawRuns.map(Math.round), cpuMicrosPerRecord: rawCpu },
     consumerPerformance: cp,
     ratioEngineToRaw: Math.round((engineBest / rawBest) * 1000) / 1000,
+    medianRatioEngineToRaw: Math.round((median(engineRuns) / median(rawRuns)) * 1000) / 1000,
     loadAverage: { before: Math.round(loadBefore * 100) / 100, after: Math.round(os.loadavg()[0]! * 100) / 100 },
   };
   if (options.write ?? true) writeResult(result);
@@ -286,6 +297,12 @@ async function consumerPerformance(
   }
 }
 
+/** A full GC before each run, so that no run pays for sweeping the previous run's garbage. */
+function collectGarbage(): void {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
+}
+
 function writeResult(r: KafkaDirectBenchResult): void {
   mkdirSync(RESULTS, { recursive: true });
   appendFileSync(path.join(RESULTS, 'kafka-direct.jsonl'), `${JSON.stringify(r)}\n`);
@@ -300,16 +317,23 @@ export function toMarkdown(r: KafkaDirectBenchResult): string {
     `${r.records.toLocaleString('en-US')} records of ${r.recordSize} bytes, ${r.partitions} partitions, Kafka ${r.kafka}, librdkafka ${r.client.librdkafka}; ` +
       `${r.machine.cpuModel}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, Node ${r.machine.node}. Best of ${r.engine.runs.length} runs.`,
     '',
-    '| path | records/s (best) | all runs | CPU µs/record |',
-    '| --- | ---: | --- | --- |',
-    `| (a) Sluice: createDirectStream → count → foreachBatch | ${fmt(r.engine.recordsPerSec)} | ${r.engine.runs.map(fmt).join(', ')} | ${r.engine.cpuMicrosPerRecord.join(', ')} |`,
-    `| (b) raw consume loop, same client and settings | ${fmt(r.raw.recordsPerSec)} | ${r.raw.runs.map(fmt).join(', ')} | ${r.raw.cpuMicrosPerRecord.join(', ')} |`,
-    `| (c) Kafka ConsumerPerformance (Java) | ${cp} | | |`,
+    '| path | records/s best | median | all runs | CPU µs/record |',
+    '| --- | ---: | ---: | --- | --- |',
+    `| (a) Sluice: createDirectStream → count → foreachBatch | ${fmt(r.engine.recordsPerSec)} | ${fmt(r.engine.medianRecordsPerSec)} | ${r.engine.runs.map(fmt).join(', ')} | ${r.engine.cpuMicrosPerRecord.join(', ')} |`,
+    `| (b) raw consume loop, same client and settings | ${fmt(r.raw.recordsPerSec)} | ${fmt(r.raw.medianRecordsPerSec)} | ${r.raw.runs.map(fmt).join(', ')} | ${r.raw.cpuMicrosPerRecord.join(', ')} |`,
+    `| (c) Kafka ConsumerPerformance (Java) | ${cp} | | | |`,
     '',
-    `engine / raw = **${(r.ratioEngineToRaw * 100).toFixed(1)} %** (load average ${r.loadAverage.before} before, ${r.loadAverage.after} after)`,
+    `engine / raw = **${(r.ratioEngineToRaw * 100).toFixed(1)} %** best, ${(r.medianRatioEngineToRaw * 100).toFixed(1)} % median ` +
+      `(load average ${r.loadAverage.before} before, ${r.loadAverage.after} after)`,
     '',
     '',
   ].join('\n');
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 function fmt(n: number): string {
