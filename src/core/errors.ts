@@ -178,6 +178,29 @@ export class OffsetConflictError extends SluiceError {
   }
 }
 
+/**
+ * A stored offset lies outside a partition's valid range: below its log start (records deleted by
+ * retention) or past its end (topic recreated). Raised under the `fail` policy.
+ */
+export class OffsetOutOfRangeError extends SluiceError {
+  static readonly code = 'SLUICE_OFFSET_OUT_OF_RANGE';
+  readonly code = OffsetOutOfRangeError.code;
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    readonly offset: number,
+    readonly logStartOffset: number,
+    readonly endOffset: number,
+  ) {
+    super(
+      `Offset ${offset} of ${topic}-${partition} is outside the partition's valid range [${logStartOffset}, ${endOffset}]${
+        offset < logStartOffset ? `: ${logStartOffset - offset} record(s) were deleted by retention before they were read` : ': the topic was probably recreated'
+      }`,
+      "Set the source's offsetOutOfRange policy to 'earliest' or 'latest' to continue (the loss is logged and counted), or fix the stored offset with `sluice offsets set`",
+    );
+  }
+}
+
 /** A stateful operator's state in a checkpoint that the pipeline can no longer take. */
 export interface CheckpointDifference {
   readonly operator: string;

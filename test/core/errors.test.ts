@@ -13,6 +13,7 @@ const samples: errors.SluiceError[] = [
   new errors.TopicNotFoundError('missing'),
   new errors.ServiceStartError('Kafka', 'exited with code 1', 'line a\nline b'),
   new errors.OffsetConflictError('g', 'orders', 1, 100, 150),
+  new errors.OffsetOutOfRangeError('orders', 2, 10, 500, 900),
   new errors.CheckpointIncompatibleError('/tmp/cp', [
     { operator: 'counts', change: 'removed-or-renamed', detail: "'counts' is gone" },
   ]),
