@@ -17,8 +17,10 @@ import {
   SluiceError,
 } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { OffsetStore } from '../core/offsets.js';
 import type { InputPlan, OffsetRange, Source, SourceContext } from '../core/source.js';
 import { KafkaAdmin, tpKey, type IsolationLevelName, type RetryPolicy } from './admin.js';
+import { KafkaOffsetStore } from './offset-store.js';
 import {
   deserializerLabel,
   isBuiltinDeserializer,
@@ -242,6 +244,8 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   #requestedStart: PartitionOffsets | undefined;
   #lastClientError: unknown;
   #closed = false;
+  /** The store {@link defaultOffsetStore} made (it connects on first use; closed with the source). */
+  #defaultStore: KafkaOffsetStore | undefined;
 
   constructor(options: KafkaDirectOptions) {
     validateOptions(options);
@@ -273,11 +277,31 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     };
   }
 
+  /** The consumer group the pipeline's offsets are kept under: `groupId`, else the pipeline id. */
+  offsetGroup(pipelineId: string): string {
+    return this.#options.groupId ?? pipelineId;
+  }
+
+  /**
+   * Used when the context has no `offsetStore`: the group's commits in Kafka itself (a
+   * {@link KafkaOffsetStore} on the same cluster, made once, closed with the source). The engine
+   * commits there after the outputs (at-least-once; exactly-once with idempotent outputs), and a
+   * restart resumes from those commits.
+   */
+  defaultOffsetStore(): OffsetStore {
+    this.#defaultStore ??= new KafkaOffsetStore({
+      bootstrapServers: this.bootstrapServers,
+      connect: this.#policy,
+      ...(this.#options.consumerConfig ? { clientConfig: this.#options.consumerConfig } : {}),
+    });
+    return this.#defaultStore;
+  }
+
   async open(ctx: SourceContext): Promise<void> {
     if (this.#ctx) throw new SourceError('kafka', 'open() was called twice', 'Use a new KafkaDirectSource per context');
     this.#ctx = ctx;
     this.#logger = ctx.logger.child({ source: 'kafka' });
-    this.#groupId = this.#options.groupId ?? ctx.pipelineId;
+    this.#groupId = this.offsetGroup(ctx.pipelineId);
     const consumer = await this.#connect(ctx);
     this.#consumer = consumer;
     try {
@@ -454,6 +478,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     if (this.#closed) return;
     this.#closed = true;
     this.#admin?.close();
+    await this.#defaultStore?.close().catch(() => {});
     const consumer = this.#consumer;
     this.#consumer = undefined;
     for (const s of this.#partitions) s.buffer = [];

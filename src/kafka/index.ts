@@ -39,6 +39,7 @@ export {
 } from './deserializers.js';
 export { KafkaAdmin, tpKey, type IsolationLevelName, type NewTopicSpec, type RetryPolicy, type TopicPartition } from './admin.js';
 export { KafkaTextProducer, sharedProducer, type KafkaTextProducerOptions, type ProducerRecord } from './producer.js';
+export { KafkaOffsetStore, validateKafkaOffsetStoreOptions, type KafkaOffsetStoreOptions } from './offset-store.js';
 export { librdkafkaVersion } from './rdkafka.js';
 
 /**

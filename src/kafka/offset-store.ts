@@ -1,0 +1,608 @@
+/**
+ * Offsets kept where Kafka users expect them: as the consumer group's committed offsets
+ * (`__consumer_offsets`), visible to `kafka-consumer-groups --describe`, lag monitors and any
+ * Kafka client.
+ *
+ * Sluice never joins the group: its direct source assigns partitions itself. A group without
+ * members accepts "standalone" commits (generation -1, no member id), which is what this store
+ * sends, through one librdkafka consumer per group that never subscribes and never fetches.
+ */
+import {
+  BrokerUnreachableError,
+  InvalidOptionError,
+  SluiceError,
+  SourceError,
+  TopicNotFoundError,
+} from '../core/errors.js';
+import type { OffsetStore, PartitionOffset } from '../core/offsets.js';
+import type { OffsetRange } from '../core/source.js';
+import {
+  AdminClient,
+  CODES,
+  KafkaConsumer,
+  call,
+  delay,
+  describeError,
+  errorCode,
+  isTransient,
+  isUnknownTopic,
+  isUnreachable,
+  redactConfig,
+  type IAdminClient,
+  type LibrdKafkaError,
+  type RdKafkaConsumer,
+} from './rdkafka.js';
+
+const E = CODES.ERRORS;
+
+export interface KafkaOffsetStoreOptions {
+  /** Default: env `KAFKA_BOOTSTRAP`, else `127.0.0.1:9092`. */
+  readonly bootstrapServers?: string;
+  /**
+   * Bounds every call on the cluster: `attempts` tries of at most `timeoutMs` each (default 3 x
+   * 5000 ms), then {@link BrokerUnreachableError} (or a retriable `SourceError` when the broker
+   * answered but kept refusing, e.g. offsets held by an open transaction).
+   */
+  readonly connect?: { readonly attempts?: number; readonly timeoutMs?: number };
+  /**
+   * librdkafka properties for the store's clients (an admin client and one consumer per group),
+   * e.g. security settings. Never logged with their secrets.
+   */
+  readonly clientConfig?: Readonly<Record<string, string | number | boolean>>;
+}
+
+/** Keys the store sets itself. */
+const OWNED_CONFIG: Record<string, string> = {
+  'bootstrap.servers': "the option 'bootstrapServers'",
+  'metadata.broker.list': "the option 'bootstrapServers'",
+  'group.id': 'the group passed to each call',
+  'enable.auto.commit': '(always false: the store commits explicitly)',
+};
+
+/** How often a commit's result is polled for while it is in flight. */
+const COMMIT_POLL_MS = 20;
+
+/** Commit errors that mean "the coordinator is moving or loading": worth another attempt. */
+const COORDINATOR_BUSY = new Set<number>([
+  E.ERR_COORDINATOR_LOAD_IN_PROGRESS,
+  E.ERR_COORDINATOR_NOT_AVAILABLE,
+  E.ERR_NOT_COORDINATOR,
+  E.ERR__WAIT_COORD,
+  E.ERR_REBALANCE_IN_PROGRESS,
+  E.ERR_UNSTABLE_OFFSET_COMMIT,
+]);
+
+/** The group has members (someone subscribed with this group id): standalone commits are refused. */
+const GROUP_HAS_MEMBERS = new Set<number>([
+  E.ERR_ILLEGAL_GENERATION,
+  E.ERR_UNKNOWN_MEMBER_ID,
+  E.ERR_FENCED_INSTANCE_ID,
+  E.ERR_STALE_MEMBER_EPOCH,
+]);
+
+function retriable(e: unknown): boolean {
+  const c = errorCode(e);
+  return isTransient(e) || (c !== undefined && COORDINATOR_BUSY.has(c));
+}
+
+function isNonNegativeInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Checks the options shared by the Kafka offset stores; throws InvalidOptionError. */
+export function validateKafkaOffsetStoreOptions(o: KafkaOffsetStoreOptions): void {
+  if (typeof o !== 'object' || o === null) throw new InvalidOptionError('options', 'an object', o);
+  if (
+    o.bootstrapServers !== undefined &&
+    (typeof o.bootstrapServers !== 'string' || !/^\S+:\d+(,\S+:\d+)*$/.test(o.bootstrapServers))
+  ) {
+    throw new InvalidOptionError('bootstrapServers', "'host:port' or a comma-separated list of them", o.bootstrapServers);
+  }
+  const c = o.connect;
+  if (c !== undefined) {
+    if (typeof c !== 'object' || c === null) throw new InvalidOptionError('connect', '{ attempts?: N, timeoutMs?: ms }', c);
+    if (c.attempts !== undefined && !(Number.isInteger(c.attempts) && c.attempts >= 1 && c.attempts <= 100)) {
+      throw new InvalidOptionError('connect.attempts', 'an integer from 1 to 100', c.attempts);
+    }
+    if (c.timeoutMs !== undefined && !(Number.isInteger(c.timeoutMs) && c.timeoutMs >= 100 && c.timeoutMs <= 600_000)) {
+      throw new InvalidOptionError('connect.timeoutMs', 'an integer number of milliseconds from 100 to 600000', c.timeoutMs);
+    }
+  }
+  if (o.clientConfig !== undefined) {
+    const cc = o.clientConfig;
+    if (typeof cc !== 'object' || cc === null || Array.isArray(cc)) {
+      throw new InvalidOptionError('clientConfig', 'an object of librdkafka properties', cc);
+    }
+    for (const [k, v] of Object.entries(cc)) {
+      const owned = OWNED_CONFIG[k];
+      if (owned !== undefined) throw new InvalidOptionError(`clientConfig.${k}`, `no value here: ${owned}`, '[set]');
+      if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
+        throw new InvalidOptionError(`clientConfig.${k}`, 'a string, number or boolean', typeof v);
+      }
+    }
+  }
+}
+
+function validateGroup(group: unknown): asserts group is string {
+  if (typeof group !== 'string' || group.length === 0) throw new InvalidOptionError('group', 'a non-empty group id', group);
+}
+
+function validateTopics(topics: unknown): asserts topics is readonly string[] {
+  if (!Array.isArray(topics) || topics.some((t) => typeof t !== 'string' || t.length === 0)) {
+    throw new InvalidOptionError('topics', 'an array of topic names', topics);
+  }
+}
+
+/**
+ * One consumer with `group.id = group` that only commits. librdkafka's commits are asynchronous
+ * and report through the offset-commit callback, which is served while the consumer is polled:
+ * a commit is sent, then the consumer is polled (it has no assignment, so it fetches nothing)
+ * until the callback answers or the time is up. One commit at a time.
+ */
+class GroupCommitter {
+  readonly consumer: RdKafkaConsumer;
+  #chain: Promise<unknown> = Promise.resolve();
+  #waiting: ((err: LibrdKafkaError | undefined) => void) | undefined;
+  #closed = false;
+
+  constructor(consumer: RdKafkaConsumer) {
+    this.consumer = consumer;
+    consumer.on('offset.commit', (err) => {
+      const w = this.#waiting;
+      this.#waiting = undefined;
+      w?.(err ?? undefined);
+    });
+  }
+
+  /** Resolves when the broker accepted every offset; rejects with the commit's error or a timeout. */
+  commit(offsets: readonly PartitionOffset[], timeoutMs: number): Promise<void> {
+    const run = this.#chain.then(() => this.#commitNow(offsets, timeoutMs));
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  async #commitNow(offsets: readonly PartitionOffset[], timeoutMs: number): Promise<void> {
+    if (this.#closed) throw new SourceError('kafka-offsets', 'the store is closed', 'Create a new offset store');
+    let result: { err: LibrdKafkaError | undefined } | undefined;
+    this.#waiting = (err) => (result = { err });
+    try {
+      this.consumer.commit(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset })));
+    } catch (e) {
+      this.#waiting = undefined;
+      throw e;
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (result === undefined) {
+      if (Date.now() > deadline) {
+        this.#waiting = undefined;
+        throw Object.assign(new Error(`the commit got no answer within ${timeoutMs} ms`), { code: E.ERR__TIMED_OUT });
+      }
+      // Serves the offset-commit callback; returns after COMMIT_POLL_MS with nothing to consume.
+      await call<unknown>((cb) => this.consumer.consume(1, cb as never));
+    }
+    if (result.err) throw result.err;
+  }
+
+  async close(timeoutMs: number): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#chain;
+    await disconnect(this.consumer, timeoutMs);
+  }
+}
+
+function disconnect(client: { disconnect(cb: () => void): unknown }, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, timeoutMs);
+    try {
+      client.disconnect(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    } catch {
+      clearTimeout(t);
+      resolve();
+    }
+  });
+}
+
+/**
+ * Offsets as Kafka consumer-group commits. `read` returns the group's committed offsets
+ * (partitions without a commit are absent); `write` and `set` commit; `delete` removes the group's
+ * offsets of the given topics.
+ *
+ * **No compare-and-set** (`capabilities.compareAndSet` is false, and `write` ignores the option):
+ * Kafka's OffsetCommit has no conditional form. The broker stores whatever a member (or, for a group
+ * without members, anyone) sends, and a read-then-commit check would still race with a second
+ * instance. So the engine commits here after the outputs: at-least-once, or exactly-once when the
+ * outputs are idempotent. For Kafka-to-Kafka exactly-once use {@link KafkaTransactionalStore}.
+ *
+ * **Topics must exist:** Kafka 4 refuses commits for topics it does not know
+ * ({@link TopicNotFoundError}). A pipeline only commits offsets of topics it reads, which exist.
+ * `read` asks for the partitions the topics have now: offsets left behind by a deleted topic are
+ * not returned.
+ *
+ * **delete** cannot remove single topics with this client (librdkafka's DeleteConsumerGroupOffsets
+ * is not exposed by `@confluentinc/kafka-javascript`), so it reads all of the group's offsets,
+ * deletes the group and commits back the offsets of the other topics (offsets of topics that no
+ * longer exist are dropped). That is not atomic: run it on a stopped job (`sluice offsets reset`
+ * does), never while the pipeline commits. A group with active members cannot be deleted.
+ *
+ * Offsets are kept exactly up to 2^53 - 1. Every call is bounded (see `connect`).
+ *
+ * @example
+ * ```ts
+ * import { KafkaOffsetStore } from 'sluice/kafka';
+ * const store = new KafkaOffsetStore({ bootstrapServers: '127.0.0.1:9092' });
+ * await store.write('billing', [{ topic: 'orders', partition: 0, fromOffset: 0, untilOffset: 42 }]);
+ * await store.read('billing', ['orders']); // [{ topic: 'orders', partition: 0, offset: 42 }]
+ * await store.close();
+ * ```
+ *
+ * A `KafkaDirectSource` uses one of these by default: a Kafka pipeline without an `offsetStore`
+ * commits its offsets to its group (the source's `groupId`, else the pipeline id) after its outputs.
+ */
+export class KafkaOffsetStore implements OffsetStore {
+  readonly kind: string = 'kafka';
+  readonly capabilities = { compareAndSet: false };
+  readonly bootstrapServers: string;
+  protected readonly policy: { readonly attempts: number; readonly timeoutMs: number };
+  protected readonly clientConfig: Readonly<Record<string, string | number | boolean>>;
+  #admin: IAdminClient | undefined;
+  readonly #committers = new Map<string, Promise<GroupCommitter>>();
+  #closed = false;
+
+  constructor(options: KafkaOffsetStoreOptions = {}) {
+    validateKafkaOffsetStoreOptions(options);
+    this.bootstrapServers = options.bootstrapServers ?? process.env.KAFKA_BOOTSTRAP ?? '127.0.0.1:9092';
+    this.policy = { attempts: options.connect?.attempts ?? 3, timeoutMs: options.connect?.timeoutMs ?? 5000 };
+    this.clientConfig = { ...options.clientConfig };
+  }
+
+  describe(): Record<string, unknown> {
+    return {
+      bootstrapServers: this.bootstrapServers,
+      ...(Object.keys(this.clientConfig).length ? { clientConfig: redactConfig({ ...this.clientConfig }) } : {}),
+    };
+  }
+
+  async read(group: string, topics: readonly string[]): Promise<PartitionOffset[]> {
+    validateGroup(group);
+    validateTopics(topics);
+    this.#requireOpen();
+    const partitions = await this.#partitionsOf(topics);
+    if (partitions.length === 0) return [];
+    return this.#fetchOffsets(group, partitions);
+  }
+
+  /**
+   * Commits each range's `untilOffset`, in one commit request. `compareAndSet` is ignored: Kafka's
+   * commits are unconditional (see the class comment), and `capabilities.compareAndSet` says so.
+   */
+  async write(group: string, ranges: readonly OffsetRange[], _options?: { compareAndSet?: boolean }): Promise<void> {
+    validateGroup(group);
+    if (!Array.isArray(ranges)) throw new InvalidOptionError('ranges', 'an array of offset ranges', ranges);
+    for (const r of ranges) {
+      if (!isNonNegativeInt(r.untilOffset) || !isNonNegativeInt(r.partition)) {
+        throw new InvalidOptionError('ranges', 'ranges with integer partition and untilOffset >= 0', r);
+      }
+    }
+    await this.commit(
+      group,
+      ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.untilOffset })),
+    );
+  }
+
+  async set(group: string, offsets: readonly PartitionOffset[]): Promise<void> {
+    validateGroup(group);
+    if (!Array.isArray(offsets)) throw new InvalidOptionError('offsets', 'an array of { topic, partition, offset }', offsets);
+    for (const o of offsets) {
+      if (!isNonNegativeInt(o.offset) || !isNonNegativeInt(o.partition)) {
+        throw new InvalidOptionError('offsets', 'positions with integer partition and offset >= 0', o);
+      }
+    }
+    await this.commit(group, offsets);
+  }
+
+  /**
+   * Forgets the group's offsets of `topics`: deletes the group and commits back its other topics'
+   * offsets (not atomic; run it on a stopped job; see the class comment).
+   */
+  async delete(group: string, topics: readonly string[]): Promise<void> {
+    validateGroup(group);
+    validateTopics(topics);
+    this.#requireOpen();
+    const all = await this.#fetchOffsets(group, undefined);
+    if (!all.some((o) => topics.includes(o.topic))) return;
+    const keep = all.filter((o) => !topics.includes(o.topic));
+    await this.#deleteGroup(group);
+    if (keep.length === 0) return;
+    // Offsets of topics that were deleted cannot be committed again (and could never be used).
+    const existing = new Set((await this.#partitionsOf([...new Set(keep.map((o) => o.topic))])).map((p) => p.topic));
+    const back = keep.filter((o) => existing.has(o.topic));
+    if (back.length) await this.commit(group, back);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const committers = [...this.#committers.values()];
+    this.#committers.clear();
+    for (const c of committers) {
+      const committer = await c.catch(() => undefined);
+      await committer?.close(this.policy.timeoutMs);
+    }
+    this.#admin?.disconnect();
+    this.#admin = undefined;
+  }
+
+  // ---- for the transactional store -------------------------------------------------------------
+
+  /** Commits offsets for `group`: bounded attempts; typed errors. */
+  protected async commit(group: string, offsets: readonly PartitionOffset[]): Promise<void> {
+    this.#requireOpen();
+    if (offsets.length === 0) return;
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= this.policy.attempts; attempt++) {
+      if (attempt > 1) await delay(backoff(attempt - 1));
+      let committer: GroupCommitter;
+      try {
+        committer = await this.#committer(group);
+      } catch (e) {
+        if (e instanceof SluiceError || !retriable(e)) throw this.#failure(`connect a client for group '${group}'`, e);
+        lastError = e;
+        continue;
+      }
+      try {
+        await committer.commit(offsets, this.policy.timeoutMs);
+        return;
+      } catch (e) {
+        lastError = e;
+        const c = errorCode(e);
+        if (isUnknownTopic(e) || c === E.ERR__UNKNOWN_PARTITION) {
+          const missing = await this.#missingTopic(offsets);
+          if (missing !== undefined) throw new TopicNotFoundError(missing);
+        } else if (c !== undefined && GROUP_HAS_MEMBERS.has(c)) {
+          throw new SourceError(
+            'kafka-offsets',
+            `Kafka refused the commit of group '${group}': the group has members (${describeError(e)})`,
+            'Sluice assigns partitions itself and commits as a group without members: use a group id that no subscribed consumer uses',
+            { cause: e },
+          );
+        } else if (c === E.ERR__TIMED_OUT || c === E.ERR__STATE) {
+          // No answer: this consumer's late answer must not be taken for the next commit's.
+          this.#dropCommitter(group, committer);
+        } else if (!retriable(e)) {
+          throw this.#failure(`commit the offsets of group '${group}'`, e);
+        }
+      }
+    }
+    throw this.#exhausted(`commit the offsets of group '${group}'`, lastError);
+  }
+
+  /**
+   * A connected consumer whose `group.id` is `group` (one per group, made on first use, never
+   * subscribed): what `sendOffsetsToTransaction` takes the group's metadata from.
+   */
+  protected async groupConsumer(group: string): Promise<RdKafkaConsumer> {
+    return (await this.#committer(group)).consumer;
+  }
+
+  /** Throws if the store was closed. */
+  protected requireOpen(): void {
+    this.#requireOpen();
+  }
+
+  // ---- internals ---------------------------------------------------------------------------------
+
+  #committer(group: string): Promise<GroupCommitter> {
+    this.#requireOpen();
+    let c = this.#committers.get(group);
+    if (!c) {
+      const connecting = this.#connectCommitter(group);
+      c = connecting;
+      this.#committers.set(group, connecting);
+      connecting.catch(() => {
+        if (this.#committers.get(group) === connecting) this.#committers.delete(group);
+      });
+    }
+    return c;
+  }
+
+  #requireOpen(): void {
+    if (this.#closed) throw new SourceError('kafka-offsets', 'the offset store is closed', 'Create a new KafkaOffsetStore');
+  }
+
+  #adminClient(): IAdminClient {
+    this.#requireOpen();
+    this.#admin ??= AdminClient.create({
+      'client.id': 'sluice-offsets-admin',
+      ...this.clientConfig,
+      'bootstrap.servers': this.bootstrapServers,
+    } as never);
+    return this.#admin;
+  }
+
+  async #connectCommitter(group: string): Promise<GroupCommitter> {
+    let consumer: RdKafkaConsumer;
+    try {
+      consumer = new KafkaConsumer(
+        {
+          'client.id': 'sluice-offsets',
+          ...this.clientConfig,
+          'bootstrap.servers': this.bootstrapServers,
+          'group.id': group,
+          'enable.auto.commit': false,
+          'enable.auto.offset.store': false,
+          offset_commit_cb: true,
+        } as never,
+        {},
+      );
+    } catch (e) {
+      throw new InvalidOptionError('clientConfig', `librdkafka properties it accepts (${describeError(e)})`, redactConfig({ ...this.clientConfig }));
+    }
+    consumer.on('event.error', () => {}); // reported through the calls that fail
+    try {
+      await call((cb) => consumer.connect({ timeout: this.policy.timeoutMs }, cb as never));
+    } catch (e) {
+      consumer.removeAllListeners();
+      throw e;
+    }
+    consumer.setDefaultConsumeTimeout(COMMIT_POLL_MS);
+    return new GroupCommitter(consumer);
+  }
+
+  #dropCommitter(group: string, committer: GroupCommitter): void {
+    const current = this.#committers.get(group);
+    if (current) {
+      void current.then((c) => {
+        if (c === committer && this.#committers.get(group) === current) this.#committers.delete(group);
+      });
+    }
+    void committer.close(this.policy.timeoutMs);
+  }
+
+  /** Partitions (ascending) of the topics that exist. */
+  async #partitionsOf(topics: readonly string[]): Promise<{ topic: string; partition: number }[]> {
+    const unique = [...new Set(topics)];
+    if (unique.length === 0) return [];
+    const described = await this.#retry('describe topics', (timeout) =>
+      call<Array<{ name: string; error?: unknown; partitions: Array<{ partition: number }> }>>((cb) =>
+        this.#adminClient().describeTopics(unique, { timeout }, cb as never),
+      ),
+    );
+    const out: { topic: string; partition: number }[] = [];
+    for (const d of described) {
+      if (d.error) {
+        if (isUnknownTopic(d.error)) continue;
+        throw this.#failure(`describe topic '${d.name}'`, d.error);
+      }
+      for (const p of [...d.partitions].sort((a, b) => a.partition - b.partition)) {
+        out.push({ topic: d.name, partition: p.partition });
+      }
+    }
+    return out;
+  }
+
+  async #missingTopic(offsets: readonly PartitionOffset[]): Promise<string | undefined> {
+    const topics = [...new Set(offsets.map((o) => o.topic))];
+    const have = await this.#partitionsOf(topics);
+    return topics.find((t) => !have.some((p) => p.topic === t));
+  }
+
+  /**
+   * The group's committed offsets of `partitions` (all of the group's when undefined). Asks for
+   * stable offsets: while a transaction holds offsets of a partition the broker answers
+   * UNSTABLE_OFFSET_COMMIT, and this retries until the transaction ends (bounded).
+   */
+  async #fetchOffsets(
+    group: string,
+    partitions: readonly { topic: string; partition: number }[] | undefined,
+  ): Promise<PartitionOffset[]> {
+    const deadline = Date.now() + this.policy.attempts * this.policy.timeoutMs;
+    let lastError: unknown;
+    for (let attempt = 1; ; attempt++) {
+      let results: Array<{ groupId: string; error?: unknown; partitions: Array<{ topic: string; partition: number; offset: number; error?: unknown }> }>;
+      try {
+        results = await call((cb) =>
+          this.#adminClient().listConsumerGroupOffsets(
+            [{ groupId: group, ...(partitions ? { partitions: partitions.map((p) => ({ topic: p.topic, partition: p.partition })) } : {}) }],
+            { timeout: this.policy.timeoutMs, requireStableOffsets: true },
+            cb as never,
+          ),
+        );
+      } catch (e) {
+        if (!retriable(e)) throw this.#failure(`read the offsets of group '${group}'`, e);
+        lastError = e;
+        results = [];
+      }
+      const result = results.find((r) => r.groupId === group);
+      let again = result === undefined;
+      const out: PartitionOffset[] = [];
+      if (result?.error) {
+        if (errorCode(result.error) === E.ERR_GROUP_ID_NOT_FOUND) return [];
+        if (!retriable(result.error)) throw this.#failure(`read the offsets of group '${group}'`, result.error);
+        lastError = result.error;
+        again = true;
+      }
+      for (const p of result?.partitions ?? []) {
+        if (p.error) {
+          if (!retriable(p.error)) throw this.#failure(`read the offset of group '${group}' on ${p.topic}-${p.partition}`, p.error);
+          lastError = p.error;
+          again = true;
+        } else if (p.offset >= 0) {
+          out.push({ topic: p.topic, partition: p.partition, offset: p.offset });
+        }
+      }
+      if (!again) return out.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition));
+      if (Date.now() > deadline) {
+        if (errorCode(lastError) === E.ERR_UNSTABLE_OFFSET_COMMIT) {
+          throw new SourceError(
+            'kafka-offsets',
+            `the offsets of group '${group}' are held by a Kafka transaction that did not end within ${this.policy.attempts * this.policy.timeoutMs} ms`,
+            'Another instance with this group’s transactional.id may be mid-transaction; it ends within transaction.timeout.ms. Try again',
+            { cause: lastError, retriable: true },
+          );
+        }
+        throw this.#exhausted(`read the offsets of group '${group}'`, lastError);
+      }
+      await delay(Math.min(20 * attempt, 500));
+    }
+  }
+
+  async #deleteGroup(group: string): Promise<void> {
+    await this.#retry(`delete group '${group}'`, async (timeout) => {
+      const [r] = await call<Array<{ groupId: string; errorCode?: number; error?: unknown }>>((cb) =>
+        this.#adminClient().deleteGroups([group], { timeout }, cb as never),
+      );
+      const code = r?.errorCode ?? errorCode(r?.error) ?? 0;
+      if (code === 0 || code === E.ERR_GROUP_ID_NOT_FOUND) return;
+      if (code === E.ERR_NON_EMPTY_GROUP) {
+        throw new SourceError(
+          'kafka-offsets',
+          `cannot delete the offsets of group '${group}': the group has active members`,
+          'Stop the consumers subscribed with this group id first',
+          { cause: r?.error },
+        );
+      }
+      throw r?.error ?? Object.assign(new Error(`delete group failed with code ${code}`), { code });
+    });
+  }
+
+  async #retry<T>(what: string, op: (timeoutMs: number) => Promise<T>): Promise<T> {
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= this.policy.attempts; attempt++) {
+      try {
+        return await op(this.policy.timeoutMs);
+      } catch (e) {
+        if (e instanceof SluiceError) throw e;
+        if (!retriable(e)) throw this.#failure(what, e);
+        lastError = e;
+        if (attempt < this.policy.attempts) await delay(backoff(attempt));
+      }
+    }
+    throw this.#exhausted(what, lastError);
+  }
+
+  #exhausted(what: string, e: unknown): Error {
+    if (e === undefined || isUnreachable(e) || errorCode(e) === E.ERR__TIMED_OUT) {
+      return new BrokerUnreachableError(this.bootstrapServers, this.policy.attempts, e);
+    }
+    return new SourceError('kafka-offsets', `${what} failed after ${this.policy.attempts} attempt(s): ${describeError(e)}`, 'The cluster is busy or changing (coordinator moving?); try again', {
+      cause: e,
+      retriable: true,
+    });
+  }
+
+  #failure(what: string, e: unknown): Error {
+    if (e instanceof SluiceError) return e;
+    if (isUnreachable(e)) return new BrokerUnreachableError(this.bootstrapServers, this.policy.attempts, e);
+    return new SourceError('kafka-offsets', `${what} failed: ${describeError(e)}`, 'Check the cluster, the group and the ACLs of this client', {
+      cause: e,
+    });
+  }
+}
+
+function backoff(attempt: number): number {
+  return Math.min(100 * 2 ** (attempt - 1), 2000);
+}
