@@ -1,7 +1,8 @@
 /**
  * The few admin operations the Kafka adapters need: topic existence and partitions, topic creation,
- * and offsets (earliest / latest, the latter as the last stable offset under read_committed). Every
- * call is bounded: `attempts` tries of at most `timeoutMs` each, then a typed error.
+ * offsets (earliest / latest, the latter as the last stable offset under read_committed, or both as
+ * a partition's valid range), and deleting records below an offset. Every call is bounded:
+ * `attempts` tries of at most `timeoutMs` each, then a typed error.
  */
 import { BrokerUnreachableError, SluiceError, SourceError, TopicNotFoundError } from '../core/errors.js';
 import {
@@ -40,6 +41,12 @@ export type IsolationLevelName = 'read_committed' | 'read_uncommitted';
 /** `topic:partition`, the key of per-partition maps. */
 export function tpKey(topic: string, partition: number): string {
   return `${topic}:${partition}`;
+}
+
+/** The offsets a partition can be read from: `[logStart, end]` (`end` = the next offset to be written, or the LSO). */
+export interface PartitionBounds {
+  readonly logStart: number;
+  readonly end: number;
 }
 
 export interface NewTopicSpec {
@@ -219,6 +226,55 @@ export class KafkaAdmin {
       if (attempt < this.policy.attempts) await delay(backoff(attempt), this.policy.signal);
     }
     throw this.#exhausted(`list ${which} offsets`, lastError);
+  }
+
+  /**
+   * Both ends of each partition's valid range at once: the log start offset (records below it were
+   * deleted by retention or `deleteRecords`) and the end as {@link listOffsets} `latest` gives it.
+   * One round trip: librdkafka refuses the same partition twice in one ListOffsets request, so the
+   * two requests go out together.
+   */
+  async bounds(
+    partitions: readonly TopicPartition[],
+    isolation: IsolationLevelName = 'read_committed',
+  ): Promise<Map<string, PartitionBounds>> {
+    const [low, high] = await Promise.all([
+      this.listOffsets(partitions, 'earliest', isolation),
+      this.listOffsets(partitions, 'latest', isolation),
+    ]);
+    const out = new Map<string, PartitionBounds>();
+    for (const p of partitions) {
+      const k = tpKey(p.topic, p.partition);
+      out.set(k, { logStart: low.get(k)!, end: high.get(k)! });
+    }
+    return out;
+  }
+
+  /**
+   * Deletes every record below `offset` in each partition (Kafka's DeleteRecords): the log start
+   * offset moves there at once. `-1` deletes up to the high watermark. Answers the new log start
+   * of each partition.
+   */
+  async deleteRecords(offsets: readonly { topic: string; partition: number; offset: number }[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (offsets.length === 0) return out;
+    const results = await this.#retry('delete records', (timeout) =>
+      call<Array<{ topic: string; partition: number; lowWatermark: number; error?: unknown }>>((cb) =>
+        this.#client.deleteRecords(
+          offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset })),
+          { timeout, operationTimeout: timeout },
+          cb as never,
+        ),
+      ),
+    );
+    for (const r of results) {
+      if (r.error) {
+        if (isUnknownTopic(r.error)) throw new TopicNotFoundError(r.topic);
+        throw this.#failure(`delete records of ${r.topic}-${r.partition}`, r.error);
+      }
+      out.set(tpKey(r.topic, r.partition), r.lowWatermark);
+    }
+    return out;
   }
 
   /** Releases the client if it is this object's own. */
