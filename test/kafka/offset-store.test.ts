@@ -4,7 +4,7 @@
  * pipeline without an offsetStore commits to its consumer group and resumes from it).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import Kafka from '@confluentinc/kafka-javascript';
 import { StreamingContext } from '../../src/core/context.js';
 import { BrokerUnreachableError, InvalidOptionError, OperatorError, TopicNotFoundError } from '../../src/core/errors.js';
