@@ -1,0 +1,328 @@
+import { SqlSchemaError } from './errors.js';
+
+/**
+ * The column types a table can be given (explicitly in a {@link SqlSchema}, or by inference).
+ * `JSON` holds any JSON value (arrays, objects); query it with `->`, `->>`, `json_extract`.
+ */
+export const SQL_TYPES = [
+  'BOOLEAN',
+  'INTEGER',
+  'BIGINT',
+  'HUGEINT',
+  'DOUBLE',
+  'VARCHAR',
+  'TIMESTAMP',
+  'TIMESTAMPTZ',
+  'DATE',
+  'BLOB',
+  'JSON',
+] as const;
+
+/** One of {@link SQL_TYPES}. */
+export type SqlType = (typeof SQL_TYPES)[number];
+
+/**
+ * Explicit columns of a table, in order: `{ category: 'VARCHAR', brand: 'VARCHAR', sales: 'BIGINT' }`.
+ * Only these columns are loaded (other fields of the records are ignored; missing ones are NULL)
+ * and values are checked, not coerced: a string in a BIGINT column is an error.
+ */
+export type SqlSchema = Readonly<Record<string, SqlType>>;
+
+/** A table's columns as loaded: name and type, in order. */
+export type SqlColumns = readonly { readonly name: string; readonly type: SqlType }[];
+
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const INT128_MIN = -(2n ** 127n);
+const INT128_MAX = 2n ** 127n - 1n;
+
+/**
+ * The fields of a record, as columns: an object's own enumerable properties; an array's items as
+ * `_1`, `_2`, ... (Spark's tuple columns, so `[key, state]` pairs are `_1` and `_2`); any other
+ * value (a string, a number, a Date, bytes) is one column named `value` (Spark's `Dataset[String]`).
+ * `null` and `undefined` records are rows of NULLs.
+ */
+export function fieldsOf(record: unknown): [string, unknown][] {
+  if (record === null || record === undefined) return [];
+  if (Array.isArray(record)) return record.map((v, i): [string, unknown] => [`_${i + 1}`, v]);
+  if (isStructured(record)) return Object.entries(record);
+  return [['value', record]];
+}
+
+/** The value of column `name` in `record` (see {@link fieldsOf}). */
+export function fieldOf(record: unknown, name: string): unknown {
+  if (record === null || record === undefined) return undefined;
+  if (Array.isArray(record)) {
+    const m = /^_(\d+)$/.exec(name);
+    return m ? record[Number(m[1]) - 1] : undefined;
+  }
+  if (isStructured(record)) {
+    return Object.prototype.propertyIsEnumerable.call(record, name)
+      ? (record as Record<string, unknown>)[name]
+      : undefined;
+  }
+  return name === 'value' ? record : undefined;
+}
+
+/** A record that has fields (not a Date, bytes or a primitive). */
+function isStructured(v: unknown): v is object {
+  return typeof v === 'object' && v !== null && !(v instanceof Date) && !(v instanceof Uint8Array);
+}
+
+// Kinds of values seen in a column, as bits.
+const K_BOOL = 1;
+const K_INT = 2; // a safe-integer number
+const K_DOUBLE = 4;
+const K_BIGINT = 8;
+const K_STRING = 16;
+const K_DATE = 32;
+const K_BYTES = 64;
+const K_JSON = 128;
+
+function kindOf(v: unknown): number {
+  switch (typeof v) {
+    case 'boolean':
+      return K_BOOL;
+    case 'number':
+      return Number.isSafeInteger(v) ? K_INT : K_DOUBLE;
+    case 'bigint':
+      return K_BIGINT;
+    case 'string':
+      return K_STRING;
+    case 'object':
+      if (v instanceof Date) return K_DATE;
+      if (v instanceof Uint8Array) return K_BYTES;
+      return K_JSON;
+    default:
+      return 0; // function, symbol: refused by the caller
+  }
+}
+
+/**
+ * Infers each column's type from the records (column order: first appearance). Per column, from
+ * its non-null values: booleans BOOLEAN; safe integers BIGINT; numbers with a fraction (or beyond
+ * 2^53) DOUBLE, as are integers mixed with them; bigints BIGINT, or HUGEINT beyond 64 bits; strings
+ * VARCHAR; Dates TIMESTAMP; bytes BLOB; arrays and objects JSON. A column of only NULLs is VARCHAR.
+ * Any other mix (e.g. strings and numbers) becomes VARCHAR with the values as text, as Spark's
+ * schema inference does.
+ */
+export function inferColumns(table: string, records: Iterable<unknown>): SqlColumns {
+  const kinds = new Map<string, number>();
+  const wide = new Set<string>(); // bigint columns with values beyond int64
+  for (const r of records) {
+    for (const [name, v] of fieldsOf(r)) {
+      if (v === null || v === undefined) {
+        if (!kinds.has(name)) kinds.set(name, 0);
+        continue;
+      }
+      const k = kindOf(v);
+      if (k === 0) {
+        throw new SqlSchemaError(
+          table,
+          'unsupported-value',
+          `column '${name}' holds a ${typeof v}, which SQL cannot store`,
+          'Map the records to plain data (strings, numbers, booleans, bigints, Dates, bytes, arrays, objects) first',
+        );
+      }
+      if (k === K_BIGINT && ((v as bigint) < INT64_MIN || (v as bigint) > INT64_MAX)) wide.add(name);
+      kinds.set(name, (kinds.get(name) ?? 0) | k);
+    }
+  }
+  const columns = [...kinds].map(([name, k]) => ({ name, type: typeOfKinds(k, wide.has(name)) }));
+  checkColumnNames(table, columns);
+  return columns;
+}
+
+function typeOfKinds(k: number, wide: boolean): SqlType {
+  switch (k) {
+    case 0:
+      return 'VARCHAR';
+    case K_BOOL:
+      return 'BOOLEAN';
+    case K_INT:
+      return 'BIGINT';
+    case K_DOUBLE:
+    case K_INT | K_DOUBLE:
+    case K_BIGINT | K_DOUBLE:
+    case K_INT | K_BIGINT | K_DOUBLE:
+      return 'DOUBLE';
+    case K_BIGINT:
+    case K_INT | K_BIGINT:
+      return wide ? 'HUGEINT' : 'BIGINT';
+    case K_STRING:
+      return 'VARCHAR';
+    case K_DATE:
+      return 'TIMESTAMP';
+    case K_BYTES:
+      return 'BLOB';
+    case K_JSON:
+      return 'JSON';
+    default:
+      return 'VARCHAR';
+  }
+}
+
+/** Checks an explicit schema and returns its columns. */
+export function columnsOfSchema(table: string, schema: SqlSchema): SqlColumns {
+  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) {
+    throw new SqlSchemaError(
+      table,
+      'invalid-schema',
+      `the schema must be an object of column types, got ${describe(schema)}`,
+      "Pass e.g. { schema: { ip: 'VARCHAR', hits: 'BIGINT' } }",
+    );
+  }
+  const columns = Object.entries(schema).map(([name, type]) => {
+    if (!(SQL_TYPES as readonly string[]).includes(type)) {
+      throw new SqlSchemaError(
+        table,
+        'invalid-schema',
+        `column '${name}' has type ${describe(type)}`,
+        `Use one of ${SQL_TYPES.join(', ')}`,
+      );
+    }
+    return { name, type };
+  });
+  if (columns.length === 0) {
+    throw new SqlSchemaError(
+      table,
+      'invalid-schema',
+      'the schema has no columns',
+      'Give at least one column',
+    );
+  }
+  checkColumnNames(table, columns);
+  return columns;
+}
+
+function checkColumnNames(table: string, columns: SqlColumns): void {
+  const seen = new Map<string, string>();
+  for (const { name } of columns) {
+    if (name === '') {
+      throw new SqlSchemaError(
+        table,
+        'invalid-schema',
+        'a column has an empty name',
+        'Give every field a name',
+      );
+    }
+    const folded = name.toLowerCase();
+    const other = seen.get(folded);
+    if (other !== undefined) {
+      throw new SqlSchemaError(
+        table,
+        'duplicate-column',
+        `columns '${other}' and '${name}' differ only in case, and SQL names ignore case`,
+        'Rename one of the fields, or pass a schema that keeps one of them',
+      );
+    }
+    seen.set(folded, name);
+  }
+}
+
+/**
+ * `value` as the JS value DuckDB's converter takes for a column of `type` (null for SQL NULL), or
+ * a {@link SqlSchemaError} saying which row and column does not fit.
+ */
+export function toColumnValue(
+  table: string,
+  column: string,
+  type: SqlType,
+  value: unknown,
+  row: number,
+): unknown {
+  if (value === null || value === undefined) return null;
+  const bad = (what = `${describe(value)} does not fit`): never => {
+    throw new SqlSchemaError(
+      table,
+      typeof value === 'function' || typeof value === 'symbol' ? 'unsupported-value' : 'value-does-not-fit',
+      `row ${row + 1}, column '${column}' (${type}): ${what}`,
+      'Convert the field before the query, or declare the column with a type that holds it',
+    );
+  };
+  switch (type) {
+    case 'BOOLEAN':
+      return typeof value === 'boolean' ? value : bad();
+    case 'INTEGER':
+      if (typeof value === 'number' && Number.isInteger(value) && value >= INT32_MIN && value <= INT32_MAX)
+        return value;
+      if (typeof value === 'bigint' && value >= BigInt(INT32_MIN) && value <= BigInt(INT32_MAX))
+        return Number(value);
+      return bad();
+    case 'BIGINT':
+      if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
+      if (typeof value === 'bigint' && value >= INT64_MIN && value <= INT64_MAX) return value;
+      return bad();
+    case 'HUGEINT':
+      if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
+      if (typeof value === 'bigint' && value >= INT128_MIN && value <= INT128_MAX) return value;
+      return bad();
+    case 'DOUBLE':
+      if (typeof value === 'number') return value;
+      if (typeof value === 'bigint') return Number(value);
+      return bad();
+    case 'VARCHAR':
+      return asText(value) ?? bad();
+    case 'TIMESTAMP':
+    case 'TIMESTAMPTZ':
+    case 'DATE': {
+      const d = typeof value === 'number' ? new Date(value) : value instanceof Date ? value : undefined;
+      if (!d) return bad();
+      if (Number.isNaN(d.getTime())) return bad('an invalid Date does not fit');
+      return d;
+    }
+    case 'BLOB':
+      return value instanceof Uint8Array ? value : bad();
+    case 'JSON': {
+      if (typeof value === 'function' || typeof value === 'symbol') return bad();
+      return jsonText(value);
+    }
+  }
+}
+
+/** A value as text for a VARCHAR column: strings as they are, other plain data printed. */
+function asText(v: unknown): string | undefined {
+  switch (typeof v) {
+    case 'string':
+      return v;
+    case 'number':
+    case 'boolean':
+    case 'bigint':
+      return String(v);
+    case 'object':
+      if (v instanceof Date) return Number.isNaN(v.getTime()) ? undefined : v.toISOString();
+      if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('utf8');
+      return jsonText(v);
+    default:
+      return undefined;
+  }
+}
+
+/** JSON text of a value; bigints become numbers when safe, else strings (JSON has no bigint). */
+export function jsonText(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    typeof x === 'bigint' ? (Number.isSafeInteger(Number(x)) ? Number(x) : x.toString()) : x,
+  );
+}
+
+/** `name TYPE, ...` for messages. */
+export function describeColumns(columns: SqlColumns): string {
+  return columns.map((c) => `${c.name} ${c.type}`).join(', ');
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'symbol') return 'a symbol';
+  if (v instanceof Date) return `Date ${Number.isNaN(v.getTime()) ? 'Invalid' : v.toISOString()}`;
+  if (v instanceof Uint8Array) return `${v.byteLength} bytes`;
+  try {
+    const s = JSON.stringify(v);
+    return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
+}

@@ -1,0 +1,89 @@
+import { Batch } from '../core/batch.js';
+import { InvalidOptionError } from '../core/errors.js';
+import type { BatchContext } from '../core/graph.js';
+import type { SqlEngine, SqlParams, SqlRow, SqlTables } from './engine.js';
+import { SqlSchemaError } from './errors.js';
+import type { SqlSchema } from './schema.js';
+
+/** Options of {@link sqlTransform}. */
+export interface SqlTransformOptions {
+  /** The batch's table name in the query (default `batch`). */
+  readonly table?: string;
+  /**
+   * The batch's columns. Without it they are inferred from each batch; an empty batch then gives an
+   * empty result without running the query (unless an earlier batch had rows: its columns are
+   * reused). Give it when the query must run on empty batches too (e.g. `count(*)` = 0).
+   */
+  readonly schema?: SqlSchema;
+  /** Bound parameters, fixed or computed per batch (e.g. from `ctx.time`). */
+  readonly params?: SqlParams | ((ctx: BatchContext) => SqlParams);
+  /** More tables for the query (reference data), fixed or loaded per batch. */
+  readonly tables?: SqlTables | ((ctx: BatchContext) => SqlTables | Promise<SqlTables>);
+  /**
+   * Partitions of the result (default 1, which keeps the query's `order by` when the batch is
+   * collected); more spreads the rows round-robin.
+   */
+  readonly numPartitions?: number;
+}
+
+/**
+ * A function for `stream.transform(...)` that runs a SQL query on every batch: the batch is the
+ * table `batch` (or `options.table`), the rows of the result are the records of the new stream.
+ * Works on any stream, including state snapshots (`updateStateByKey`, `mapWithState(...).stateSnapshots()`),
+ * whose `[key, state]` pairs are the columns `_1` and `_2` (map them to objects for nicer names).
+ *
+ * @example
+ * ```ts
+ * import { SqlEngine, sqlTransform } from 'sluice/sql';
+ * const sql = new SqlEngine({ closeWith: ctx });
+ * const top3 = totals
+ *   .map(([[category, brand], sales]) => ({ category, brand, sales }))
+ *   .transform(
+ *     sqlTransform<{ category: string; brand: string; sales: number }>(
+ *       sql,
+ *       `select category, brand, sales from (
+ *          select *, row_number() over (partition by category order by sales desc, brand) as rn from totals)
+ *        where rn <= 3 order by category, rn`,
+ *       { table: 'totals', schema: { category: 'VARCHAR', brand: 'VARCHAR', sales: 'BIGINT' } },
+ *     ),
+ *     { name: 'top3' },
+ *   );
+ * ```
+ */
+export function sqlTransform<Row extends object = SqlRow, T = unknown>(
+  engine: SqlEngine,
+  text: string,
+  options: SqlTransformOptions = {},
+): (batch: Batch<T>, ctx: BatchContext) => Promise<Batch<Row>> {
+  const table = options.table ?? 'batch';
+  const numPartitions = options.numPartitions ?? 1;
+  if (!Number.isInteger(numPartitions) || numPartitions < 1) {
+    throw new InvalidOptionError('numPartitions', 'an integer >= 1', options.numPartitions);
+  }
+  if (typeof text !== 'string' || text.trim() === '')
+    throw new InvalidOptionError('text', 'a SQL query', text);
+  return async (batch, ctx) => {
+    const extra = typeof options.tables === 'function' ? await options.tables(ctx) : (options.tables ?? {});
+    if (Object.keys(extra).some((name) => name.toLowerCase() === table.toLowerCase())) {
+      throw new InvalidOptionError(
+        'tables',
+        `no table named '${table}' (the batch's own table)`,
+        Object.keys(extra),
+      );
+    }
+    const params = typeof options.params === 'function' ? options.params(ctx) : options.params;
+    const self = options.schema
+      ? { rows: batch as Batch<unknown>, schema: options.schema }
+      : (batch as Batch<unknown>);
+    try {
+      const rows = await engine.query<Row>({ ...extra, [table]: self }, text, params);
+      return Batch.of(rows, numPartitions);
+    } catch (e) {
+      // No rows and no known columns: nothing to query, so nothing comes out.
+      if (e instanceof SqlSchemaError && e.problem === 'no-columns' && e.table === table && batch.isEmpty()) {
+        return Batch.of<Row>([], numPartitions);
+      }
+      throw e;
+    }
+  };
+}
