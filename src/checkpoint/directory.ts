@@ -1,0 +1,747 @@
+import { mkdir, open, readFile, readdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import type {
+  CheckpointMeta,
+  CheckpointOperator,
+  OperatorState,
+  StateDelta,
+  StateStore,
+  StateUpdate,
+} from '../core/checkpoint.js';
+import { InvalidOptionError, SluiceError } from '../core/errors.js';
+import { checkCompareAndSet, type PartitionOffset } from '../core/offsets.js';
+import type { OffsetRange } from '../core/source.js';
+import { writeFileAtomic } from '../sources/atomic-file.js';
+
+export interface CheckpointDirectoryOptions {
+  /** The checkpoint directory (one per pipeline). Created when missing. */
+  readonly dir: string;
+  /**
+   * How many full snapshots to keep (default 2): the one the manifest points at and the
+   * `keepFull - 1` before it, each self-contained (state and offsets) for a manual rollback.
+   */
+  readonly keepFull?: number;
+}
+
+/** A stored read position with its group, as the manifest lists it. */
+export interface GroupOffset extends PartitionOffset {
+  readonly group: string;
+}
+
+/** `<dir>/manifest.json`: what the checkpoint holds. Renaming a new one into place is the commit. */
+export interface CheckpointManifest {
+  readonly version: 1;
+  /** The pipeline whose state this is; null while only offsets were written. */
+  readonly pipelineId: string | null;
+  readonly fingerprint: string | null;
+  readonly operators: readonly CheckpointOperator[];
+  /** Number of state commits so far; state files carry the number of the commit that wrote them. */
+  readonly commit: number;
+  readonly lastBatch: {
+    /** The batch time of the last state commit, or null. */
+    readonly time: number | null;
+    /** Sorted by group, topic, partition. */
+    readonly offsets: readonly GroupOffset[];
+  };
+  /** Files relative to the directory: the full snapshot, then the deltas on top of it, oldest first. */
+  readonly state: { readonly full: string | null; readonly deltas: readonly string[] };
+  /** ISO 8601 time of the last write. */
+  readonly updatedAt: string;
+}
+
+/** One operator's entry in a state file: its whole state, or the keys changed since the commit before. */
+export type StateFileEntry =
+  | { readonly kind: string; readonly full: unknown }
+  | { readonly kind: string; readonly delta: { readonly set: unknown; readonly removed: unknown } };
+
+/** `<dir>/state/full-<time>-<commit>.json` and `delta-<time>-<commit>.json`. Values are encoded (see {@link encodeStateValue}). */
+export interface StateFile {
+  readonly version: 1;
+  readonly type: 'full' | 'delta';
+  readonly pipelineId: string;
+  readonly batchTime: number;
+  readonly commit: number;
+  /** The offsets after this commit. */
+  readonly offsets: readonly GroupOffset[];
+  readonly operators: Readonly<Record<string, StateFileEntry>>;
+}
+
+/** The manifest or a file it references cannot be read: not JSON, another version, missing. */
+export class CheckpointCorruptError extends SluiceError {
+  static readonly code = 'SLUICE_CHECKPOINT_CORRUPT';
+  readonly code = CheckpointCorruptError.code;
+  constructor(
+    readonly file: string,
+    problem: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `Checkpoint file ${file} ${problem}`,
+      'Nothing was changed. Look at it with `sluice checkpoint inspect`; restore the directory from a backup, or start fresh with a new checkpoint directory (the offsets and all state are lost)',
+      options,
+    );
+  }
+}
+
+/** The directory holds the checkpoint of another pipeline. */
+export class CheckpointPipelineMismatchError extends SluiceError {
+  static readonly code = 'SLUICE_CHECKPOINT_PIPELINE_MISMATCH';
+  readonly code = CheckpointPipelineMismatchError.code;
+  constructor(
+    readonly dir: string,
+    readonly stored: string,
+    readonly pipelineId: string,
+  ) {
+    super(
+      `The checkpoint at ${dir} belongs to pipeline '${stored}', not '${pipelineId}'`,
+      'Give each pipeline a checkpoint directory of its own, or set the pipelineId that wrote it',
+    );
+  }
+}
+
+export const MANIFEST_FILE = 'manifest.json';
+const STATE_DIR = 'state';
+const STATE_NAME = /^(full|delta)-(\d+)-(\d+)\.json$/;
+
+/**
+ * The file-system state store: a pipeline's offsets and operator state in one directory, readable
+ * with any JSON tool and committed so that a crash at any moment (SIGKILL, power cut) leaves the
+ * last commit or the next one, whole.
+ *
+ * ```
+ * <dir>/manifest.json                      { version: 1, pipelineId, fingerprint, operators, commit,
+ *                                            lastBatch: { time, offsets: [{ group, topic, partition, offset }] },
+ *                                            state: { full: 'state/full-<time>-<commit>.json',
+ *                                                     deltas: ['state/delta-<time>-<commit>.json', ...] },
+ *                                            updatedAt }
+ * <dir>/state/full-1700000010000-7.json    every operator's whole state after commit 7
+ * <dir>/state/delta-1700000011000-8.json   the keys changed by commit 8 (whole state for operators without deltas)
+ * ```
+ *
+ * A commit checks the offsets (compare-and-set), writes its state file (temporary file, fsync,
+ * rename, directory fsync), then writes the manifest the same way: the manifest's rename is the
+ * commit point. A state file the manifest does not reference is garbage: an interrupted commit's
+ * file, deltas behind a newer full snapshot, full snapshots beyond `keepFull`. They are removed
+ * after each full commit and when the directory is first used (with the temporary files of
+ * interrupted writes). File names carry the commit number, so re-committing a batch time (the final
+ * checkpoint of a graceful stop) never replaces a file the manifest references.
+ *
+ * Commits are serialised within the process (across instances on the same directory too).
+ * Processes do not exclude each other: run one job per directory (`sluice run --supervise` restarts
+ * one child at a time).
+ *
+ * State values are JSON, with `undefined`, bigint, non-finite numbers, Date, Map, Set, Buffer and
+ * Uint8Array kept as tagged objects (see {@link encodeStateValue}); functions and symbols are refused.
+ *
+ * @example
+ * ```ts
+ * import { definePipeline } from 'sluice';
+ * import { CheckpointDirectory } from 'sluice/checkpoint';
+ * export default definePipeline({
+ *   batchInterval: 1000,
+ *   context: { checkpoint: new CheckpointDirectory({ dir: '/var/lib/jobs/wordcount' }) },
+ *   build(ctx) { ... },
+ * });
+ * ```
+ */
+export class CheckpointDirectory implements StateStore {
+  readonly kind = 'checkpoint-dir';
+  readonly stateful = true;
+  readonly capabilities = { compareAndSet: true };
+  /** The checkpoint directory, absolute. */
+  readonly dir: string;
+  readonly keepFull: number;
+  #dirsReady: Promise<void> | undefined;
+
+  constructor(options: CheckpointDirectoryOptions) {
+    if (options === null || typeof options !== 'object') {
+      throw new InvalidOptionError('options', "{ dir: 'path/to/checkpoint' }", options);
+    }
+    if (typeof options.dir !== 'string' || options.dir.trim() === '' || options.dir.includes('\0')) {
+      throw new InvalidOptionError(
+        'dir',
+        'the path of the checkpoint directory, a non-empty string',
+        options.dir,
+      );
+    }
+    const keepFull = options.keepFull ?? 2;
+    if (!Number.isInteger(keepFull) || keepFull < 1) {
+      throw new InvalidOptionError('keepFull', 'an integer >= 1', options.keepFull);
+    }
+    this.dir = path.resolve(options.dir);
+    this.keepFull = keepFull;
+  }
+
+  describe(): Record<string, unknown> {
+    return { dir: this.dir, keepFull: this.keepFull };
+  }
+
+  get manifestFile(): string {
+    return path.join(this.dir, MANIFEST_FILE);
+  }
+
+  /** The manifest as stored, or undefined when nothing was committed yet. */
+  async manifest(): Promise<CheckpointManifest | undefined> {
+    return readManifest(this.dir);
+  }
+
+  async read(group: string, topics: readonly string[]): Promise<PartitionOffset[]> {
+    checkGroup(group);
+    // No lock: the manifest is replaced by a rename, so this sees it before or after any commit.
+    const m = await readManifest(this.dir);
+    return (m?.lastBatch.offsets ?? [])
+      .filter((o) => o.group === group && topics.includes(o.topic))
+      .map(({ topic, partition, offset }) => ({ topic, partition, offset }));
+  }
+
+  async write(
+    group: string,
+    ranges: readonly OffsetRange[],
+    options: { compareAndSet?: boolean } = {},
+  ): Promise<void> {
+    checkGroup(group);
+    if (ranges.length === 0) return;
+    await this.#update(async (m) => {
+      if (options.compareAndSet) checkRanges(group, ranges, m.lastBatch.offsets);
+      return {
+        ...m,
+        lastBatch: { ...m.lastBatch, offsets: merge(m.lastBatch.offsets, group, untils(ranges)) },
+      };
+    });
+  }
+
+  async set(group: string, offsets: readonly PartitionOffset[]): Promise<void> {
+    checkGroup(group);
+    if (offsets.length === 0) return;
+    await this.#update(async (m) => ({
+      ...m,
+      lastBatch: { ...m.lastBatch, offsets: merge(m.lastBatch.offsets, group, offsets) },
+    }));
+  }
+
+  async delete(group: string, topics: readonly string[]): Promise<void> {
+    checkGroup(group);
+    if (topics.length === 0) return;
+    await this.#update(async (m) => ({
+      ...m,
+      lastBatch: {
+        ...m.lastBatch,
+        offsets: m.lastBatch.offsets.filter((o) => !(o.group === group && topics.includes(o.topic))),
+      },
+    }));
+  }
+
+  async loadCheckpoint(
+    pipelineId: string,
+  ): Promise<{ meta: CheckpointMeta; state: Map<string, OperatorState> } | undefined> {
+    return withDirLock(this.dir, async () => {
+      await this.#recover();
+      const m = await readManifest(this.dir);
+      if (!m || m.pipelineId === null) return undefined;
+      if (m.pipelineId !== pipelineId)
+        throw new CheckpointPipelineMismatchError(this.dir, m.pipelineId, pipelineId);
+      return {
+        meta: {
+          pipelineId: m.pipelineId,
+          fingerprint: m.fingerprint ?? '',
+          operators: m.operators.map((o) => ({ name: o.name, kind: o.kind })),
+          batchTime: m.lastBatch.time ?? 0,
+        },
+        state: await loadState(this.dir, m),
+      };
+    });
+  }
+
+  async commitBatch(
+    group: string,
+    ranges: readonly OffsetRange[],
+    meta: CheckpointMeta,
+    update: StateUpdate,
+  ): Promise<void> {
+    checkGroup(group);
+    const ops = meta.operators.map((o) => ({ name: o.name, kind: o.kind }));
+    const full = ops.length > 0 && ops.every((o) => update.full.has(o.name));
+    // Encoded now, before any wait: the operators' state objects may change once the batch is done.
+    const operators: Record<string, StateFileEntry> = {};
+    for (const o of ops) {
+      const where = `state of operator '${o.name}'`;
+      const delta = update.deltas.get(o.name);
+      if (update.full.has(o.name)) {
+        operators[o.name] = { kind: o.kind, full: encodeStateValue(update.full.get(o.name), where) };
+      } else if (delta) {
+        operators[o.name] = {
+          kind: o.kind,
+          delta: { set: encodeStateValue(delta.set, where), removed: encodeStateValue(delta.removed, where) },
+        };
+      }
+    }
+    await this.#update(
+      async (m) => {
+        if (m.pipelineId !== null && m.pipelineId !== meta.pipelineId) {
+          throw new CheckpointPipelineMismatchError(this.dir, m.pipelineId, meta.pipelineId);
+        }
+        checkRanges(group, ranges, m.lastBatch.offsets);
+        const offsets = merge(m.lastBatch.offsets, group, untils(ranges));
+        const commit = m.commit + 1;
+        let state: CheckpointManifest['state'] = { full: null, deltas: [] };
+        if (ops.length > 0) {
+          const name = `${STATE_DIR}/${full ? 'full' : 'delta'}-${meta.batchTime}-${commit}.json`;
+          const file: StateFile = {
+            version: 1,
+            type: full ? 'full' : 'delta',
+            pipelineId: meta.pipelineId,
+            batchTime: meta.batchTime,
+            commit,
+            offsets,
+            operators,
+          };
+          // 1. The state file, durable under its final name; nothing references it yet.
+          await writeFileAtomic(path.join(this.dir, name), `${JSON.stringify(file)}\n`);
+          state = full
+            ? { full: name, deltas: [] }
+            : { full: m.state.full, deltas: [...m.state.deltas, name] };
+        }
+        // 2. The manifest that references it (written by #update): its rename is the commit.
+        return {
+          ...m,
+          pipelineId: meta.pipelineId,
+          fingerprint: meta.fingerprint,
+          operators: ops,
+          commit,
+          lastBatch: { time: meta.batchTime, offsets },
+          state,
+        };
+      },
+      // 3. What the new full snapshot made unnecessary.
+      () => (full ? this.#collectGarbage(false) : Promise.resolve()),
+    );
+  }
+
+  /**
+   * Drops the state of `operators` (the offsets stay): the manifest is rewritten without them, so a
+   * pipeline that no longer has them resumes. `sluice checkpoint migrate` calls this.
+   * @throws InvalidOptionError naming an operator the checkpoint does not have.
+   */
+  async dropOperators(operators: readonly string[]): Promise<CheckpointManifest> {
+    let result!: CheckpointManifest;
+    await this.#update(async (m) => {
+      const known = new Set(m.operators.map((o) => o.name));
+      for (const name of operators) {
+        if (!known.has(name)) {
+          throw new InvalidOptionError(
+            'drop',
+            known.size
+              ? `an operator with state in the checkpoint: ${[...known].join(', ')}`
+              : 'nothing: the checkpoint holds no operator state',
+            name,
+          );
+        }
+      }
+      const left = m.operators.filter((o) => !operators.includes(o.name));
+      result = {
+        ...m,
+        operators: left,
+        // With no operator left, no state file is needed; the old ones become garbage.
+        state: left.length ? m.state : { full: null, deltas: [] },
+      };
+      return result;
+    });
+    return result;
+  }
+
+  async close(): Promise<void> {}
+
+  /** Read the manifest, change it, write it atomically; alone among this process's writers of the directory. */
+  async #update(
+    change: (m: CheckpointManifest) => Promise<CheckpointManifest>,
+    after: () => Promise<void> = () => Promise.resolve(),
+  ): Promise<void> {
+    await withDirLock(this.dir, async () => {
+      await this.#recover();
+      const current = (await readManifest(this.dir)) ?? emptyManifest();
+      const next = await change(current);
+      for (const o of next.lastBatch.offsets) checkOffset(o);
+      await writeFileAtomic(
+        this.manifestFile,
+        formatManifest({ ...next, updatedAt: new Date().toISOString() }),
+      );
+      await after();
+    });
+  }
+
+  /** On this instance's first use: create the directories, remove what interrupted writes and commits left. */
+  async #recover(): Promise<void> {
+    this.#dirsReady ??= (async () => {
+      if ((await mkdir(this.dir, { recursive: true })) !== undefined) await syncDir(path.dirname(this.dir));
+      if ((await mkdir(path.join(this.dir, STATE_DIR), { recursive: true })) !== undefined)
+        await syncDir(this.dir);
+      // Under the directory lock: no commit of this process is half done.
+      await this.#collectGarbage(true);
+    })().catch((e: unknown) => {
+      this.#dirsReady = undefined;
+      throw e;
+    });
+    return this.#dirsReady;
+  }
+
+  /** Removes the state files the manifest does not need (see the class comment); with `temps`, leftover temporary files too. */
+  async #collectGarbage(temps: boolean): Promise<void> {
+    const m = await readManifest(this.dir);
+    const stateDir = path.join(this.dir, STATE_DIR);
+    const names = await readdir(stateDir).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return [] as string[];
+      throw e;
+    });
+    const doomed = garbage(names, m, this.keepFull);
+    if (temps) {
+      doomed.push(...names.filter(isTempName).map((n) => `${STATE_DIR}/${n}`));
+      const top = await readdir(this.dir);
+      doomed.push(...top.filter(isTempName));
+    }
+    for (const rel of doomed) {
+      await unlink(path.join(this.dir, rel)).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+      });
+    }
+  }
+}
+
+/** The state files of `names` (in `state/`) that neither the manifest nor `keepFull` retains, as `state/<name>`. */
+function garbage(names: readonly string[], m: CheckpointManifest | undefined, keepFull: number): string[] {
+  const referenced = new Set([m?.state.full, ...(m?.state.deltas ?? [])].filter((x): x is string => !!x));
+  const commit = m?.commit ?? 0;
+  const parsed = names
+    .map((n) => ({ n, match: STATE_NAME.exec(n) }))
+    .filter((x) => x.match)
+    .map(({ n, match }) => ({ rel: `${STATE_DIR}/${n}`, type: match![1], commit: Number(match![3]) }));
+  const keptFull = new Set(
+    parsed
+      .filter((f) => f.type === 'full' && f.commit <= commit)
+      .sort((a, b) => b.commit - a.commit)
+      .slice(0, keepFull)
+      .map((f) => f.rel),
+  );
+  return parsed
+    .filter(
+      (f) => !referenced.has(f.rel) && (f.commit > commit || f.type === 'delta' || !keptFull.has(f.rel)),
+    )
+    .map((f) => f.rel);
+}
+
+/** The manifest as indented JSON, with each flat object (an operator, an offset) on one line. */
+export function formatManifest(m: CheckpointManifest): string {
+  // JSON strings hold no raw newline, so a match is always a whole object without nested ones.
+  return `${JSON.stringify(m, null, 2).replace(
+    /\{\n([^{}[\]]*)\n\s*\}/g,
+    (_, inner: string) =>
+      `{ ${inner
+        .split('\n')
+        .map((l) => l.trim())
+        .join(' ')} }`,
+  )}\n`;
+}
+
+function isTempName(name: string): boolean {
+  return name.startsWith('.') && name.includes('.tmp-');
+}
+
+/** Reads and checks `<dir>/manifest.json`; undefined when there is none. */
+export async function readManifest(dir: string): Promise<CheckpointManifest | undefined> {
+  const file = path.join(dir, MANIFEST_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  let m: Partial<CheckpointManifest>;
+  try {
+    m = JSON.parse(text) as Partial<CheckpointManifest>;
+  } catch (e) {
+    throw new CheckpointCorruptError(file, `is not JSON: ${(e as Error).message}`, { cause: e });
+  }
+  if (m === null || typeof m !== 'object') throw new CheckpointCorruptError(file, 'is not a JSON object');
+  if (m.version !== 1) {
+    throw new CheckpointCorruptError(
+      file,
+      `has version ${JSON.stringify(m.version)}; this Sluice reads version 1`,
+    );
+  }
+  const bad = (what: string) => new CheckpointCorruptError(file, `has an invalid ${what}`);
+  if (m.pipelineId !== null && typeof m.pipelineId !== 'string') throw bad('pipelineId');
+  if (m.fingerprint !== null && typeof m.fingerprint !== 'string') throw bad('fingerprint');
+  if (
+    !Array.isArray(m.operators) ||
+    !m.operators.every((o) => typeof o?.name === 'string' && typeof o.kind === 'string')
+  )
+    throw bad('operators list');
+  if (!Number.isSafeInteger(m.commit) || m.commit! < 0) throw bad('commit number');
+  const lb = m.lastBatch;
+  if (!lb || (lb.time !== null && !Number.isSafeInteger(lb.time)) || !Array.isArray(lb.offsets))
+    throw bad('lastBatch');
+  for (const o of lb.offsets) {
+    if (
+      typeof o?.group !== 'string' ||
+      typeof o.topic !== 'string' ||
+      !isOffset(o.partition) ||
+      !isOffset(o.offset)
+    )
+      throw bad(`offset entry ${JSON.stringify(o)}`);
+  }
+  const st = m.state;
+  const isRef = (r: unknown) =>
+    typeof r === 'string' && r.startsWith(`${STATE_DIR}/`) && STATE_NAME.test(r.slice(STATE_DIR.length + 1));
+  if (!st || (st.full !== null && !isRef(st.full)) || !Array.isArray(st.deltas) || !st.deltas.every(isRef))
+    throw bad('state reference');
+  return m as CheckpointManifest;
+}
+
+/** Reads and checks a state file the manifest references. */
+export async function readStateFile(dir: string, rel: string, m: CheckpointManifest): Promise<StateFile> {
+  const file = path.join(dir, rel);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new CheckpointCorruptError(file, `is missing (the manifest references ${rel})`);
+    throw e;
+  }
+  let f: Partial<StateFile>;
+  try {
+    f = JSON.parse(text) as Partial<StateFile>;
+  } catch (e) {
+    throw new CheckpointCorruptError(file, `is not JSON: ${(e as Error).message}`, { cause: e });
+  }
+  const [, type, time, commit] = STATE_NAME.exec(path.basename(rel)) ?? [];
+  if (f?.version !== 1)
+    throw new CheckpointCorruptError(
+      file,
+      `has version ${JSON.stringify(f?.version)}; this Sluice reads version 1`,
+    );
+  if (
+    f.type !== type ||
+    f.batchTime !== Number(time) ||
+    f.commit !== Number(commit) ||
+    f.pipelineId !== m.pipelineId
+  )
+    throw new CheckpointCorruptError(
+      file,
+      `does not match its name or the manifest (type ${f.type}, batch ${f.batchTime}, commit ${f.commit}, pipeline ${f.pipelineId})`,
+    );
+  if (f.operators === null || typeof f.operators !== 'object')
+    throw new CheckpointCorruptError(file, 'has no operators object');
+  return f as StateFile;
+}
+
+/** Per operator of the manifest: its last full state and the deltas committed since, decoded. */
+async function loadState(dir: string, m: CheckpointManifest): Promise<Map<string, OperatorState>> {
+  const files = [m.state.full, ...m.state.deltas].filter((x): x is string => x !== null);
+  const state = new Map<string, { full: unknown; deltas: StateDelta[] }>();
+  for (const rel of files) {
+    const f = await readStateFile(dir, rel, m);
+    for (const o of m.operators) {
+      const entry = f.operators[o.name];
+      if (!entry) continue;
+      if ('full' in entry) state.set(o.name, { full: decodeStateValue(entry.full), deltas: [] });
+      else if ('delta' in entry) state.get(o.name)?.deltas.push(decodeStateValue(entry.delta) as StateDelta);
+    }
+  }
+  return state;
+}
+
+function emptyManifest(): CheckpointManifest {
+  return {
+    version: 1,
+    pipelineId: null,
+    fingerprint: null,
+    operators: [],
+    commit: 0,
+    lastBatch: { time: null, offsets: [] },
+    state: { full: null, deltas: [] },
+    updatedAt: new Date().toISOString(),
+  };
+}
+
+function untils(ranges: readonly OffsetRange[]): PartitionOffset[] {
+  return ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.untilOffset }));
+}
+
+function checkRanges(group: string, ranges: readonly OffsetRange[], stored: readonly GroupOffset[]): void {
+  const mine = new Map(
+    stored.filter((o) => o.group === group).map((o) => [tp(o.topic, o.partition), o.offset]),
+  );
+  checkCompareAndSet(group, ranges, (t, p) => mine.get(tp(t, p)));
+}
+
+/** `current` with `updates` of `group` applied (the last update of a partition wins), sorted. */
+function merge(
+  current: readonly GroupOffset[],
+  group: string,
+  updates: readonly PartitionOffset[],
+): GroupOffset[] {
+  const byKey = new Map(current.map((o) => [JSON.stringify([o.group, o.topic, o.partition]), o]));
+  for (const u of updates) {
+    const o = { group, topic: u.topic, partition: u.partition, offset: u.offset };
+    checkOffset(o);
+    byKey.set(JSON.stringify([group, u.topic, u.partition]), o);
+  }
+  return [...byKey.values()].sort(
+    (a, b) => cmp(a.group, b.group) || cmp(a.topic, b.topic) || a.partition - b.partition,
+  );
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function tp(topic: string, partition: number): string {
+  return JSON.stringify([topic, partition]);
+}
+
+function isOffset(n: unknown): n is number {
+  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+}
+
+function checkOffset(o: GroupOffset): void {
+  if (typeof o.topic !== 'string' || o.topic === '')
+    throw new InvalidOptionError('topic', 'a non-empty topic name', o.topic);
+  if (!isOffset(o.partition)) throw new InvalidOptionError('partition', 'an integer >= 0', o.partition);
+  if (!isOffset(o.offset))
+    throw new RangeError(`Offset ${String(o.offset)} is not an integer between 0 and 2^53 - 1`);
+}
+
+function checkGroup(group: string): void {
+  if (typeof group !== 'string' || group === '')
+    throw new InvalidOptionError('group', 'a non-empty string', group);
+}
+
+/** The tail of the chain of commits of each directory (absolute path), shared by every instance in the process. */
+const locks = new Map<string, Promise<unknown>>();
+
+async function withDirLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const previous = locks.get(dir) ?? Promise.resolve();
+  const run = previous.then(fn, fn);
+  const tail = run.catch(() => {});
+  locks.set(dir, tail);
+  try {
+    return await run;
+  } finally {
+    if (locks.get(dir) === tail) locks.delete(dir);
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(dir, 'r');
+    await handle.sync();
+  } catch {
+    // Not every platform can fsync a directory; only durability across a power cut depends on it.
+  } finally {
+    await handle?.close();
+  }
+}
+
+// ---- State values as JSON ------------------------------------------------------------------------
+
+const TAG = '$sluice';
+
+/**
+ * A state value as plain JSON. JSON values stay as they are; `undefined`, bigint, NaN and
+ * ±Infinity, Date, Map, Set, Buffer and Uint8Array become `{ "$sluice": <type>, ... }`, and an
+ * object that has a `$sluice` key of its own is wrapped as `{ "$sluice": "object", "value": ... }`.
+ * Other objects are stored by their own enumerable properties (as JSON.stringify would, `toJSON`
+ * honoured). Functions and symbols cannot be stored: a TypeError names where one was found.
+ */
+export function encodeStateValue(value: unknown, where = 'state'): unknown {
+  const seen = new Set<object>();
+  const enc = (v: unknown, at: string): unknown => {
+    switch (typeof v) {
+      case 'string':
+      case 'boolean':
+        return v;
+      case 'number':
+        return Number.isFinite(v) ? v : { [TAG]: 'number', value: String(v) };
+      case 'undefined':
+        return { [TAG]: 'undefined' };
+      case 'bigint':
+        return { [TAG]: 'bigint', value: v.toString() };
+      case 'function':
+      case 'symbol':
+        throw new TypeError(`Cannot checkpoint the ${where}: a ${typeof v} at ${at}`);
+    }
+    if (v === null) return null;
+    const o = v as object;
+    if (seen.has(o)) throw new TypeError(`Cannot checkpoint the ${where}: a circular reference at ${at}`);
+    seen.add(o);
+    try {
+      if (Buffer.isBuffer(o)) return { [TAG]: 'Buffer', base64: o.toString('base64') };
+      if (o instanceof Uint8Array)
+        return {
+          [TAG]: 'Uint8Array',
+          base64: Buffer.from(o.buffer, o.byteOffset, o.byteLength).toString('base64'),
+        };
+      if (o instanceof Date) return { [TAG]: 'Date', value: o.getTime() };
+      if (o instanceof Map)
+        return {
+          [TAG]: 'Map',
+          entries: [...o].map(([k, x], i) => [enc(k, `${at}.<key ${i}>`), enc(x, `${at}.<value ${i}>`)]),
+        };
+      if (o instanceof Set) return { [TAG]: 'Set', values: [...o].map((x, i) => enc(x, `${at}.<${i}>`)) };
+      if (Array.isArray(o)) return o.map((x, i) => enc(x, `${at}[${i}]`));
+      const toJSON = (o as { toJSON?: unknown }).toJSON;
+      if (typeof toJSON === 'function') return enc(toJSON.call(o), at);
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(o)) define(out, k, enc(x, `${at}.${k}`));
+      return Object.hasOwn(o, TAG) ? { [TAG]: 'object', value: out } : out;
+    } finally {
+      seen.delete(o);
+    }
+  };
+  return enc(value, '$');
+}
+
+/** The inverse of {@link encodeStateValue}. */
+export function decodeStateValue(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map(decodeStateValue);
+  const o = value as Record<string, unknown>;
+  if (typeof o[TAG] === 'string') {
+    switch (o[TAG]) {
+      case 'undefined':
+        return undefined;
+      case 'number':
+        return Number(o.value);
+      case 'bigint':
+        return BigInt(o.value as string);
+      case 'Buffer':
+        return Buffer.from(o.base64 as string, 'base64');
+      case 'Uint8Array':
+        return new Uint8Array(Buffer.from(o.base64 as string, 'base64'));
+      case 'Date':
+        return new Date(o.value as number);
+      case 'Map':
+        return new Map(
+          (o.entries as [unknown, unknown][]).map(([k, v]) => [decodeStateValue(k), decodeStateValue(v)]),
+        );
+      case 'Set':
+        return new Set((o.values as unknown[]).map(decodeStateValue));
+      case 'object':
+        return decodePlain(o.value as Record<string, unknown>);
+    }
+  }
+  return decodePlain(o);
+}
+
+function decodePlain(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) define(out, k, decodeStateValue(v));
+  return out;
+}
+
+/** `o[k] = v`, also for a key named `__proto__` (an own property, as JSON.parse makes it). */
+function define(o: Record<string, unknown>, k: string, v: unknown): void {
+  Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+}
