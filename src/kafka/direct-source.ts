@@ -8,18 +8,35 @@
  * next batch. A partition's range is complete once the consumer has delivered a record at or past
  * `untilOffset` or reported partition EOF at or past it, so offset gaps (transaction markers,
  * compaction) never make a fetch wait.
+ *
+ * Retention loss: on open and on every plan, each partition's position is checked against its
+ * valid range [log start, end] (one ListOffsets round for all partitions), and a fetch that meets
+ * Kafka's offset-out-of-range error is resolved the same way; what happens then is the
+ * `offsetOutOfRange` policy (see {@link KafkaDirectOptions.offsetOutOfRange}).
+ *
+ * Rate control (Spark's `maxRatePerPartition`, `backpressure`): each plan caps each partition's
+ * range with a {@link RateController} fed after every completed batch.
  */
 import {
   BrokerUnreachableError,
   DeserializationError,
   InvalidOptionError,
+  OffsetOutOfRangeError,
   SourceError,
-  SluiceError,
 } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { OffsetStore } from '../core/offsets.js';
-import type { InputPlan, OffsetRange, Source, SourceContext } from '../core/source.js';
-import { KafkaAdmin, tpKey, type IsolationLevelName, type RetryPolicy } from './admin.js';
+import { RateController, validateRateOptions, type RateOptions } from '../core/rate.js';
+import type {
+  BatchFeedback,
+  InputMetrics,
+  InputPlan,
+  OffsetRange,
+  OffsetResetEvent,
+  Source,
+  SourceContext,
+} from '../core/source.js';
+import { KafkaAdmin, tpKey, type IsolationLevelName, type PartitionBounds, type RetryPolicy } from './admin.js';
 import { KafkaOffsetStore } from './offset-store.js';
 import {
   deserializerLabel,
@@ -70,6 +87,23 @@ export type PartitionOffsets = { [topic: string]: { [partition: number]: number 
  */
 export type StartingOffsets = 'earliest' | 'latest' | PartitionOffsets;
 
+/**
+ * What to do when a position to read from is outside its partition's valid range [log start,
+ * end]: below the log start (the records were deleted by retention before they were read) or past
+ * the end (the topic was deleted and re-created).
+ *
+ * - `'fail'` (the default): throw {@link OffsetOutOfRangeError} naming the topic, partition, offset
+ *   and the valid range. Nothing is skipped silently.
+ * - `'earliest'`: continue at the log start (or, past the end, go back to it).
+ * - `'latest'`: continue at the end: records still in the partition are skipped too.
+ *
+ * Under `'earliest'` and `'latest'` every move is reported through the engine
+ * (`StreamingListener.onOffsetReset`, logged) with `recordsLost` = the offsets skipped that were
+ * never read (`resetTo - offset` when moving forward, 0 when moving back), and counted in the
+ * batch's `metrics.recordsLost`.
+ */
+export type OffsetOutOfRangePolicy = 'fail' | 'earliest' | 'latest';
+
 export interface KafkaDirectOptions {
   /** Stable name of the input stream (used by {@link createDirectStream}). */
   readonly name?: string;
@@ -97,6 +131,32 @@ export interface KafkaDirectOptions {
   readonly consumerConfig?: Readonly<Record<string, string | number | boolean>>;
   /** Default `'read_committed'`: records of open or aborted transactions are never read. */
   readonly isolationLevel?: IsolationLevelName;
+  /**
+   * Default `'fail'`. What to do with a position outside its partition's valid range: a stored
+   * offset (from the offset store, or {@link KafkaDirectSource.startAt}) whose records were
+   * deleted by retention, or that lies past the end of a re-created topic. Checked on open, at
+   * every plan, and when a fetch meets Kafka's offset-out-of-range error (records deleted between
+   * a batch's plan and its fetch: the batch keeps its ranges, the deleted records are a gap in
+   * them, counted as lost). Explicit `startingOffsets` are the caller's own choice and always fail
+   * with a SourceError when out of range. See {@link OffsetOutOfRangePolicy}.
+   */
+  readonly offsetOutOfRange?: OffsetOutOfRangePolicy;
+  /**
+   * Records per second per partition: a batch takes at most `maxRatePerPartition x interval`
+   * records from each partition (Spark's `spark.streaming.kafka.maxRatePerPartition`), so a backlog
+   * is worked off over several batches. Default: no cap.
+   */
+  readonly maxRatePerPartition?: number;
+  /** Records per batch over all partitions, shared in proportion to what each would take. Default: no cap. */
+  readonly maxRecordsPerBatch?: number;
+  /**
+   * Adapt the rate so processing keeps up with the batch interval (Spark's PID estimator), never
+   * above `maxRatePerPartition`. `true` or `{ initialRate, minRate, proportional, integral,
+   * derivative }`. `initialRate` (records/s over all partitions) caps the first batches after
+   * every (re)start, until the estimator has measured two batches, so a backlog never becomes one
+   * giant batch. Default off.
+   */
+  readonly backpressure?: RateOptions['backpressure'];
 }
 
 /** The key type the options produce. */
@@ -108,6 +168,8 @@ export type KafkaValueOf<O> = O extends { valueDeserializer: infer D } ? Deseria
 export const CONSUME_BATCH = 10_000;
 /** How long one native consume call waits for its first message. */
 const CONSUME_WAIT_MS = 100;
+/** A fetch that gets nothing for this long checks whether a partition it waits for fell out of range. */
+const OUT_OF_RANGE_PROBE_MS = 1000;
 
 /**
  * The librdkafka configuration of the direct source's consumer (exported so that the benchmark's
@@ -184,6 +246,14 @@ const OWNED_CONFIG: Record<string, string> = {
 
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
 
+/** What the fetches of one plan found deleted, so that fetching the plan again counts nothing twice. */
+interface PlanLoss {
+  /** The plan's own metrics object. */
+  readonly metrics: { recordsLost: number };
+  /** tpKey -> where the partition's range continues after records found deleted: fetches start there. */
+  readonly skip: Map<string, number>;
+}
+
 interface PartitionState {
   readonly topic: string;
   readonly partition: number;
@@ -246,6 +316,13 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   #closed = false;
   /** The store {@link defaultOffsetStore} made (it connects on first use; closed with the source). */
   #defaultStore: KafkaOffsetStore | undefined;
+  readonly #offsetOutOfRange: OffsetOutOfRangePolicy;
+  /** Made at open (it needs the batch interval) when a rate option is set; one per (re)start. */
+  #rate: RateController | undefined;
+  /** Records lost to resets outside a plan (at open, by startAt): reported with the next plan. */
+  #pendingLost = 0;
+  /** What the fetches of each plan found deleted. */
+  readonly #planLoss = new WeakMap<InputPlan, PlanLoss>();
 
   constructor(options: KafkaDirectOptions) {
     validateOptions(options);
@@ -254,6 +331,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     this.bootstrapServers = options.bootstrapServers ?? process.env.KAFKA_BOOTSTRAP ?? '127.0.0.1:9092';
     this.isolationLevel = options.isolationLevel ?? 'read_committed';
     this.#policy = { attempts: options.connect?.attempts ?? 3, timeoutMs: options.connect?.timeoutMs ?? 5000 };
+    this.#offsetOutOfRange = options.offsetOutOfRange ?? 'fail';
     const kd = options.keyDeserializer ?? 'string';
     const vd = options.valueDeserializer ?? 'string';
     this.#key = resolveDeserializer(kd);
@@ -270,6 +348,10 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       groupId: o.groupId ?? this.#ctx?.pipelineId ?? '(pipeline id)',
       startingOffsets: o.startingOffsets ?? 'latest',
       isolationLevel: this.isolationLevel,
+      offsetOutOfRange: this.#offsetOutOfRange,
+      ...(o.maxRatePerPartition !== undefined ? { maxRatePerPartition: o.maxRatePerPartition } : {}),
+      ...(o.maxRecordsPerBatch !== undefined ? { maxRecordsPerBatch: o.maxRecordsPerBatch } : {}),
+      ...(o.backpressure ? { backpressure: o.backpressure } : {}),
       keyDeserializer: deserializerLabel(o.keyDeserializer ?? 'string'),
       valueDeserializer: deserializerLabel(o.valueDeserializer ?? 'string'),
       ...(o.createTopics ? { createTopics: o.createTopics } : {}),
@@ -332,10 +414,14 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         }
         this.#byTopic.set(topic, states);
       }
+      const o = this.#options;
+      if (o.maxRatePerPartition !== undefined || o.maxRecordsPerBatch !== undefined || o.backpressure) {
+        this.#rate = new RateController(rateOptionsOf(o), ctx.batchInterval);
+      }
       // Precedence: positions given with startAt() > the offset store's positions > startingOffsets.
       const stored = await this.#storedPositions(ctx);
-      const requested = stored || this.#requestedStart ? mergeOffsets(stored, this.#requestedStart ?? {}) : undefined;
-      const start = await this.#resolvePositions(this.#options.startingOffsets ?? 'latest', requested);
+      const resume = mergeOffsets(stored, this.#requestedStart ?? {});
+      const start = await this.#startPositions(o.startingOffsets ?? 'latest', resume);
       for (const s of this.#partitions) {
         const offset = start.get(tpKey(s.topic, s.partition))!;
         s.next = s.committed = s.coverStart = s.reached = offset;
@@ -353,26 +439,60 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   }
 
   /**
-   * Step 1 of a batch: asks the cluster for every partition's current end (the last stable offset
-   * under read_committed, else the high watermark) and fixes the ranges [next, end).
+   * Step 1 of a batch: asks the cluster for every partition's valid range (log start, and end = the
+   * last stable offset under read_committed, else the high watermark) in one round, applies the
+   * `offsetOutOfRange` policy to positions outside it, and fixes the ranges [next, until): `until`
+   * is the end, or less under rate control (`next` + the partition's cap).
+   *
+   * `metrics`: `lag` = records left in each partition after this range; `recordsLost` = records
+   * skipped by offset resets since the previous plan (at open, by startAt, by this plan), plus those
+   * this plan's fetch finds deleted; `rateLimit` (under rate control) = the rate in force for this
+   * batch, records/s over all partitions: the lowest of the backpressure estimate,
+   * maxRatePerPartition x partitions and maxRecordsPerBatch / interval.
    */
   async plan(_batchTime: number): Promise<InputPlan> {
     const admin = this.#requireOpen();
-    const ends = await admin.listOffsets(this.#partitions, 'latest', this.isolationLevel);
-    const offsetRanges: OffsetRange[] = [];
+    const bounds = await admin.bounds(this.#partitions, this.isolationLevel);
+    const ends: number[] = [];
     for (const s of this.#partitions) {
-      const end = ends.get(tpKey(s.topic, s.partition))!;
-      if (end < s.next) {
-        throw new SourceError(
-          'kafka',
-          `${s.topic}-${s.partition} ends at offset ${end}, before the position ${s.next} this stream reached`,
-          'Was the topic deleted and re-created? Restart from explicit offsets or from earliest',
-        );
+      const b = bounds.get(tpKey(s.topic, s.partition))!;
+      const next = this.#checked(s, s.next, b);
+      if (next !== s.next) {
+        // Reading must start over there: drop what the consumer buffered and seek at fetch.
+        s.next = next;
+        s.committed = Math.min(s.committed, next);
+        s.buffer = [];
+        s.coverStart = Number.POSITIVE_INFINITY;
       }
-      offsetRanges.push({ topic: s.topic, partition: s.partition, fromOffset: s.next, untilOffset: end });
+      ends.push(b.end);
+    }
+    const caps = this.#rate?.caps(this.#partitions.map((s, i) => ends[i]! - s.next));
+    const offsetRanges: OffsetRange[] = [];
+    const lag: { topic: string; partition: number; lag: number }[] = [];
+    for (const [i, s] of this.#partitions.entries()) {
+      const end = ends[i]!;
+      const cap = caps?.[i];
+      const until = cap === undefined ? end : Math.min(end, s.next + cap);
+      offsetRanges.push({ topic: s.topic, partition: s.partition, fromOffset: s.next, untilOffset: until });
+      lag.push({ topic: s.topic, partition: s.partition, lag: end - until });
     }
     for (const [i, r] of offsetRanges.entries()) this.#partitions[i]!.next = r.untilOffset;
-    return { offsetRanges };
+    const rateLimit = this.#rateLimit();
+    // Mutable on purpose: a fetch of this plan adds the records it finds deleted.
+    const metrics: { rateLimit?: number; lag: typeof lag; recordsLost: number } = {
+      ...(rateLimit !== undefined ? { rateLimit } : {}),
+      lag,
+      recordsLost: this.#pendingLost,
+    };
+    this.#pendingLost = 0;
+    const plan: InputPlan = { offsetRanges, metrics: metrics as InputMetrics };
+    this.#planLoss.set(plan, { metrics, skip: new Map() });
+    return plan;
+  }
+
+  /** Feeds the rate controller (backpressure) with each completed batch. */
+  onBatchCompleted(feedback: BatchFeedback): void {
+    this.#rate?.update(feedback.batchTime, feedback.numRecords, feedback.processingTime, feedback.schedulingDelay);
   }
 
   /**
@@ -382,10 +502,26 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
    * Records are deserialized as they arrive, so the client's message objects die young; a record
    * that fails goes to the engine's bad-record hook when it has one (which rethrows under `fail`,
    * the default). When a fetch fails, its partitions are re-read from Kafka by the next fetch.
+   *
+   * Records deleted by retention between the plan and the fetch (Kafka answers offset out of
+   * range) are handled by the `offsetOutOfRange` policy without changing the plan's ranges, which
+   * the engine commits as they are: `'fail'` throws {@link OffsetOutOfRangeError}; `'earliest'`
+   * reads the rest of the range from the new log start; `'latest'` skips the rest of the range and
+   * the next plan starts at the partition's end. The deleted (or skipped) records are a gap in the
+   * range, reported as an offset reset and added to this plan's `metrics.recordsLost`; fetching the
+   * plan again starts after the gap and counts nothing twice.
    */
   async fetch(plan: InputPlan): Promise<KafkaRecord<K, V>[][]> {
     const consumer = this.#requireConsumer();
     const ranges = plan.offsetRanges;
+    let loss = this.#planLoss.get(plan);
+    // A plan this source did not make has no metrics of ours: its losses go with the next plan.
+    const foreign = !loss;
+    if (!loss) {
+      loss = { metrics: { recordsLost: 0 }, skip: new Map() };
+      this.#planLoss.set(plan, loss);
+    }
+    const lostBefore = loss.metrics.recordsLost;
     const states: PartitionState[] = new Array(ranges.length);
     const out: KafkaRecord<K, V>[][] = new Array(ranges.length);
     const open: PartitionState[] = [];
@@ -400,22 +536,24 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       // Take what the buffers already hold; seek partitions whose range is not where the consumer is.
       for (const [i, r] of ranges.entries()) {
         const s = states[i]!;
-        if (r.fromOffset < s.coverStart || r.fromOffset > s.reached) await this.#seek(consumer, s, r.fromOffset);
+        // Past what an earlier fetch of this plan found deleted.
+        const from = Math.max(r.fromOffset, loss.skip.get(tpKey(r.topic, r.partition)) ?? r.fromOffset);
+        if (from < s.coverStart || from > s.reached) await this.#seek(consumer, s, from);
         const recs: KafkaRecord<K, V>[] = [];
         out[i] = recs;
         let k = 0;
-        while (k < s.buffer.length && s.buffer[k]!.offset < r.fromOffset) k++;
+        while (k < s.buffer.length && s.buffer[k]!.offset < from) k++;
         let j = k;
         for (; j < s.buffer.length && s.buffer[j]!.offset < r.untilOffset; j++) this.#deliver(recs, s.buffer[j]!, s.topic);
         s.buffer = j === s.buffer.length ? [] : s.buffer.slice(j);
-        s.coverStart = r.fromOffset;
+        s.coverStart = from;
         if (s.reached < r.untilOffset) {
           s.until = r.untilOffset;
           s.out = recs as KafkaRecord<unknown, unknown>[];
           open.push(s);
         }
       }
-      if (open.length > 0) await this.#consumeUntil(consumer, open);
+      if (open.length > 0) await this.#consumeUntil(consumer, open, loss);
     } catch (e) {
       // Forget what this fetch took: the next fetch of these ranges seeks and reads them again.
       for (const s of states) {
@@ -428,6 +566,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         s.until = -1;
         s.out = undefined;
       }
+      if (foreign) this.#pendingLost += loss.metrics.recordsLost - lostBefore;
     }
     for (const [i, r] of ranges.entries()) states[i]!.coverStart = r.untilOffset;
     return out;
@@ -452,9 +591,9 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
 
   /**
    * Start the next batch at these positions (e.g. offsets read back from an offset store).
-   * Before open: they override `startingOffsets` for the partitions listed. After open: the next
-   * plan starts there (validated against the partitions' current earliest and latest offsets).
-   * `-2` means earliest and `-1` latest.
+   * Before open: they override `startingOffsets` and the offset store for the partitions listed.
+   * After open: the next plan starts there. `-2` means earliest and `-1` latest. A position outside
+   * its partition's valid range is handled by the `offsetOutOfRange` policy, as a stored offset.
    */
   async startAt(positions: PartitionOffsets): Promise<void> {
     validateOffsets('positions', positions, this.topics);
@@ -470,8 +609,16 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         }
       }
     }
-    const resolved = await this.#resolveExplicit(listed, positions);
-    for (const s of listed) s.next = resolved.get(tpKey(s.topic, s.partition))!;
+    const bounds = await this.#admin!.bounds(listed, this.isolationLevel);
+    const wanted = listed.map((s) => {
+      const b = bounds.get(tpKey(s.topic, s.partition))!;
+      return { s, b, offset: special(positions[s.topic]![s.partition]!, b) };
+    });
+    if (this.#offsetOutOfRange === 'fail') {
+      // All or nothing: check every position before moving any.
+      for (const { s, b, offset } of wanted) this.#checked(s, offset, b);
+    }
+    for (const { s, b, offset } of wanted) s.next = this.#checked(s, offset, b);
   }
 
   async close(): Promise<void> {
@@ -582,53 +729,71 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     return out;
   }
 
-  /** Resolves starting offsets to concrete offsets for every partition. */
-  async #resolvePositions(starting: StartingOffsets, requested: PartitionOffsets | undefined): Promise<Map<string, number>> {
-    const admin = this.#admin!;
-    if (starting === 'latest' || starting === 'earliest') {
-      const base = await admin.listOffsets(this.#partitions, starting, this.isolationLevel);
-      if (!requested) return base;
-      const listed = this.#partitions.filter((s) => requested[s.topic]?.[s.partition] !== undefined);
-      const explicit = await this.#resolveExplicit(listed, requested);
-      for (const [k, v] of explicit) base.set(k, v);
-      return base;
-    }
-    // Explicit offsets: partitions not listed start at earliest.
-    return this.#resolveExplicit(this.#partitions, mergeOffsets(starting, requested ?? {}));
-  }
-
-  /** Explicit offsets for `states` (-2 earliest, -1 latest, missing = earliest), checked against the log. */
-  async #resolveExplicit(states: readonly PartitionState[], offsets: PartitionOffsets): Promise<Map<string, number>> {
-    const admin = this.#admin!;
+  /**
+   * Where each partition starts: its resume position (stored, or given with startAt) under the
+   * `offsetOutOfRange` policy; else `startingOffsets`, strictly (explicit offsets out of range
+   * fail: they are the caller's own choice). One ListOffsets round for all partitions.
+   */
+  async #startPositions(starting: StartingOffsets, resume: PartitionOffsets): Promise<Map<string, number>> {
+    const bounds = await this.#admin!.bounds(this.#partitions, this.isolationLevel);
     const out = new Map<string, number>();
-    if (states.length === 0) return out;
-    const [low, high] = [
-      await admin.listOffsets(states, 'earliest', this.isolationLevel),
-      await admin.listOffsets(states, 'latest', this.isolationLevel),
-    ];
-    for (const s of states) {
+    for (const s of this.#partitions) {
       const k = tpKey(s.topic, s.partition);
-      const lo = low.get(k)!;
-      const hi = high.get(k)!;
-      const wanted = offsets[s.topic]?.[s.partition] ?? -2;
-      const offset = wanted === -2 ? lo : wanted === -1 ? hi : wanted;
-      if (offset < lo) {
-        throw new SourceError(
-          'kafka',
-          `the starting offset ${offset} of ${s.topic}-${s.partition} is no longer in Kafka: the partition starts at ${lo} (records ${offset}..${lo - 1} were deleted by retention)`,
-          'Start from a later offset or from earliest, accepting the loss',
-        );
+      const b = bounds.get(k)!;
+      const resumeAt = resume[s.topic]?.[s.partition];
+      if (resumeAt !== undefined) {
+        out.set(k, this.#checked(s, special(resumeAt, b), b));
+      } else if (starting === 'earliest' || starting === 'latest') {
+        out.set(k, starting === 'earliest' ? b.logStart : b.end);
+      } else {
+        out.set(k, strictStart(s, special(starting[s.topic]?.[s.partition] ?? -2, b), b));
       }
-      if (offset > hi) {
-        throw new SourceError(
-          'kafka',
-          `the starting offset ${offset} of ${s.topic}-${s.partition} is past its end ${hi}`,
-          'Was the topic deleted and re-created? Start from explicit offsets within the partition, or from earliest/latest',
-        );
-      }
-      out.set(k, offset);
     }
     return out;
+  }
+
+  /**
+   * `offset` if it lies in [logStart, end]; otherwise the policy's answer: throws under `fail`,
+   * else reports the reset and counts its loss towards the next plan.
+   */
+  #checked(s: PartitionState, offset: number, b: PartitionBounds): number {
+    if (offset >= b.logStart && offset <= b.end) return offset;
+    const { resetTo, lost } = this.#reset(s, offset, b);
+    this.#pendingLost += lost;
+    return resetTo;
+  }
+
+  /** Applies the `offsetOutOfRange` policy to `offset`, outside `b`: throws, or reports the move. */
+  #reset(s: PartitionState, offset: number, b: PartitionBounds): { resetTo: number; lost: number } {
+    const policy = this.#offsetOutOfRange;
+    if (policy === 'fail') throw new OffsetOutOfRangeError(s.topic, s.partition, offset, b.logStart, b.end);
+    const resetTo = policy === 'earliest' ? b.logStart : b.end;
+    const lost = Math.max(0, resetTo - offset);
+    const event: Omit<OffsetResetEvent, 'input'> = {
+      topic: s.topic,
+      partition: s.partition,
+      storedOffset: offset,
+      logStartOffset: b.logStart,
+      endOffset: b.end,
+      resetTo,
+      policy,
+      recordsLost: lost,
+    };
+    const report = (this.#ctx as { reportOffsetReset?: (e: Omit<OffsetResetEvent, 'input'>) => void } | undefined)?.reportOffsetReset;
+    if (report) report(event);
+    else this.#logger?.warn(event, 'offset out of range: reset by policy');
+    return { resetTo, lost };
+  }
+
+  /** The rate limit in force for the next batch (records/s over all partitions); undefined without rate control. */
+  #rateLimit(): number | undefined {
+    if (!this.#rate) return undefined;
+    const o = this.#options;
+    const limits: number[] = [];
+    if (this.#rate.rate !== undefined) limits.push(this.#rate.rate);
+    if (o.maxRatePerPartition !== undefined) limits.push(o.maxRatePerPartition * this.#partitions.length);
+    if (o.maxRecordsPerBatch !== undefined) limits.push(o.maxRecordsPerBatch / (this.#ctx!.batchInterval / 1000));
+    return limits.length > 0 ? Math.min(...limits) : undefined;
   }
 
   async #seek(consumer: RdKafkaConsumer, s: PartitionState, offset: number): Promise<void> {
@@ -648,17 +813,31 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
    * Consumes until every partition in `open` has been delivered up to its `until`. Records below
    * it are deserialized into the partition's `out`; messages at or past it wait in its buffer.
    */
-  async #consumeUntil(consumer: RdKafkaConsumer, open: readonly PartitionState[]): Promise<void> {
+  async #consumeUntil(consumer: RdKafkaConsumer, open: readonly PartitionState[], loss: PlanLoss): Promise<void> {
     const ctx = this.#ctx!;
     const stallMs = this.#policy.attempts * this.#policy.timeoutMs;
     let remaining = open.length;
     let lastProgress = Date.now();
+    let lastProbe = Date.now();
     // Marks `s` complete once it has reached its range's end.
     const settle = (s: PartitionState): void => {
       if (s.until >= 0 && s.reached >= s.until) {
         s.until = -1;
         remaining--;
       }
+    };
+    // Applies the offsetOutOfRange policy to the waiting partitions that fell out of their range;
+    // true if there were any.
+    const outOfRange = async (): Promise<boolean> => {
+      const done = await this.#fetchOutOfRange(consumer, open.filter((s) => s.until >= 0), loss);
+      if (done === undefined) return false;
+      for (const s of done) {
+        if (s.until >= 0) {
+          s.until = -1;
+          remaining--;
+        }
+      }
+      return true;
     };
     this.#pendingEofs.length = 0;
     while (remaining > 0) {
@@ -667,12 +846,16 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       try {
         msgs = await call<RdMessage[]>((cb) => consumer.consume(CONSUME_BATCH, cb));
       } catch (e) {
-        if (isOffsetOutOfRange(e)) throw await this.#outOfRange(open.filter((s) => s.until >= 0), e);
-        if (!isTransient(e)) {
-          throw new SourceError('kafka', `consuming failed: ${describeError(e)}`, 'Check the cluster and the consumer configuration', { cause: e });
-        }
-        this.#lastClientError = e;
         msgs = [];
+        if (isOffsetOutOfRange(e)) {
+          // The error does not say which partition: the log start tells. One that is not waiting
+          // (it may have been reset since) is dealt with by the next plan.
+          if (await outOfRange()) lastProgress = lastProbe = Date.now();
+        } else if (!isTransient(e)) {
+          throw new SourceError('kafka', `consuming failed: ${describeError(e)}`, 'Check the cluster and the consumer configuration', { cause: e });
+        } else {
+          this.#lastClientError = e;
+        }
       }
       let progressed = msgs.length > 0;
       let topic: string | undefined;
@@ -722,6 +905,11 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       }
       if (progressed) {
         lastProgress = Date.now();
+      } else if (Date.now() - lastProgress > OUT_OF_RANGE_PROBE_MS && Date.now() - lastProbe > OUT_OF_RANGE_PROBE_MS) {
+        // The client drops the out-of-range error when the same consume call returned messages of
+        // other partitions, and then stops fetching the partition: look for it when nothing comes.
+        lastProbe = Date.now();
+        if (await outOfRange()) lastProgress = Date.now();
       } else if (Date.now() - lastProgress > stallMs) {
         const waiting = open
           .filter((s) => s.until >= 0)
@@ -738,24 +926,41 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     }
   }
 
-  /** The error for a position that fell out of retention, naming the partitions concerned. */
-  async #outOfRange(states: readonly PartitionState[], cause: unknown): Promise<SluiceError> {
-    let detail = '';
-    try {
-      const low = await this.#admin!.listOffsets(states, 'earliest', this.isolationLevel);
-      detail = states
-        .filter((s) => s.reached < low.get(tpKey(s.topic, s.partition))!)
-        .map((s) => `${s.topic}-${s.partition} needs offset ${s.reached} but starts at ${low.get(tpKey(s.topic, s.partition))}`)
-        .join('; ');
-    } catch {
-      // the original error says enough
+  /**
+   * Applies the `offsetOutOfRange` policy, during a fetch, to the `waiting` partitions whose
+   * position fell out of their valid range (their records were deleted since the plan, or the topic
+   * was re-created): throws under `fail`; else seeks to the reset position, records the gap in
+   * `loss`, and answers the partitions whose range is now complete. Undefined when none is out of
+   * range.
+   */
+  async #fetchOutOfRange(
+    consumer: RdKafkaConsumer,
+    waiting: readonly PartitionState[],
+    loss: PlanLoss,
+  ): Promise<PartitionState[] | undefined> {
+    if (waiting.length === 0) return undefined;
+    const bounds = await this.#admin!.bounds(waiting, this.isolationLevel);
+    const done: PartitionState[] = [];
+    let any = false;
+    for (const s of waiting) {
+      const k = tpKey(s.topic, s.partition);
+      const b = bounds.get(k)!;
+      const at = s.reached;
+      if (at >= b.logStart && at <= b.end) continue;
+      any = true;
+      const { resetTo, lost } = this.#reset(s, at, b);
+      loss.metrics.recordsLost += lost;
+      const until = s.until;
+      // The range goes on from the new log start ('earliest'), or ends here.
+      const skipTo = resetTo >= at ? Math.min(resetTo, until) : until;
+      loss.skip.set(k, skipTo);
+      // The next plan starts past what was skipped (or back in a re-created partition).
+      if (resetTo > s.next || s.next > b.end) s.next = resetTo;
+      if (resetTo < s.committed) s.committed = resetTo;
+      await this.#seek(consumer, s, resetTo);
+      if (skipTo >= until) done.push(s);
     }
-    return new SourceError(
-      'kafka',
-      `records of this batch were deleted by retention before they were read${detail ? `: ${detail}` : ''} (${describeError(cause)})`,
-      'The batch was not committed. Restart from a later offset (or earliest), accepting the loss, or keep records longer (retention.ms)',
-      { cause },
-    );
+    return any ? done : undefined;
   }
 
   /**
@@ -837,6 +1042,38 @@ function toOffsets(states: readonly PartitionState[], pick: (s: PartitionState) 
   return out;
 }
 
+/** An explicit offset, with -2 as the log start and -1 as the end. */
+function special(offset: number, b: PartitionBounds): number {
+  return offset === -2 ? b.logStart : offset === -1 ? b.end : offset;
+}
+
+/** An explicit starting offset (`startingOffsets`), which must lie in the partition. */
+function strictStart(s: { topic: string; partition: number }, offset: number, b: PartitionBounds): number {
+  if (offset < b.logStart) {
+    throw new SourceError(
+      'kafka',
+      `the starting offset ${offset} of ${s.topic}-${s.partition} is no longer in Kafka: the partition starts at ${b.logStart} (records ${offset}..${b.logStart - 1} were deleted by retention)`,
+      'Start from a later offset or from earliest, accepting the loss',
+    );
+  }
+  if (offset > b.end) {
+    throw new SourceError(
+      'kafka',
+      `the starting offset ${offset} of ${s.topic}-${s.partition} is past its end ${b.end}`,
+      'Was the topic deleted and re-created? Start from explicit offsets within the partition, or from earliest/latest',
+    );
+  }
+  return offset;
+}
+
+function rateOptionsOf(o: KafkaDirectOptions): RateOptions {
+  return {
+    ...(o.maxRatePerPartition !== undefined ? { maxRatePerPartition: o.maxRatePerPartition } : {}),
+    ...(o.maxRecordsPerBatch !== undefined ? { maxRecordsPerBatch: o.maxRecordsPerBatch } : {}),
+    ...(o.backpressure !== undefined ? { backpressure: o.backpressure } : {}),
+  };
+}
+
 function mergeOffsets(a: PartitionOffsets | undefined, b: PartitionOffsets): PartitionOffsets {
   const out: PartitionOffsets = {};
   for (const src of [a ?? {}, b]) {
@@ -893,6 +1130,10 @@ export function validateOptions(options: KafkaDirectOptions): void {
     'connect',
     'consumerConfig',
     'isolationLevel',
+    'offsetOutOfRange',
+    'maxRatePerPartition',
+    'maxRecordsPerBatch',
+    'backpressure',
   ]);
   for (const k of Object.keys(o)) {
     if (!known.has(k)) throw new InvalidOptionError(k, `one of the options ${[...known].join(', ')}`, o[k]);
@@ -967,4 +1208,18 @@ export function validateOptions(options: KafkaDirectOptions): void {
   if (o.isolationLevel !== undefined && o.isolationLevel !== 'read_committed' && o.isolationLevel !== 'read_uncommitted') {
     throw new InvalidOptionError('isolationLevel', "'read_committed' or 'read_uncommitted'", o.isolationLevel);
   }
+  if (o.offsetOutOfRange !== undefined && o.offsetOutOfRange !== 'fail' && o.offsetOutOfRange !== 'earliest' && o.offsetOutOfRange !== 'latest') {
+    throw new InvalidOptionError('offsetOutOfRange', "'fail' (the default), 'earliest' or 'latest'", o.offsetOutOfRange);
+  }
+  const bp = o.backpressure;
+  if (isPlainObject(bp)) {
+    const keys = ['initialRate', 'minRate', 'proportional', 'integral', 'derivative'];
+    for (const k of Object.keys(bp)) {
+      if (!keys.includes(k)) throw new InvalidOptionError(`backpressure.${k}`, `one of ${keys.join(', ')}`, bp[k]);
+    }
+  } else if (bp !== undefined && typeof bp !== 'boolean') {
+    // validateRateOptions names the option for a non-boolean; an array is refused here, not there.
+    throw new InvalidOptionError('backpressure', 'true, false or { initialRate, minRate, proportional, integral, derivative }', bp);
+  }
+  validateRateOptions(rateOptionsOf(options));
 }
