@@ -22,7 +22,7 @@ import {
 import { Batch } from '../core/batch.js';
 import type { StreamingContext } from '../core/context.js';
 import { InvalidOptionError } from '../core/errors.js';
-import { SqlEngineClosedError, SqlError, SqlSchemaError, parseDuckDBError, positionAt } from './errors.js';
+import { SqlEngineClosedError, SqlError, SqlSchemaError, locate, parseDuckDBError } from './errors.js';
 import {
   columnsOfSchema,
   describeColumns,
@@ -57,10 +57,14 @@ export type SqlRow = Record<string, SqlValue>;
 /** What a table can be made of: a batch or an array of records (see {@link fieldsOf} for the columns). */
 export type SqlTableRows = Batch<unknown> | readonly unknown[];
 
-/** A table with explicit columns: needed for a table that may be empty, and to fix types. */
+/**
+ * A table with explicit columns: needed for a table that may be empty, and to fix types. The
+ * schema is an object of types by column, or an array of `{ name, type }` (for an order that
+ * object keys cannot keep, e.g. integer-like names).
+ */
 export interface SqlTable {
   readonly rows: SqlTableRows;
-  readonly schema: SqlSchema;
+  readonly schema: SqlSchema | SqlColumns;
 }
 
 /** The tables of one query, by name (the name the query uses: letters, digits and `_`). */
@@ -112,9 +116,8 @@ interface LoadableTable {
  * DuckDB's SQL work. The tables live only for the query; queries may run concurrently.
  *
  * Column types are inferred from the records (see {@link inferColumns}), or given with
- * `{ rows, schema }`. An empty table needs a schema unless a table of the same name had rows in an
- * earlier query of this engine (its columns are reused); otherwise the query fails with
- * {@link SqlSchemaError}.
+ * `{ rows, schema }`. An empty table has no columns to infer: it needs a schema, or the query fails
+ * with {@link SqlSchemaError} (`problem: 'no-columns'`).
  *
  * The engine opens DuckDB at the first query (or at {@link SqlEngine.create}); close it with
  * {@link SqlEngine.close} or tie it to a context with `closeWith`.
@@ -138,7 +141,6 @@ export class SqlEngine {
   #instance: Promise<DuckDBInstance> | undefined;
   readonly #idle: DuckDBConnection[] = [];
   readonly #inflight = new Set<Promise<unknown>>();
-  readonly #lastColumns = new Map<string, SqlColumns>();
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -258,13 +260,8 @@ export class SqlEngine {
       }
       const { rows, schema } = splitTable(name, table);
       const records = rows instanceof Batch ? rows.collect() : rows;
-      let columns: SqlColumns | undefined;
-      if (schema !== undefined) columns = columnsOfSchema(name, schema);
-      else if (records.length > 0) {
-        columns = inferColumns(name, records);
-        if (columns.length > 0) this.#lastColumns.set(name.toLowerCase(), columns);
-      } else columns = this.#lastColumns.get(name.toLowerCase());
-      if (columns === undefined || columns.length === 0) {
+      const columns = schema !== undefined ? columnsOfSchema(name, schema) : inferColumns(name, records);
+      if (columns.length === 0) {
         throw new SqlSchemaError(
           name,
           'no-columns',
@@ -319,7 +316,7 @@ export class SqlEngine {
 function splitTable(
   name: string,
   table: SqlTableRows | SqlTable,
-): { rows: readonly unknown[] | Batch<unknown>; schema?: SqlSchema } {
+): { rows: readonly unknown[] | Batch<unknown>; schema?: SqlSchema | SqlColumns } {
   if (table instanceof Batch || Array.isArray(table)) return { rows: table };
   if (typeof table === 'object' && table !== null && 'rows' in table) {
     const { rows, schema } = table as SqlTable;
@@ -397,7 +394,7 @@ function queryError(e: unknown, text: string, tables: LoadableTable[]): SqlError
     kind: parsed.kind,
     detail: parsed.detail,
     query: text,
-    position: parsed.byteOffset === undefined ? undefined : positionAt(text, parsed.byteOffset),
+    position: locate(text, parsed),
     tables: tables.map((t) => `${t.name}(${describeColumns(t.columns)})`).join('; '),
     cause: e,
   });

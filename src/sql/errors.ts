@@ -57,7 +57,7 @@ export class SqlError extends SluiceError {
     this.position = init.position;
     this.excerpt = excerpt;
     // The excerpt is several lines: keep it between the headline and the hint.
-    this.message = [headline, ...(excerpt ? [excerpt] : []), `${hint}.`].join('\n');
+    this.message = [headline, ...(excerpt ? [excerpt] : []), hint].join('\n');
   }
 }
 
@@ -99,12 +99,12 @@ export class SqlEngineClosedError extends SluiceError {
   }
 }
 
-/** What DuckDB's message says: its type, its text and, when given, the byte offset in the query. */
+/** What DuckDB's message says: its type, its text and, when given, the offset in the query. */
 export interface ParsedDuckDBError {
   readonly kind: string;
   readonly detail: string;
-  /** Byte offset in the UTF-8 query text, as DuckDB reports it. */
-  readonly byteOffset: number | undefined;
+  /** The offset DuckDB reports, in its own unit (see {@link locate}). */
+  readonly offset: number | undefined;
 }
 
 /**
@@ -123,7 +123,7 @@ export function parseDuckDBError(message: string): ParsedDuckDBError {
         return {
           kind: typeof json.exception_type === 'string' ? json.exception_type : 'DuckDB',
           detail: json.exception_message.replace(/\s*\n\s*/g, ' ').trim(),
-          byteOffset: json.position !== undefined && Number.isInteger(pos) && pos >= 0 ? pos : undefined,
+          offset: json.position !== undefined && Number.isInteger(pos) && pos >= 0 ? pos : undefined,
         };
       }
     } catch {
@@ -135,17 +135,45 @@ export function parseDuckDBError(message: string): ParsedDuckDBError {
   return {
     kind: plain[1] ?? 'DuckDB',
     detail: detail.replace(/\s*\n\s*/g, ' ').trim(),
-    byteOffset: undefined,
+    offset: undefined,
   };
 }
 
-/** Line and column (1-based, in UTF-16 units as JS strings count) of a UTF-8 byte offset in `text`. */
-export function positionAt(text: string, byteOffset: number): SqlErrorPosition {
+/**
+ * Where DuckDB's reported offset is in `text`. DuckDB counts in two units: its parser (syntax
+ * errors) in characters (code points), the binder and the rest in UTF-8 bytes; the two agree on
+ * ASCII text. When the message names the token (`at or near "x"`) and only one reading lands on
+ * it, that reading wins; otherwise the unit follows the error kind.
+ */
+export function locate(text: string, error: ParsedDuckDBError): SqlErrorPosition | undefined {
+  if (error.offset === undefined) return undefined;
+  const byCodePoint = codePointIndex(text, error.offset);
+  const byByte = byteIndex(text, error.offset);
+  let index = error.kind === 'Parser' ? byCodePoint : byByte;
+  const near = /at or near "([^"]+)"/.exec(error.detail)?.[1]?.toLowerCase();
+  if (near && byCodePoint !== byByte) {
+    const at = (i: number) => text.slice(i, i + near.length).toLowerCase() === near;
+    if (at(byCodePoint) && !at(byByte)) index = byCodePoint;
+    else if (at(byByte) && !at(byCodePoint)) index = byByte;
+  }
+  return positionAt(text, index);
+}
+
+/** The UTF-16 index of the `n`th code point of `text` (its length if beyond). */
+function codePointIndex(text: string, n: number): number {
+  let index = 0;
+  for (let i = 0; i < n && index < text.length; i++) index += text.codePointAt(index)! > 0xffff ? 2 : 1;
+  return Math.min(index, text.length);
+}
+
+/** The UTF-16 index of UTF-8 byte offset `n` of `text` (its length if beyond). */
+function byteIndex(text: string, n: number): number {
   const bytes = Buffer.from(text, 'utf8');
-  const offset = Math.min(
-    text.length,
-    bytes.subarray(0, Math.min(byteOffset, bytes.length)).toString('utf8').length,
-  );
+  return Math.min(text.length, bytes.subarray(0, Math.min(n, bytes.length)).toString('utf8').length);
+}
+
+/** Line and column (1-based, in UTF-16 units as JS strings count) of UTF-16 index `offset` in `text`. */
+export function positionAt(text: string, offset: number): SqlErrorPosition {
   const before = text.slice(0, offset);
   const line = before.split('\n').length;
   const column = offset - (before.lastIndexOf('\n') + 1) + 1;

@@ -164,9 +164,9 @@ function typeOfKinds(k: number, wide: boolean): SqlType {
   }
 }
 
-/** Checks an explicit schema and returns its columns. */
-export function columnsOfSchema(table: string, schema: SqlSchema): SqlColumns {
-  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) {
+/** Checks an explicit schema (an object of types by column, or an array of columns) and returns its columns. */
+export function columnsOfSchema(table: string, schema: SqlSchema | SqlColumns): SqlColumns {
+  if (typeof schema !== 'object' || schema === null) {
     throw new SqlSchemaError(
       table,
       'invalid-schema',
@@ -174,8 +174,22 @@ export function columnsOfSchema(table: string, schema: SqlSchema): SqlColumns {
       "Pass e.g. { schema: { ip: 'VARCHAR', hits: 'BIGINT' } }",
     );
   }
-  const columns = Object.entries(schema).map(([name, type]) => {
-    if (!(SQL_TYPES as readonly string[]).includes(type)) {
+  const entries: [unknown, unknown][] = Array.isArray(schema)
+    ? (schema as readonly unknown[]).map((c) => {
+        const col = (typeof c === 'object' && c !== null ? c : {}) as { name?: unknown; type?: unknown };
+        return [col.name, col.type];
+      })
+    : Object.entries(schema);
+  const columns = entries.map(([name, type]) => {
+    if (typeof name !== 'string') {
+      throw new SqlSchemaError(
+        table,
+        'invalid-schema',
+        `a column has the name ${describe(name)}`,
+        'Give each column a string name: [{ name, type }, ...]',
+      );
+    }
+    if (!(SQL_TYPES as readonly unknown[]).includes(type)) {
       throw new SqlSchemaError(
         table,
         'invalid-schema',
@@ -183,7 +197,7 @@ export function columnsOfSchema(table: string, schema: SqlSchema): SqlColumns {
         `Use one of ${SQL_TYPES.join(', ')}`,
       );
     }
-    return { name, type };
+    return { name, type: type as SqlType };
   });
   if (columns.length === 0) {
     throw new SqlSchemaError(

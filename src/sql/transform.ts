@@ -2,19 +2,18 @@ import { Batch } from '../core/batch.js';
 import { InvalidOptionError } from '../core/errors.js';
 import type { BatchContext } from '../core/graph.js';
 import type { SqlEngine, SqlParams, SqlRow, SqlTables } from './engine.js';
-import { SqlSchemaError } from './errors.js';
-import type { SqlSchema } from './schema.js';
+import { inferColumns, type SqlColumns, type SqlSchema } from './schema.js';
 
 /** Options of {@link sqlTransform}. */
 export interface SqlTransformOptions {
   /** The batch's table name in the query (default `batch`). */
   readonly table?: string;
   /**
-   * The batch's columns. Without it they are inferred from each batch; an empty batch then gives an
-   * empty result without running the query (unless an earlier batch had rows: its columns are
-   * reused). Give it when the query must run on empty batches too (e.g. `count(*)` = 0).
+   * The batch's columns. Without it they are inferred from each batch with rows; an empty batch
+   * takes the columns of the last batch with rows, and before any, gives an empty result without
+   * running the query. Give it when the query must run on every batch (e.g. `count(*)` = 0 first).
    */
-  readonly schema?: SqlSchema;
+  readonly schema?: SqlSchema | SqlColumns;
   /** Bound parameters, fixed or computed per batch (e.g. from `ctx.time`). */
   readonly params?: SqlParams | ((ctx: BatchContext) => SqlParams);
   /** More tables for the query (reference data), fixed or loaded per batch. */
@@ -62,6 +61,8 @@ export function sqlTransform<Row extends object = SqlRow, T = unknown>(
   }
   if (typeof text !== 'string' || text.trim() === '')
     throw new InvalidOptionError('text', 'a SQL query', text);
+  // The columns of the last batch with rows, for the empty batches that follow.
+  let known: SqlColumns | undefined;
   return async (batch, ctx) => {
     const extra = typeof options.tables === 'function' ? await options.tables(ctx) : (options.tables ?? {});
     if (Object.keys(extra).some((name) => name.toLowerCase() === table.toLowerCase())) {
@@ -72,18 +73,18 @@ export function sqlTransform<Row extends object = SqlRow, T = unknown>(
       );
     }
     const params = typeof options.params === 'function' ? options.params(ctx) : options.params;
-    const self = options.schema
-      ? { rows: batch as Batch<unknown>, schema: options.schema }
-      : (batch as Batch<unknown>);
-    try {
-      const rows = await engine.query<Row>({ ...extra, [table]: self }, text, params);
-      return Batch.of(rows, numPartitions);
-    } catch (e) {
-      // No rows and no known columns: nothing to query, so nothing comes out.
-      if (e instanceof SqlSchemaError && e.problem === 'no-columns' && e.table === table && batch.isEmpty()) {
-        return Batch.of<Row>([], numPartitions);
+    let schema = options.schema;
+    if (schema === undefined) {
+      if (!batch.isEmpty()) {
+        const inferred = inferColumns(table, batch.collect());
+        if (inferred.length > 0) known = inferred;
       }
-      throw e;
+      // No rows and no known columns: nothing to query, so nothing comes out.
+      if (known === undefined && batch.isEmpty()) return Batch.of<Row>([], numPartitions);
+      schema = known;
     }
+    const self = schema ? { rows: batch as Batch<unknown>, schema } : (batch as Batch<unknown>);
+    const rows = await engine.query<Row>({ ...extra, [table]: self }, text, params);
+    return Batch.of(rows, numPartitions);
   };
 }
