@@ -1,5 +1,6 @@
 import { formatError } from './errors.js';
 import { buildContext, loadPipeline } from './load.js';
+import { SUPERVISED_ENV } from './supervise.js';
 
 /** Options of {@link runPipelineFile}. */
 export interface RunOptions {
@@ -31,6 +32,12 @@ export async function runPipelineFile(file: string, options: RunOptions = {}): P
   };
   process.on('SIGINT', earlyHandler);
   process.on('SIGTERM', earlyHandler);
+  if (process.env[SUPERVISED_ENV] === '1' && process.channel) {
+    // Under `sluice run --supervise`: its channel must not keep this process alive, and losing it
+    // (the supervisor died) stops the pipeline gracefully, as SIGTERM does: no orphan job.
+    process.channel.unref();
+    process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+  }
   let started = false;
   try {
     const definition = await loadPipeline(file);

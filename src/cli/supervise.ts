@@ -1,0 +1,234 @@
+/**
+ * `sluice run --supervise <file>`: runs the pipeline as a child process (`node bin/sluice.js run
+ * <file>`) and restarts it, with exponential back-off, whenever it exits with an error or is killed.
+ * The pipeline resumes where its checkpoint (or offset store) says: the supervisor keeps no state.
+ */
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { InvalidOptionError } from '../core/errors.js';
+
+/** Options of {@link superviseRun}. */
+export interface SuperviseOptions {
+  /** Restarts allowed in a row before giving up (default: no limit). */
+  readonly maxRestarts?: number;
+  /** Wait before the first restart in a row, in ms (default 1000); doubled for each further one. */
+  readonly backoffMs?: number;
+  /** Cap of the wait (default 30 000 ms). */
+  readonly maxBackoffMs?: number;
+  /**
+   * A child that ran at least this long before failing counts as having worked: the back-off and
+   * the count of restarts in a row start over (default 60 000 ms).
+   */
+  readonly stableAfterMs?: number;
+  /** Passed on as `sluice run --log-level`. */
+  readonly logLevel?: string;
+  /** Where the supervisor's own lines go (default stderr). */
+  readonly writeError?: (line: string) => void;
+}
+
+/** How one run of the child ended. */
+export interface ChildEnd {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** The child's last stderr line that says what went wrong, if any. */
+  readonly lastError: string | undefined;
+}
+
+const BIN = fileURLToPath(new URL('../../bin/sluice.js', import.meta.url));
+/** Set in the child's environment: `sluice run` then stops gracefully when the supervisor goes away. */
+export const SUPERVISED_ENV = 'SLUICE_SUPERVISED';
+
+/**
+ * Runs `file` under supervision until it stops with exit code 0, a signal (SIGINT/SIGTERM) stops it
+ * (forwarded to the child, which stops gracefully after its running batch; a second one is
+ * forwarded too and stops it at once), or `maxRestarts` restarts in a row have failed. Each
+ * restart and the end are reported with the restart count and the last error (the child's exit code
+ * or signal and its last error line on stderr). Resolves to the exit code: 0 after a graceful stop;
+ * after giving up, the child's exit code (128 + the signal number when it was killed).
+ *
+ * The child runs in a process group of its own (a terminal's Ctrl-C reaches the supervisor only,
+ * which forwards it once) and stops gracefully if the supervisor dies. The child's stdout is the
+ * supervisor's; its stderr is copied through.
+ */
+export async function superviseRun(file: string, options: SuperviseOptions = {}): Promise<number> {
+  const backoffMs = options.backoffMs ?? 1000;
+  const maxBackoffMs = Math.max(options.maxBackoffMs ?? 30_000, backoffMs);
+  const stableAfterMs = options.stableAfterMs ?? 60_000;
+  const { maxRestarts } = options;
+  if (maxRestarts !== undefined && !(Number.isInteger(maxRestarts) && maxRestarts >= 0))
+    throw new InvalidOptionError('--max-restarts', 'an integer >= 0', maxRestarts);
+  if (!(Number.isInteger(backoffMs) && backoffMs >= 1))
+    throw new InvalidOptionError('--backoff-ms', 'a whole number of milliseconds >= 1', backoffMs);
+  const say = (line: string) =>
+    (options.writeError ?? ((l: string) => process.stderr.write(`${l}\n`)))(
+      `sluice run --supervise: ${line}`,
+    );
+
+  let stopping: NodeJS.Signals | undefined;
+  let kill: ((signal: NodeJS.Signals) => void) | undefined;
+  let wake: (() => void) | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping === undefined) {
+      say(`${signal} received: stopping the pipeline gracefully (again to stop it at once)`);
+      stopping = signal;
+    }
+    if (kill) kill(signal);
+    else wake?.();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let restarts = 0;
+  let inARow = 0;
+  let lastError: string | undefined;
+  const summary = () => `${restarts} restart(s)${lastError ? `; last error: ${lastError}` : ''}`;
+  try {
+    for (let run = 1; ; run++) {
+      const startedAt = Date.now();
+      const end = await runChild(file, options.logLevel, run, say, (k) => (kill = k));
+      kill = undefined;
+      if (end.code === 0) {
+        say(`${file} stopped (exit code 0) after ${summary()}`);
+        return 0;
+      }
+      lastError = describeEnd(end);
+      if (stopping !== undefined) {
+        say(`${file} stopped after ${summary()}`);
+        return exitCodeOf(end);
+      }
+      if (Date.now() - startedAt >= stableAfterMs) inARow = 0;
+      if (maxRestarts !== undefined && inARow >= maxRestarts) {
+        say(`giving up after ${inARow} restart(s) in a row (${summary()})`);
+        return exitCodeOf(end);
+      }
+      inARow++;
+      restarts++;
+      const delay = Math.min(backoffMs * 2 ** Math.min(inARow - 1, 30), maxBackoffMs);
+      say(`${file} failed (${lastError}); restart ${restarts} (${inARow} in a row) in ${delay} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+      if (stopping !== undefined) {
+        say(`stopped while waiting to restart, after ${summary()}`);
+        return 0;
+      }
+    }
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+}
+
+function runChild(
+  file: string,
+  logLevel: string | undefined,
+  run: number,
+  say: (line: string) => void,
+  setKill: (kill: (signal: NodeJS.Signals) => void) => void,
+): Promise<ChildEnd> {
+  const args = [BIN, 'run', file, ...(logLevel !== undefined ? ['--log-level', logLevel] : [])];
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    detached: true,
+    env: { ...process.env, [SUPERVISED_ENV]: '1' },
+  });
+  say(`started ${file} (run ${run}, pid ${child.pid ?? '?'})`);
+  setKill((signal) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+  });
+  const tail = new LastLines(50);
+  child.stderr!.on('data', (chunk: Buffer) => {
+    process.stderr.write(chunk);
+    tail.push(chunk.toString('utf8'));
+  });
+  return new Promise((resolve) => {
+    let ended: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    const done = () => resolve({ ...ended!, lastError: lastErrorLine(tail.lines()) });
+    child.on('error', (e) => {
+      // The child could not be started (or signalled); it never ran if no exit follows.
+      tail.push(`\ncannot run ${process.execPath}: ${e.message}\n`);
+      if (child.pid === undefined) {
+        ended = { code: 127, signal: null };
+        done();
+      }
+    });
+    child.on('exit', (code, signal) => {
+      ended = { code, signal };
+      // Its last stderr lines may still be in the pipe, which a process it started can hold open:
+      // wait for the end of the stream, briefly.
+      const timer = setTimeout(done, 1000);
+      child.on('close', () => {
+        clearTimeout(timer);
+        done();
+      });
+    });
+  });
+}
+
+/** `exit code 1: <line>` / `signal SIGKILL`. */
+export function describeEnd(end: ChildEnd): string {
+  const how = end.signal ? `signal ${end.signal}` : `exit code ${end.code}`;
+  return end.lastError ? `${how}: ${end.lastError}` : how;
+}
+
+function exitCodeOf(end: ChildEnd): number {
+  if (end.code !== null) return end.code;
+  return 128 + (end.signal ? (constants.signals[end.signal] ?? 0) : 0);
+}
+
+/**
+ * The line of a child's stderr that best says what went wrong: `sluice run`'s own error line, else
+ * the last JSON log line at level error or above (its message and error message), else the last line
+ * that is neither a log line below warn nor a stack frame.
+ */
+export function lastErrorLine(lines: readonly string[]): string | undefined {
+  const run = lines.findLast((l) => /^sluice run .*: (cannot start|the pipeline failed): /.test(l));
+  if (run) return run;
+  let plain: string | undefined;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i]!.trim();
+    if (line === '' || /^at /.test(line)) continue;
+    const log = parseLog(line);
+    if (log) {
+      if (log.level >= 50) return log.err ? `${log.msg}: ${log.err}` : log.msg;
+      if (log.level >= 40) plain ??= log.err ? `${log.msg}: ${log.err}` : log.msg;
+      continue;
+    }
+    plain ??= line;
+  }
+  return plain;
+}
+
+function parseLog(line: string): { level: number; msg: string; err?: string } | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    const o = JSON.parse(line) as { level?: unknown; msg?: unknown; err?: { message?: unknown } };
+    if (typeof o.level !== 'number') return undefined;
+    const err = typeof o.err?.message === 'string' ? o.err.message : undefined;
+    return { level: o.level, msg: typeof o.msg === 'string' ? o.msg : '', ...(err ? { err } : {}) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The last `max` complete lines of a stream, plus the one still being written. */
+class LastLines {
+  #lines: string[] = [];
+  #partial = '';
+  constructor(readonly max: number) {}
+  push(text: string): void {
+    const parts = (this.#partial + text).split('\n');
+    this.#partial = parts.pop()!;
+    this.#lines.push(...parts.map((l) => (l.length > 2000 ? `${l.slice(0, 2000)}…` : l)));
+    if (this.#lines.length > this.max) this.#lines.splice(0, this.#lines.length - this.max);
+  }
+  lines(): string[] {
+    return this.#partial ? [...this.#lines, this.#partial] : [...this.#lines];
+  }
+}
