@@ -329,7 +329,7 @@ export class CheckpointDirectory implements StateStore {
       for (const name of operators) {
         if (!known.has(name)) {
           throw new InvalidOptionError(
-            'drop',
+            'operators',
             known.size
               ? `an operator with state in the checkpoint: ${[...known].join(', ')}`
               : 'nothing: the checkpoint holds no operator state',

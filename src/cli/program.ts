@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { checkpointCommand } from './checkpoint.js';
 import { describePipelineFile } from './describe.js';
 import { formatError } from './errors.js';
 import { kafkaStartCommand, kafkaStatusCommand, kafkaStopCommand, type CommandResult } from './kafka.js';
 import { offsetsCommand } from './offsets.js';
 import { exitEvenIfHandlesRemain, runPipelineFile } from './run.js';
+import { superviseRun } from './supervise.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
@@ -22,6 +24,16 @@ function version(): string {
 function print(result: CommandResult): void {
   for (const line of result.lines) process.stdout.write(`${line}\n`);
   process.exitCode = result.exitCode;
+}
+
+/** A commander parser for an integer option >= `min`. */
+function wholeNumber(option: string, min: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min)
+      throw new InvalidArgumentError(`${option} takes a whole number >= ${min}`);
+    return n;
+  };
 }
 
 /** Runs a command body; an error is printed as `sluice <what>: CODE: message` with exit code 1. */
@@ -66,17 +78,49 @@ Examples:
         'log level of the JSON logs on stderr (default: SLUICE_LOG_LEVEL or info)',
       ).choices(LOG_LEVELS),
     )
+    .option('--supervise', 'run the pipeline as a child process and restart it when it fails or is killed')
+    .option(
+      '--max-restarts <n>',
+      'with --supervise: give up after n restarts in a row (default: no limit)',
+      wholeNumber('--max-restarts', 0),
+    )
+    .option(
+      '--backoff-ms <ms>',
+      'with --supervise: wait before the first restart, doubled for each further one in a row, up to 30 s (default 1000)',
+      wholeNumber('--backoff-ms', 1),
+    )
     .addHelpText(
       'after',
       `
 The pipeline id is the definition's pipelineId, else the file name without extension.
 Exit code: 0 after a graceful stop; 1 when the file cannot be loaded, the pipeline is invalid, a source
-cannot be opened or a batch fails (the error's code and message are printed on stderr).`,
+cannot be opened or a batch fails (the error's code and message are printed on stderr).
+
+With --supervise, a pipeline that exits with an error or is killed is restarted and resumes from its
+checkpoint (or offset store); each restart is reported with the count and the last error. A run that
+lasted 60 s or more resets the back-off and the count in a row. SIGINT/SIGTERM are passed on to the
+pipeline, which stops gracefully; the exit code is then the pipeline's (0), or after giving up the
+last failed run's.`,
     )
-    .action(async (file: string, opts: { logLevel?: string }) => {
-      process.exitCode = await runPipelineFile(file, { logLevel: opts.logLevel });
-      exitEvenIfHandlesRemain();
-    });
+    .action(
+      async (
+        file: string,
+        opts: { logLevel?: string; supervise?: boolean; maxRestarts?: number; backoffMs?: number },
+        cmd: Command,
+      ) => {
+        if (!opts.supervise && (opts.maxRestarts !== undefined || opts.backoffMs !== undefined)) {
+          cmd.error('error: --max-restarts and --backoff-ms need --supervise');
+        }
+        process.exitCode = opts.supervise
+          ? await superviseRun(file, {
+              logLevel: opts.logLevel,
+              maxRestarts: opts.maxRestarts,
+              backoffMs: opts.backoffMs,
+            })
+          : await runPipelineFile(file, { logLevel: opts.logLevel });
+        exitEvenIfHandlesRemain();
+      },
+    );
 
   program
     .command('describe')
@@ -115,6 +159,7 @@ cannot be opened or a batch fails (the error's code and message are printed on s
     );
 
   program.addCommand(offsetsCommand());
+  program.addCommand(checkpointCommand());
 
   return program;
 }
