@@ -40,6 +40,27 @@ export {
 export { KafkaAdmin, tpKey, type IsolationLevelName, type NewTopicSpec, type RetryPolicy, type TopicPartition } from './admin.js';
 export { KafkaTextProducer, sharedProducer, type KafkaTextProducerOptions, type ProducerRecord } from './producer.js';
 export { KafkaOffsetStore, validateKafkaOffsetStoreOptions, type KafkaOffsetStoreOptions } from './offset-store.js';
+export {
+  KafkaProducerFencedError,
+  KafkaTransaction,
+  KafkaTransactionalStore,
+  type KafkaTransactionalStoreOptions,
+} from './transactions.js';
+export {
+  KAFKA_SINK_PRODUCER_DEFAULTS,
+  KafkaSink,
+  KafkaTransactionalSink,
+  kafkaSinkProducers,
+  type KafkaOutputRecord,
+  type KafkaSinkOptions,
+  type KafkaTransactionalSinkOptions,
+} from './sink.js';
+export {
+  DEAD_LETTER_HEADERS,
+  deadLetterRecord,
+  kafkaDeadLetterSink,
+  type KafkaDeadLetterSinkOptions,
+} from './dead-letter.js';
 export { librdkafkaVersion } from './rdkafka.js';
 
 /**

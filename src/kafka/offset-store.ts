@@ -360,7 +360,7 @@ export class KafkaOffsetStore implements OffsetStore {
         lastError = e;
         const c = errorCode(e);
         if (isUnknownTopic(e) || c === E.ERR__UNKNOWN_PARTITION) {
-          const missing = await this.#missingTopic(offsets);
+          const missing = await this.missingTopic(offsets.map((o) => o.topic));
           if (missing !== undefined) throw new TopicNotFoundError(missing);
         } else if (c !== undefined && GROUP_HAS_MEMBERS.has(c)) {
           throw new SourceError(
@@ -391,6 +391,13 @@ export class KafkaOffsetStore implements OffsetStore {
   /** Throws if the store was closed. */
   protected requireOpen(): void {
     this.#requireOpen();
+  }
+
+  /** The first of `topics` that does not exist, if any. */
+  protected async missingTopic(topics: readonly string[]): Promise<string | undefined> {
+    const unique = [...new Set(topics)];
+    const have = await this.#partitionsOf(unique);
+    return unique.find((t) => !have.some((p) => p.topic === t));
   }
 
   // ---- internals ---------------------------------------------------------------------------------
@@ -482,12 +489,6 @@ export class KafkaOffsetStore implements OffsetStore {
       }
     }
     return out;
-  }
-
-  async #missingTopic(offsets: readonly PartitionOffset[]): Promise<string | undefined> {
-    const topics = [...new Set(offsets.map((o) => o.topic))];
-    const have = await this.#partitionsOf(topics);
-    return topics.find((t) => !have.some((p) => p.topic === t));
   }
 
   /**

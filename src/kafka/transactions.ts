@@ -1,0 +1,545 @@
+/**
+ * Exactly-once Kafka to Kafka: the batch's output records and its input offsets are committed in ONE
+ * Kafka transaction (`beginTransaction` → produce → `sendOffsetsToTransaction` →
+ * `commitTransaction`), so a read_committed consumer sees the output of a batch if and only if the
+ * group's offsets moved past its input.
+ */
+import { InvalidOptionError, SluiceError, SourceError, TopicNotFoundError } from '../core/errors.js';
+import { checkCompareAndSet } from '../core/offsets.js';
+import type { TransactionalOffsetStore } from '../core/sink.js';
+import type { OffsetRange } from '../core/source.js';
+import type { KafkaHeader } from './deserializers.js';
+import { KafkaOffsetStore, validateKafkaOffsetStoreOptions, type KafkaOffsetStoreOptions } from './offset-store.js';
+import type { ProducerRecord } from './producer.js';
+import {
+  CODES,
+  Producer,
+  call,
+  delay,
+  describeError,
+  errorCode,
+  isTransient,
+  isUnknownTopic,
+  redactConfig,
+  type LibrdKafkaError,
+  type RdKafkaProducer,
+} from './rdkafka.js';
+
+const E = CODES.ERRORS;
+
+/** Codes that mean "another producer with this transactional.id took over". */
+const FENCED = new Set<number>([
+  E.ERR__FENCED,
+  E.ERR_PRODUCER_FENCED,
+  E.ERR_INVALID_PRODUCER_EPOCH,
+  E.ERR_TRANSACTION_COORDINATOR_FENCED,
+]);
+
+/**
+ * The transactional producer of a group was fenced: another instance initialised a producer with
+ * the same `transactional.id`, which aborted this one's open transaction. This instance is a
+ * zombie; everything it tries from now on fails with this error.
+ */
+export class KafkaProducerFencedError extends SluiceError {
+  static readonly code = 'SLUICE_KAFKA_PRODUCER_FENCED';
+  readonly code = KafkaProducerFencedError.code;
+  constructor(
+    readonly group: string,
+    readonly transactionalId: string,
+    cause?: unknown,
+  ) {
+    super(
+      `The Kafka transactional producer '${transactionalId}' of group '${group}' was fenced: another instance started a producer with the same transactional.id`,
+      'Stop this instance: the newer one owns the group, and nothing of the transaction in progress here was committed. Run one instance per pipeline (group)',
+      { cause },
+    );
+  }
+}
+
+export interface KafkaTransactionalStoreOptions extends KafkaOffsetStoreOptions {
+  /**
+   * The `transactional.id` of the group's producer. It must be STABLE across restarts of the same
+   * pipeline: a restarted job initialises its producer with it, which fences the previous
+   * incarnation (a zombie) and aborts its open transaction. Default `sluice-<group>`. A string
+   * serves one group only (two groups sharing an id would fence each other): pass a function for
+   * several.
+   */
+  readonly transactionalId?: string | ((group: string) => string);
+  /**
+   * librdkafka producer properties of the transactional producers (defaults: `linger.ms` 5,
+   * `compression.type` lz4, `transaction.timeout.ms` 60000; idempotence and acks=all are implied
+   * by transactions). Never logged with their secrets.
+   */
+  readonly producerConfig?: Readonly<Record<string, string | number | boolean>>;
+  /** Bound on each transactional call: init, send offsets, commit, abort (default 30000 ms). */
+  readonly transactionTimeoutMs?: number;
+}
+
+const OWNED_PRODUCER_CONFIG: Record<string, string> = {
+  'bootstrap.servers': "the option 'bootstrapServers'",
+  'metadata.broker.list': "the option 'bootstrapServers'",
+  'transactional.id': "the option 'transactionalId'",
+  'enable.idempotence': '(always true: transactions need it)',
+};
+
+/** One pending delivery group: resolves when every record sent with it is acknowledged. */
+interface Delivery {
+  pending: number;
+  error: LibrdKafkaError | undefined;
+  done: (() => void) | undefined;
+}
+
+/** A group's transactional producer. */
+interface Channel {
+  readonly group: string;
+  readonly id: string;
+  readonly producer: RdKafkaProducer;
+  /** Set once fenced: every later use throws it. */
+  fenced: KafkaProducerFencedError | undefined;
+  /** A fatal error or a failed abort: the producer is disposed and the next transaction makes a new one. */
+  broken: boolean;
+  /** Transactions of a group run one at a time. */
+  chain: Promise<unknown>;
+}
+
+/** What the store keeps about a transaction in progress (not part of its public face). */
+interface TxState {
+  readonly channel: Channel;
+  open: boolean;
+  readonly sends: Promise<number>[];
+}
+
+const states = new WeakMap<KafkaTransaction, TxState>();
+
+/**
+ * A Kafka transaction in progress, given to the function run by
+ * {@link KafkaTransactionalStore.transaction} (and to transactional sinks): records sent through it
+ * become visible to read_committed consumers only if the transaction commits, together with the
+ * batch's offsets.
+ */
+export class KafkaTransaction {
+  /** @internal Made by {@link KafkaTransactionalStore.transaction}. */
+  constructor(
+    readonly group: string,
+    readonly transactionalId: string,
+  ) {}
+
+  /**
+   * Produces the records to `topic` inside the transaction; resolves with their number once the
+   * broker acknowledged all of them (they stay invisible to read_committed readers until the
+   * commit). Rejects with the first delivery error, which also aborts the transaction.
+   */
+  send(topic: string, records: Iterable<string | Buffer | ProducerRecord>): Promise<number> {
+    const st = states.get(this);
+    if (!st?.open) {
+      return Promise.reject(
+        new SourceError(
+          'kafka-transactions',
+          `send() to '${topic}' after the transaction of group '${this.group}' ended`,
+          'Send only inside the transaction function, and await the sends before it returns',
+        ),
+      );
+    }
+    const sent = produceAll(st.channel, topic, records);
+    st.sends.push(sent);
+    return sent;
+  }
+}
+
+/**
+ * Kafka transactions as a {@link TransactionalOffsetStore}: Kafka-to-Kafka exactly-once. Pass it as
+ * the context's `offsetStore` and write through a {@link KafkaTransactionalSink} (or
+ * `foreachBatch(..., { transaction: store })` with `tx.send`): the engine then runs each batch's
+ * output and offsets in one transaction of the group's producer.
+ *
+ * `transaction(group, ranges, fn)`: beginTransaction → `fn(tx)` (every `tx.send` awaited) → check
+ * that the group's committed offsets still equal each range's `fromOffset` (or are absent), else
+ * {@link OffsetConflictError} → sendOffsetsToTransaction(the ranges' untilOffsets, the group's
+ * metadata) → commitTransaction. Any error aborts the transaction and is rethrown.
+ *
+ * **What stops a second instance** is fencing, not the offset check: all instances of a pipeline
+ * derive the same `transactional.id` from the group, and initialising a producer with it fences the
+ * previous one (its open transaction is aborted; its next call fails with
+ * {@link KafkaProducerFencedError}). The offset check (compare-and-set emulation: a read, then the
+ * commit) catches a replayed batch and stale state, but two producers with DIFFERENT ids could both
+ * pass it; do not give instances of one pipeline different ids.
+ *
+ * One transactional producer per group, made on the first transaction and kept until `close()`.
+ * `read`/`write`/`set`/`delete` are {@link KafkaOffsetStore}'s (plain group commits). The input
+ * must be read with read_committed (the direct source's default) so that aborted output of an
+ * upstream Sluice job is never read.
+ *
+ * @example
+ * ```ts
+ * import { StreamingContext } from 'sluice';
+ * import { createDirectStream, KafkaTransactionalStore, KafkaTransactionalSink } from 'sluice/kafka';
+ *
+ * const store = new KafkaTransactionalStore({ bootstrapServers: '127.0.0.1:9092' });
+ * const ctx = new StreamingContext({ batchInterval: 2000, pipelineId: 'etl', offsetStore: store });
+ * createDirectStream(ctx, { topics: ['raw'], startingOffsets: 'earliest' })
+ *   .map((r) => r.value!.toUpperCase())
+ *   .writeTo(new KafkaTransactionalSink<string>({ topic: 'clean', store }));
+ * ctx.addListener({ onContextStopped: () => void store.close() });
+ * await ctx.start();
+ * ```
+ */
+export class KafkaTransactionalStore extends KafkaOffsetStore implements TransactionalOffsetStore<KafkaTransaction> {
+  override readonly kind: string = 'kafka-transactions';
+  readonly transactional = true as const;
+  readonly #transactionalId: string | ((group: string) => string) | undefined;
+  readonly #producerConfig: Record<string, string | number | boolean>;
+  readonly #txTimeoutMs: number;
+  readonly #channels = new Map<string, Promise<Channel>>();
+  /** With a string transactionalId: the one group it serves. */
+  #idGroup: string | undefined;
+
+  constructor(options: KafkaTransactionalStoreOptions = {}) {
+    const { transactionalId, producerConfig, transactionTimeoutMs, ...base } = options;
+    validateKafkaOffsetStoreOptions(base);
+    if (
+      transactionalId !== undefined &&
+      typeof transactionalId !== 'function' &&
+      !(typeof transactionalId === 'string' && transactionalId.length > 0)
+    ) {
+      throw new InvalidOptionError('transactionalId', 'a non-empty string, or a function (group) => string', transactionalId);
+    }
+    if (producerConfig !== undefined) {
+      if (typeof producerConfig !== 'object' || producerConfig === null || Array.isArray(producerConfig)) {
+        throw new InvalidOptionError('producerConfig', 'an object of librdkafka producer properties', producerConfig);
+      }
+      for (const [k, v] of Object.entries(producerConfig)) {
+        const owned = OWNED_PRODUCER_CONFIG[k];
+        if (owned !== undefined) throw new InvalidOptionError(`producerConfig.${k}`, `no value here: ${owned}`, '[set]');
+        if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
+          throw new InvalidOptionError(`producerConfig.${k}`, 'a string, number or boolean', typeof v);
+        }
+      }
+    }
+    if (
+      transactionTimeoutMs !== undefined &&
+      !(Number.isInteger(transactionTimeoutMs) && transactionTimeoutMs >= 1000 && transactionTimeoutMs <= 900_000)
+    ) {
+      throw new InvalidOptionError('transactionTimeoutMs', 'an integer number of milliseconds from 1000 to 900000', transactionTimeoutMs);
+    }
+    super(base);
+    this.#transactionalId = transactionalId;
+    this.#producerConfig = {
+      'client.id': 'sluice-tx',
+      'linger.ms': 5,
+      'compression.type': 'lz4',
+      'transaction.timeout.ms': 60_000,
+      ...producerConfig,
+    };
+    this.#txTimeoutMs = transactionTimeoutMs ?? 30_000;
+  }
+
+  override describe(): Record<string, unknown> {
+    return {
+      ...super.describe(),
+      transactionalId: typeof this.#transactionalId === 'string' ? this.#transactionalId : 'sluice-<group>',
+      producerConfig: redactConfig(this.#producerConfig),
+    };
+  }
+
+  /** The `transactional.id` of `group`'s producer. */
+  transactionalIdOf(group: string): string {
+    const t = this.#transactionalId;
+    if (t === undefined) return `sluice-${group}`;
+    if (typeof t === 'string') return t;
+    const id = t(group);
+    if (typeof id !== 'string' || id.length === 0) {
+      throw new InvalidOptionError('transactionalId', 'a function returning a non-empty string', id);
+    }
+    return id;
+  }
+
+  async transaction<R>(group: string, ranges: readonly OffsetRange[], fn: (tx: KafkaTransaction) => Promise<R>): Promise<R> {
+    if (typeof group !== 'string' || group.length === 0) throw new InvalidOptionError('group', 'a non-empty group id', group);
+    if (!Array.isArray(ranges)) throw new InvalidOptionError('ranges', 'an array of offset ranges', ranges);
+    this.requireOpen();
+    if (typeof this.#transactionalId === 'string') {
+      this.#idGroup ??= group;
+      if (this.#idGroup !== group) {
+        throw new InvalidOptionError(
+          'transactionalId',
+          `a function (group) => id when several groups use the store (the string '${this.#transactionalId}' serves group '${this.#idGroup}')`,
+          group,
+        );
+      }
+    }
+    const ch = await this.#channel(group);
+    const run = ch.chain.then(() => this.#run(ch, ranges, fn));
+    ch.chain = run.catch(() => {});
+    return run;
+  }
+
+  override async close(): Promise<void> {
+    const channels = [...this.#channels.values()];
+    this.#channels.clear();
+    for (const c of channels) {
+      const ch = await c.catch(() => undefined);
+      if (!ch) continue;
+      // Lets a transaction in progress finish (bounded), then disconnects.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([ch.chain, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#txTimeoutMs)))]);
+      clearTimeout(timer);
+      await disconnect(ch.producer, this.policy.timeoutMs);
+    }
+    await super.close();
+  }
+
+  // ---- internals ---------------------------------------------------------------------------------
+
+  async #run<R>(ch: Channel, ranges: readonly OffsetRange[], fn: (tx: KafkaTransaction) => Promise<R>): Promise<R> {
+    if (ch.fenced) throw ch.fenced;
+    if (ch.broken) {
+      // A previous transaction broke this producer: start over with a new one (initTransactions
+      // resolves whatever it left open).
+      return this.#run(await this.#channel(ch.group), ranges, fn);
+    }
+    try {
+      await call<void>((cb) => ch.producer.beginTransaction(cb));
+    } catch (e) {
+      throw this.#fail(ch, 'begin a transaction', e);
+    }
+    const tx = new KafkaTransaction(ch.group, ch.id);
+    const st: TxState = { channel: ch, open: true, sends: [] };
+    states.set(tx, st);
+    let step = 'run the transaction';
+    try {
+      const result = await fn(tx);
+      step = 'deliver the records of the transaction';
+      // Sends the function started but did not await must be acknowledged before the commit.
+      for (const r of await Promise.allSettled(st.sends)) if (r.status === 'rejected') throw r.reason;
+      st.open = false;
+      step = 'check the offsets';
+      const stored = await this.read(ch.group, [...new Set(ranges.map((r) => r.topic))]);
+      checkCompareAndSet(ch.group, ranges, (t, p) => stored.find((o) => o.topic === t && o.partition === p)?.offset);
+      if (ranges.length > 0) {
+        step = 'send the offsets to the transaction';
+        const consumer = await this.groupConsumer(ch.group);
+        await call<void>((cb) =>
+          ch.producer.sendOffsetsToTransaction(
+            ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.untilOffset })),
+            consumer,
+            this.#txTimeoutMs,
+            cb,
+          ),
+        );
+      }
+      step = 'commit the transaction';
+      await this.#commit(ch);
+      return result;
+    } catch (e) {
+      st.open = false;
+      await this.#abort(ch, e);
+      if (isUnknownTopic(e) && step === 'send the offsets to the transaction') {
+        const missing = await this.missingTopic(ranges.map((r) => r.topic));
+        if (missing !== undefined) throw new TopicNotFoundError(missing);
+      }
+      throw this.#fail(ch, step, e);
+    }
+  }
+
+  /** Commits; a retriable failure (e.g. a timeout) is retried, as librdkafka allows. */
+  async #commit(ch: Channel): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await call<void>((cb) => ch.producer.commitTransaction(this.#txTimeoutMs, cb));
+        return;
+      } catch (e) {
+        if (!(e as LibrdKafkaError).isRetriable || attempt >= this.policy.attempts) throw e;
+      }
+    }
+  }
+
+  /** Aborts after a failure; a producer that cannot abort is fenced or disposed. */
+  async #abort(ch: Channel, cause: unknown): Promise<void> {
+    if (fencedCode(cause) !== undefined) this.#fence(ch, cause);
+    if (ch.fenced || ch.broken) return;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await call<void>((cb) => ch.producer.abortTransaction(this.#txTimeoutMs, cb));
+        return;
+      } catch (e) {
+        if (fencedCode(e) !== undefined) return this.#fence(ch, e);
+        if ((e as LibrdKafkaError).isRetriable && attempt < this.policy.attempts) continue;
+        this.#dispose(ch);
+        return;
+      }
+    }
+  }
+
+  #fence(ch: Channel, cause: unknown): void {
+    ch.fenced ??= new KafkaProducerFencedError(ch.group, ch.id, cause);
+  }
+
+  /** The error to rethrow: fencing wins; librdkafka errors become typed; others pass through. */
+  #fail(ch: Channel, step: string, e: unknown): Error {
+    if (fencedCode(e) !== undefined) this.#fence(ch, e);
+    if (ch.fenced) return ch.fenced;
+    if (e instanceof SluiceError || !isLibrdKafkaError(e)) return e as Error;
+    if ((e as LibrdKafkaError).isFatal) this.#dispose(ch);
+    return new SourceError(
+      'kafka-transactions',
+      `could not ${step} of group '${ch.group}' (transactional.id '${ch.id}'): ${describeError(e)}`,
+      'The transaction was aborted: neither its records nor its offsets were committed. Check the cluster and try again',
+      { cause: e, retriable: Boolean((e as LibrdKafkaError).isRetriable) || isTransient(e) },
+    );
+  }
+
+  /** Forgets a producer that cannot go on; the next transaction of the group makes a new one. */
+  #dispose(ch: Channel): void {
+    if (ch.broken) return;
+    ch.broken = true;
+    const current = this.#channels.get(ch.group);
+    if (current) {
+      void current.then((c) => {
+        if (c === ch && this.#channels.get(ch.group) === current) this.#channels.delete(ch.group);
+      });
+    }
+    void disconnect(ch.producer, this.policy.timeoutMs);
+  }
+
+  #channel(group: string): Promise<Channel> {
+    let c = this.#channels.get(group);
+    if (!c) {
+      const connecting = this.#connect(group);
+      c = connecting;
+      this.#channels.set(group, connecting);
+      connecting.catch(() => {
+        if (this.#channels.get(group) === connecting) this.#channels.delete(group);
+      });
+    }
+    return c;
+  }
+
+  async #connect(group: string): Promise<Channel> {
+    const id = this.transactionalIdOf(group);
+    let producer: RdKafkaProducer;
+    try {
+      producer = new Producer(
+        {
+          ...this.clientConfig,
+          ...this.#producerConfig,
+          'bootstrap.servers': this.bootstrapServers,
+          'transactional.id': id,
+          dr_cb: true,
+        } as never,
+        {},
+      );
+    } catch (e) {
+      throw new InvalidOptionError('producerConfig', `librdkafka producer properties it accepts (${describeError(e)})`, redactConfig(this.#producerConfig));
+    }
+    producer.on('event.error', () => {}); // fatal errors surface through the transactional calls
+    producer.on('delivery-report', (err, report) => {
+      const d = report.opaque as Delivery | undefined;
+      if (!d) return;
+      if (err && !d.error) d.error = err;
+      if (--d.pending === 0) d.done?.();
+    });
+    try {
+      await call((cb) => producer.connect({ timeout: this.policy.timeoutMs }, cb as never));
+      producer.setPollInBackground(true);
+      // Fences any earlier producer with this id and resolves the transaction it left open.
+      await call<void>((cb) => producer.initTransactions(this.#txTimeoutMs, cb));
+    } catch (e) {
+      void disconnect(producer, this.policy.timeoutMs);
+      if (e instanceof SluiceError) throw e;
+      throw new SourceError(
+        'kafka-transactions',
+        `cannot start the transactional producer '${id}' of group '${group}' on ${this.bootstrapServers}: ${describeError(e)}`,
+        'Check that the cluster is up and supports transactions (transaction.state.log.* settings), and the ACLs for this transactional.id',
+        { cause: e, retriable: isTransient(e) || Boolean((e as LibrdKafkaError).isRetriable) },
+      );
+    }
+    return { group, id, producer, fenced: undefined, broken: false, chain: Promise.resolve() };
+  }
+}
+
+function isLibrdKafkaError(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'number' && 'origin' in e;
+}
+
+/** The fencing code in `e` or its causes, if any. */
+function fencedCode(e: unknown): number | undefined {
+  for (let x: unknown = e, depth = 0; x && depth < 5; x = (x as { cause?: unknown }).cause, depth++) {
+    if (x instanceof KafkaProducerFencedError) return E.ERR__FENCED;
+    const c = errorCode(x);
+    if (c !== undefined && FENCED.has(c) && isLibrdKafkaError(x)) return c;
+  }
+  return undefined;
+}
+
+function disconnect(client: { disconnect(cb: () => void): unknown }, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, timeoutMs);
+    try {
+      client.disconnect(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    } catch {
+      clearTimeout(t);
+      resolve();
+    }
+  });
+}
+
+function toHeaderList(h: NonNullable<ProducerRecord['headers']>): Array<Record<string, string | Buffer>> {
+  if (Array.isArray(h)) return (h as readonly KafkaHeader[]).map((x) => ({ [x.key]: x.value }));
+  return Object.entries(h as Record<string, string | Buffer>).map(([k, v]) => ({ [k]: v }));
+}
+
+/** Produces the records with the channel's producer; resolves once all are acknowledged. */
+async function produceAll(ch: Channel, topic: string, records: Iterable<string | Buffer | ProducerRecord>): Promise<number> {
+  if (ch.fenced) throw ch.fenced;
+  const d: Delivery = { pending: 1, error: undefined, done: undefined };
+  const finished = new Promise<void>((resolve) => (d.done = resolve));
+  let n = 0;
+  try {
+    for (const r of records) {
+      const rec: ProducerRecord = typeof r === 'string' || Buffer.isBuffer(r) ? { value: r } : r;
+      const value = rec.value === null ? null : typeof rec.value === 'string' ? Buffer.from(rec.value) : rec.value;
+      const headers = rec.headers === undefined ? undefined : toHeaderList(rec.headers);
+      d.pending++;
+      for (;;) {
+        try {
+          ch.producer.produce(topic, rec.partition ?? null, value, rec.key ?? null, rec.timestamp ?? null, d, headers);
+          break;
+        } catch (e) {
+          if (errorCode(e) !== E.ERR__QUEUE_FULL) {
+            d.pending--;
+            throw e;
+          }
+          await delay(5); // the local queue is full: let deliveries drain
+        }
+      }
+      n++;
+    }
+  } catch (e) {
+    if (fencedCode(e) !== undefined) {
+      ch.fenced ??= new KafkaProducerFencedError(ch.group, ch.id, e);
+      throw ch.fenced;
+    }
+    if (e instanceof SluiceError) throw e;
+    throw new SourceError('kafka-transactions', `cannot send to '${topic}' in the transaction of group '${ch.group}': ${describeError(e)}`, 'Check the topic, the partition and the record', {
+      cause: e,
+    });
+  } finally {
+    if (--d.pending === 0) d.done!();
+  }
+  await finished;
+  if (d.error) {
+    if (fencedCode(d.error) !== undefined) {
+      ch.fenced ??= new KafkaProducerFencedError(ch.group, ch.id, d.error);
+      throw ch.fenced;
+    }
+    if (isUnknownTopic(d.error)) throw new TopicNotFoundError(topic);
+    throw new SourceError('kafka-transactions', `delivery to '${topic}' in the transaction of group '${ch.group}' failed: ${describeError(d.error)}`, 'The transaction is aborted; check that the topic exists and the broker is up', {
+      cause: d.error,
+      retriable: isTransient(d.error),
+    });
+  }
+  return n;
+}
