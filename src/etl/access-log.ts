@@ -457,3 +457,85 @@ function pad2(n: number): string {
 function preview(s: string): string {
   return s.length > 40 ? `${s.slice(0, 37)}...` : s;
 }
+
+// ---- Sample data, for demos, tests and benchmarks ----
+
+/** Builds an input line from its fields: each wrapped in {@link MARKER}, joined by commas. */
+export function accessLogLine(fields: readonly string[]): string {
+  return fields.map((f) => `${MARKER}${f}${MARKER}`).join(',');
+}
+
+/** The ways {@link sampleAccessLogLine} can break a line, one per kind of malformed input. */
+export const SAMPLE_MALFORMATIONS = [
+  'fields-14',
+  'fields-16',
+  'bad-month',
+  'bad-day',
+  'not-a-time',
+  'no-marker',
+] as const;
+export type SampleMalformation = (typeof SAMPLE_MALFORMATIONS)[number];
+
+const DOMAINS = ['www.sogou.com', 'news.example.cn', 'shop.example.com', 'video.example.net'] as const;
+const PATHS = [
+  '/web?query=%E5%8F%8C%E5%8D%81%E4%B8%80',
+  '/item/4471?ref=home,top',
+  '/watch?v=9&t=30',
+  '/',
+] as const;
+/** 2018-11-11 00:00:00, written as a local time. */
+const SAMPLE_DAY = Date.UTC(2018, 10, 11);
+
+/**
+ * The `n`-th line of a deterministic access log (same `n`, same line): record id `n`, users
+ * 1000-1999, action times one per second from 2018-11-11 00:00:00 (local time of whatever zone the
+ * reader uses), IPs and ports derived from `n`, URLs (some with commas in the query). With
+ * `malformed`, the line is broken that way (see {@link SAMPLE_MALFORMATIONS}).
+ */
+export function sampleAccessLogLine(n: number, malformed?: SampleMalformation): string {
+  const h = Math.imul(n + 1, 2654435761) >>> 0; // a cheap spread of n
+  const t = new Date(SAMPLE_DAY + (n % 86_400) * 1000);
+  const time =
+    `${t.getUTCFullYear()}${pad2(t.getUTCMonth() + 1)}${pad2(t.getUTCDate())}` +
+    `${pad2(t.getUTCHours())}${pad2(t.getUTCMinutes())}${pad2(t.getUTCSeconds())}`;
+  const domain = DOMAINS[h % DOMAINS.length]!;
+  const fields = [
+    String(n),
+    String(1000 + (h % 1000)),
+    time,
+    `58.${(h >>> 8) & 255}.${(h >>> 16) & 255}.${1 + (h % 254)}`,
+    `202.102.${(h >>> 4) & 255}.${1 + ((h >>> 12) % 254)}`,
+    String(1024 + (h % 64_000)),
+    h % 5 === 0 ? '443' : '80',
+    domain,
+    '',
+    '',
+    '',
+    '',
+    '',
+    `http://${domain}${PATHS[(h >>> 3) % PATHS.length]!}`,
+    String(h % 10),
+  ];
+  switch (malformed) {
+    case undefined:
+      break;
+    case 'fields-14':
+      fields.splice(9, 1);
+      break;
+    case 'fields-16':
+      fields.push('extra');
+      break;
+    case 'bad-month':
+      fields[2] = `${time.slice(0, 4)}13${time.slice(6)}`;
+      break;
+    case 'bad-day':
+      fields[2] = `${time.slice(0, 4)}0431${time.slice(8)}`;
+      break;
+    case 'not-a-time':
+      fields[2] = `${time.slice(0, 4)}-${time.slice(4, 6)}-${time.slice(6, 8)}`;
+      break;
+    case 'no-marker':
+      return accessLogLine(fields).replace(`${MARKER}${fields[3]}${MARKER}`, fields[3]!);
+  }
+  return accessLogLine(fields);
+}

@@ -8,14 +8,18 @@ import {
   FIELD_COUNT,
   InvalidTimeZoneError,
   MARKER,
+  SAMPLE_MALFORMATIONS,
   accessLogEtl,
+  accessLogLine,
   checkTimeZone,
   compileParser,
   formatAccessLog,
   parseAccessLog,
+  sampleAccessLogLine,
   splitFields,
   type AccessLogErrorKind,
   type Disambiguation,
+  type SampleMalformation,
 } from '../../src/etl/access-log.js';
 
 const wrap = (fields: readonly string[]) => fields.map((f) => `${MARKER}${f}${MARKER}`).join(',');
@@ -370,5 +374,28 @@ describe('access-log parser in a pipeline', () => {
       ['expected 15 fields, got 14', "bad time '20181311132902' (field 2): month 13 is not 1-12"],
     );
     assert.deepEqual(info.badRecords, [{ name: 'etl', skipped: 0, deadLettered: 2 }]);
+  });
+});
+
+describe('sample access-log lines', () => {
+  it('are deterministic, well-formed unless asked otherwise, and break each way as named', () => {
+    const etl = accessLogEtl({ timeZone: 'Asia/Shanghai' });
+    assert.equal(sampleAccessLogLine(42), sampleAccessLogLine(42));
+    for (let i = 0; i < 2000; i++) assert.doesNotThrow(() => etl(sampleAccessLogLine(i)), `line ${i}`);
+    // Line 0: 2018-11-11 00:00:00 in Shanghai.
+    assert.equal(
+      etl(sampleAccessLogLine(0)),
+      '1761|1541865600000|58.121.55.126:36785|202.102.155.102:80|http://news.example.cn/watch?v=9&t=30',
+    );
+    const kinds: Record<SampleMalformation, AccessLogErrorKind> = {
+      'fields-14': 'field-count',
+      'fields-16': 'field-count',
+      'bad-month': 'bad-time',
+      'bad-day': 'bad-time',
+      'not-a-time': 'bad-time',
+      'no-marker': 'missing-marker',
+    };
+    for (const m of SAMPLE_MALFORMATIONS) rejects(() => etl(sampleAccessLogLine(7, m)), kinds[m], /./);
+    assert.equal(accessLogLine(['a', '', 'b']), '<<<!>>>a<<<!>>>,<<<!>>><<<!>>>,<<<!>>>b<<<!>>>');
   });
 });
