@@ -1,0 +1,358 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, test } from 'node:test';
+import {
+  AccessLogError,
+  SAMPLE_MALFORMATIONS,
+  accessLogEtl,
+  sampleAccessLogLine,
+} from '../../src/etl/access-log.js';
+import { createTopic, deleteTopic, produce, type TestRecord } from '../helpers/kafka.js';
+import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
+import { ChildRun } from './child-process.js';
+
+const TIME_ZONE = 'Asia/Shanghai';
+const etl = accessLogEtl({ timeZone: TIME_ZONE });
+
+/** Input line `i`: every 7th is malformed, cycling through the kinds; one in 97 has no value at all. */
+function inputLine(i: number): string | null {
+  if (i % 97 === 96) return null;
+  return sampleAccessLogLine(
+    i,
+    i % 7 === 6 ? SAMPLE_MALFORMATIONS[Math.floor(i / 7) % SAMPLE_MALFORMATIONS.length] : undefined,
+  );
+}
+
+interface Expected {
+  out: string[];
+  dead: { value: string | null; reason: string }[];
+}
+
+/** What the ETL must make of input lines [from, to), computed with the parser (tested on its own). */
+function expected(from: number, to: number): Expected {
+  const out: string[] = [];
+  const dead: Expected['dead'] = [];
+  for (let i = from; i < to; i++) {
+    const line = inputLine(i);
+    try {
+      out.push(etl(line));
+    } catch (e) {
+      assert.ok(e instanceof AccessLogError);
+      dead.push({ value: line, reason: e.reason });
+    }
+  }
+  return { out, dead };
+}
+
+const records = (from: number, to: number): TestRecord[] =>
+  Array.from({ length: to - from }, (_, k) => ({ value: inputLine(from + k), partition: (from + k) % 3 }));
+
+interface KcatRecord {
+  partition: number;
+  offset: number;
+  key: string | null;
+  payload: string | null;
+  headers?: string[];
+}
+
+/** Reads a whole topic with kcat (not Sluice), read_committed unless told, and exits at its end. */
+function kcat(
+  bootstrap: string,
+  topic: string,
+  isolation: 'read_committed' | 'read_uncommitted' = 'read_committed',
+): Promise<KcatRecord[]> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'kcat',
+      [
+        '-C',
+        '-b',
+        bootstrap,
+        '-t',
+        topic,
+        '-X',
+        `isolation.level=${isolation}`,
+        '-o',
+        'beginning',
+        '-e',
+        '-q',
+        '-J',
+      ],
+      { timeout: 30_000, maxBuffer: 64 * 2 ** 20 },
+      (err, stdout, stderr) => {
+        if (err) return reject(new Error(`kcat ${topic} failed: ${err.message}\n${stderr}`));
+        resolve(
+          stdout
+            .split('\n')
+            .filter((l) => l.trim() !== '')
+            .map((l) => JSON.parse(l) as KcatRecord),
+        );
+      },
+    );
+  });
+}
+
+function header(r: KcatRecord, name: string): string | undefined {
+  const h = r.headers ?? [];
+  for (let i = 0; i < h.length; i += 2) if (h[i] === name) return h[i + 1];
+  return undefined;
+}
+
+const sorted = <T>(xs: T[]): T[] => [...xs].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+
+interface PrintedBatch {
+  time: number;
+  in: number;
+  out: number;
+  dead: number;
+  ranges: { topic: string; partition: number; from: number; until: number; size: number }[];
+  sample: string | undefined;
+}
+
+/** The example's per-batch blocks (see examples/kafka-etl.ts). */
+function parseBatches(stdout: string): PrintedBatch[] {
+  const out: PrintedBatch[] = [];
+  const complete = stdout.slice(0, stdout.lastIndexOf('\n') + 1);
+  for (const line of complete.split('\n')) {
+    const head =
+      /^Batch \S+ \((\d+)\): (\d+) in, (\d+) out, (\d+) dead letters, processing \d+ ms, scheduling delay -?\d+ ms$/.exec(
+        line,
+      );
+    const range = /^ {2}offsets (\S+) (\d+) (\d+) (\d+) \((\d+)\)$/.exec(line);
+    const sample = /^ {2}dead letter e\.g\.: (.+)$/.exec(line);
+    if (head) {
+      out.push({
+        time: Number(head[1]),
+        in: Number(head[2]),
+        out: Number(head[3]),
+        dead: Number(head[4]),
+        ranges: [],
+        sample: undefined,
+      });
+    } else if (range && out.length) {
+      out.at(-1)!.ranges.push({
+        topic: range[1]!,
+        partition: Number(range[2]),
+        from: Number(range[3]),
+        until: Number(range[4]),
+        size: Number(range[5]),
+      });
+    } else if (sample && out.length) {
+      out.at(-1)!.sample = sample[1];
+    }
+  }
+  return out;
+}
+
+const total = (bs: PrintedBatch[], k: 'in' | 'out' | 'dead') => bs.reduce((n, b) => n + b[k], 0);
+
+/** Every printed batch is consistent with itself and continues where the previous one ended. */
+function checkBatches(batches: PrintedBatch[], topic: string, output: string): void {
+  const next = new Map<number, number>();
+  for (const b of batches) {
+    const where = `batch ${b.time}\n${output}`;
+    assert.deepEqual(
+      b.ranges.map((r) => [r.topic, r.partition]),
+      [
+        [topic, 0],
+        [topic, 1],
+        [topic, 2],
+      ],
+      where,
+    );
+    for (const r of b.ranges) {
+      assert.equal(r.size, r.until - r.from, where);
+      if (next.has(r.partition)) assert.equal(r.from, next.get(r.partition), `contiguous: ${where}`);
+      next.set(r.partition, r.until);
+    }
+    assert.equal(
+      b.in,
+      b.ranges.reduce((n, r) => n + r.size, 0),
+      where,
+    );
+    assert.equal(b.in, b.out + b.dead, `every line is either output or a dead letter: ${where}`);
+    assert.equal(
+      b.sample !== undefined,
+      b.dead > 0,
+      `a sample reason exactly when there are dead letters: ${where}`,
+    );
+  }
+}
+
+const runs: ChildRun[] = [];
+const topics: string[] = [];
+let bootstrap = '';
+after(async () => {
+  for (const r of runs) await r.kill();
+  for (const t of topics) await deleteTopic(bootstrap, t).catch(() => {});
+});
+
+function names(prefix: string) {
+  const base = uniqueName(prefix);
+  const n = { input: `${base}-in`, output: `${base}-out`, dlq: `${base}-dlq`, pipeline: base };
+  topics.push(n.input, n.output, n.dlq);
+  return n;
+}
+
+function startEtl(n: ReturnType<typeof names>, extra: Record<string, string> = {}): ChildRun {
+  const run = ChildRun.sluice(['run', 'examples/kafka-etl.ts'], {
+    KAFKA_BOOTSTRAP: bootstrap,
+    ETL_INPUT_TOPIC: n.input,
+    ETL_OUTPUT_TOPIC: n.output,
+    ETL_DEAD_LETTER_TOPIC: n.dlq,
+    ETL_TIME_ZONE: TIME_ZONE,
+    // The process's own zone must play no part in the timestamps.
+    TZ: 'America/Los_Angeles',
+    PIPELINE_ID: n.pipeline,
+    BATCH_INTERVAL_MS: '500',
+    SLUICE_LOG_LEVEL: 'warn',
+    ...extra,
+  });
+  runs.push(run);
+  return run;
+}
+
+function checkOutput(got: KcatRecord[], want: Expected['out'], output: string): void {
+  const values = got.map((r) => r.payload);
+  const dupes = values.filter((v, i) => values.indexOf(v) !== i);
+  assert.deepEqual(dupes, [], `no output line twice\n${output}`);
+  assert.deepEqual(sorted(values), sorted(want), `the output is exactly the expected lines\n${output}`);
+  for (const r of got) assert.equal(r.key, r.payload!.split('|')[0], 'output records are keyed by user id');
+}
+
+function checkDeadLetters(got: KcatRecord[], want: Expected['dead'], input: string, output: string): void {
+  const letters = got.map((r) => ({ value: r.payload, reason: header(r, 'sluice.reason')! }));
+  assert.deepEqual(
+    sorted(letters),
+    sorted(want),
+    `the dead letters are exactly the malformed lines with their reasons\n${output}`,
+  );
+  for (const r of got) {
+    assert.equal(header(r, 'sluice.source.topic'), input);
+    const p = Number(header(r, 'sluice.source.partition'));
+    const offset = Number(header(r, 'sluice.source.offset'));
+    assert.ok(p >= 0 && p < 3 && offset >= 0, JSON.stringify(r));
+  }
+}
+
+test('kafka-etl example: the output topic (read by kcat, read_committed) holds exactly the good lines once each, formatted in the configured zone; the dead-letter topic exactly the malformed ones with their reasons; printed counts match; SIGINT exits 0', async () => {
+  bootstrap = await kafkaBootstrap();
+  const n = names('example-etl');
+  await createTopic(bootstrap, n.input, 3);
+  await produce(bootstrap, n.input, records(0, 400));
+
+  const run = startEtl(n, { MAX_RATE_PER_PARTITION: '100' });
+  await run.waitFor(
+    (out) => total(parseBatches(out), 'in') >= 400,
+    'the 400 lines produced before the start',
+    60_000,
+  );
+  // More lines while it runs.
+  await produce(bootstrap, n.input, records(400, 600));
+  await run.waitFor((out) => total(parseBatches(out), 'in') >= 600, 'all 600 lines', 30_000);
+  const exit = await run.stop('SIGINT', 30_000);
+  assert.deepEqual(exit, { code: 0, signal: null }, run.output());
+
+  const want = expected(0, 600);
+  assert.ok(want.dead.length >= 80 && want.out.length >= 500, 'the input mixes good and malformed lines');
+  const [outRecords, deadRecords] = [await kcat(bootstrap, n.output), await kcat(bootstrap, n.dlq)];
+  checkOutput(outRecords, want.out, run.output());
+  checkDeadLetters(deadRecords, want.dead, n.input, run.output());
+  // Independent of the parser: line 0 happened at 2018-11-11 00:00:00 in Shanghai = 2018-11-10T16:00:00Z.
+  assert.ok(
+    outRecords.some(
+      (r) =>
+        r.payload ===
+        '1761|1541865600000|58.121.55.126:36785|202.102.155.102:80|http://news.example.cn/watch?v=9&t=30',
+    ),
+    'line 0 is in the output with its Shanghai timestamp',
+  );
+  const reasons = new Set(want.dead.map((d) => d.reason.replace(/'.*'/, "'…'").replace(/: .*$/, '')));
+  assert.ok(reasons.size >= 4, `several kinds of malformed lines: ${[...reasons].join('; ')}`);
+
+  const batches = parseBatches(run.stdout);
+  checkBatches(batches, n.input, run.output());
+  assert.ok(
+    batches.filter((b) => b.in > 0).length >= 3,
+    `the lines came in several batches\n${run.output()}`,
+  );
+  assert.equal(total(batches, 'in'), 600);
+  assert.equal(total(batches, 'out'), want.out.length);
+  assert.equal(total(batches, 'dead'), want.dead.length);
+  for (const b of batches.filter((x) => x.sample !== undefined)) {
+    assert.ok(
+      want.dead.some((d) => d.reason === b.sample),
+      `the sample reason ${b.sample} is one of the dead letters' reasons`,
+    );
+  }
+  const stopped = /^Stopped: (\d+) batches, (\d+) in, (\d+) out, (\d+) dead letters\.$/m.exec(run.stdout);
+  assert.ok(stopped, run.output());
+  assert.deepEqual(stopped.slice(1).map(Number), [batches.length, 600, want.out.length, want.dead.length]);
+});
+
+test('kafka-etl example: a crash after the output is written but before the commit (CRASH_IN_BATCH) hides that batch from read_committed readers; the restart redoes it and every line ends up exactly once', async () => {
+  bootstrap = await kafkaBootstrap();
+  const n = names('example-etl-crash');
+  await createTopic(bootstrap, n.input, 3);
+  const lines = 1500;
+  await produce(bootstrap, n.input, records(0, lines));
+  const want = expected(0, lines);
+
+  // About 150 lines per 500 ms batch; the 3rd batch with lines kills the process inside its transaction.
+  const first = startEtl(n, { MAX_RATE_PER_PARTITION: '100', CRASH_IN_BATCH: '3' });
+  const crashed = await first.waitForExit(60_000);
+  assert.deepEqual(crashed, { code: null, signal: 'SIGKILL' }, first.output());
+  assert.match(first.stdout, /^Crashing \(CRASH_IN_BATCH=3\): output written in the open transaction/m);
+  const firstBatches = parseBatches(first.stdout);
+  assert.equal(
+    firstBatches.filter((b) => b.in > 0).length,
+    2,
+    `two batches committed before the crash\n${first.output()}`,
+  );
+  const committedBefore = total(firstBatches, 'out');
+
+  // The crashed batch's output is in the log (read_uncommitted sees it) but not committed.
+  const uncommitted = await kcat(bootstrap, n.output, 'read_uncommitted');
+  assert.ok(
+    uncommitted.length > committedBefore,
+    `the crashed batch wrote output (${uncommitted.length} records in the log, ${committedBefore} committed)\n${first.output()}`,
+  );
+
+  const second = startEtl(n, { MAX_RATE_PER_PARTITION: '2000' });
+  await second.waitFor(
+    (o) => total(parseBatches(o), 'in') >= lines - total(firstBatches, 'in'),
+    'the rest of the lines',
+    60_000,
+  );
+  const exit = await second.stop('SIGINT', 30_000);
+  assert.deepEqual(exit, { code: 0, signal: null }, second.output());
+  const both = `${first.output()}\n${second.output()}`;
+
+  const [out, dead] = [await kcat(bootstrap, n.output), await kcat(bootstrap, n.dlq)];
+  checkOutput(out, want.out, both);
+  checkDeadLetters(dead, want.dead, n.input, both);
+  // The aborted batch's records are still in the log: only the transaction keeps them from readers.
+  const all = await kcat(bootstrap, n.output, 'read_uncommitted');
+  assert.ok(all.length > want.out.length, `read_uncommitted sees the aborted records too (${all.length})`);
+
+  // The second run resumed exactly where the last committed batch of the first ended.
+  const secondBatches = parseBatches(second.stdout);
+  checkBatches(secondBatches, n.input, second.output());
+  for (const r of secondBatches[0]!.ranges) {
+    const last = firstBatches.at(-1)!.ranges.find((x) => x.partition === r.partition)!;
+    assert.equal(r.from, last.until, `partition ${r.partition} resumes at the committed offset\n${both}`);
+  }
+  assert.equal(total(firstBatches, 'in') + total(secondBatches, 'in'), lines);
+  assert.equal(total(firstBatches, 'out') + total(secondBatches, 'out'), want.out.length);
+  assert.equal(total(firstBatches, 'dead') + total(secondBatches, 'dead'), want.dead.length);
+});
+
+test('kafka-etl example: an unknown ETL_TIME_ZONE stops it before it starts, with exit 1 and the zone named', async () => {
+  bootstrap = await kafkaBootstrap();
+  const n = names('example-etl-tz');
+  const run = startEtl(n, { ETL_TIME_ZONE: 'Mars/Olympus_Mons' });
+  const exit = await run.waitForExit(30_000);
+  assert.deepEqual(exit, { code: 1, signal: null }, run.output());
+  assert.match(run.stderr, /cannot start: .*Invalid option 'timeZone': got "Mars\/Olympus_Mons"/);
+  assert.doesNotMatch(run.stdout, /^Batch /m);
+});
