@@ -1,0 +1,150 @@
+/**
+ * Per mode: creates what the fixture pipeline writes into, reads it back with a plain client of the
+ * destination (pg, mysql2, ioredis, or `kcat -C -X isolation.level=read_committed` for Kafka) —
+ * never with Sluice's code — and removes everything afterwards.
+ */
+import mysql from 'mysql2/promise';
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import { mysqlUrl, postgresUrl, redisUrl, uniqueName } from '../helpers/services.js';
+import type { Mode } from './modes.js';
+
+/** One output record: the input record's id and where the pipeline read it. */
+export interface OutputRow {
+  readonly id: number;
+  readonly partition: number;
+  readonly offset: number;
+}
+
+export interface Destination {
+  /** Environment for the fixture: CRASH_OUT, CRASH_OFFSETS and the service URLs. */
+  readonly env: Record<string, string>;
+  /** Where the output is, for the summary. */
+  readonly where: string;
+  readonly read: () => Promise<OutputRow[]>;
+  readonly cleanup: () => Promise<void>;
+}
+
+/** A name usable as a table name and a Redis key: `crash_<prefix>_<unique>`. */
+function identifier(prefix: string): string {
+  return uniqueName(`crash_${prefix}`).replace(/[^a-z0-9_]+/g, '_');
+}
+
+export async function prepareDestination(
+  mode: Mode,
+  _bootstrap: string,
+  _partitions: number,
+): Promise<Destination> {
+  const base = identifier(mode.replace(/-/g, '_'));
+  const out = `${base}_out`;
+  const offsets = `${base}_offsets`;
+  switch (mode) {
+    case 'pg-transactional':
+    case 'at-least-once':
+    case 'at-most-once':
+    case 'pg-upsert': {
+      const url = await postgresUrl();
+      const pool = new pg.Pool({ connectionString: url, max: 2 });
+      const key = mode === 'pg-upsert' ? ', PRIMARY KEY (id)' : '';
+      await pool.query(
+        `CREATE TABLE "${out}" (id bigint NOT NULL, src_partition int NOT NULL, src_offset bigint NOT NULL${key})`,
+      );
+      const redis = mode === 'pg-upsert' ? await redisClient() : undefined;
+      return {
+        env: {
+          SLUICE_POSTGRES_URL: url,
+          ...(redis ? { SLUICE_REDIS_URL: await redisUrl() } : {}),
+          CRASH_OUT: out,
+          CRASH_OFFSETS: mode === 'pg-upsert' ? `${base}:offsets:` : offsets,
+        },
+        where: `PostgreSQL table ${out}`,
+        read: async () => {
+          const { rows } = await pool.query<{ id: string; src_partition: number; src_offset: string }>(
+            `SELECT id, src_partition, src_offset FROM "${out}"`,
+          );
+          return rows.map((r) => ({
+            id: Number(r.id),
+            partition: r.src_partition,
+            offset: Number(r.src_offset),
+          }));
+        },
+        cleanup: async () => {
+          await pool.query(`DROP TABLE IF EXISTS "${out}", "${offsets}"`);
+          await pool.end();
+          if (redis) {
+            await deleteKeys(redis, `${base}:*`);
+            redis.disconnect();
+          }
+        },
+      };
+    }
+    case 'mysql-transactional': {
+      const url = await mysqlUrl();
+      const pool = mysql.createPool({ uri: url, connectionLimit: 2 });
+      await pool.query(
+        `CREATE TABLE \`${out}\` (id BIGINT NOT NULL, src_partition INT NOT NULL, src_offset BIGINT NOT NULL) ENGINE=InnoDB`,
+      );
+      return {
+        env: { SLUICE_MYSQL_URL: url, CRASH_OUT: out, CRASH_OFFSETS: offsets },
+        where: `MariaDB table ${out}`,
+        read: async () => {
+          const [rows] = await pool.query<mysql.RowDataPacket[]>(
+            `SELECT id, src_partition, src_offset FROM \`${out}\``,
+          );
+          return rows.map((r) => ({
+            id: Number(r.id),
+            partition: Number(r.src_partition),
+            offset: Number(r.src_offset),
+          }));
+        },
+        cleanup: async () => {
+          await pool.query(`DROP TABLE IF EXISTS \`${out}\`, \`${offsets}\``);
+          await pool.end();
+        },
+      };
+    }
+    case 'redis-idempotent': {
+      const url = await postgresUrl();
+      const redis = await redisClient();
+      const pool = new pg.Pool({ connectionString: url, max: 1 });
+      const hash = `${base}:out`;
+      return {
+        env: {
+          SLUICE_POSTGRES_URL: url,
+          SLUICE_REDIS_URL: await redisUrl(),
+          CRASH_OUT: hash,
+          CRASH_OFFSETS: offsets,
+        },
+        where: `Redis hash ${hash}`,
+        read: async () => {
+          const all = await redis.hgetall(hash);
+          return Object.entries(all).map(([id, at]) => {
+            const [p, o] = at.split(':');
+            return { id: Number(id), partition: Number(p), offset: Number(o) };
+          });
+        },
+        cleanup: async () => {
+          await deleteKeys(redis, `${base}:*`);
+          redis.disconnect();
+          await pool.query(`DROP TABLE IF EXISTS "${offsets}"`);
+          await pool.end();
+        },
+      };
+    }
+  }
+}
+
+async function redisClient(): Promise<Redis> {
+  const redis = new Redis(await redisUrl(), { lazyConnect: true, maxRetriesPerRequest: 2 });
+  await redis.connect();
+  return redis;
+}
+
+async function deleteKeys(redis: Redis, pattern: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    if (keys.length) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+}
