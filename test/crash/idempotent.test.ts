@@ -1,0 +1,30 @@
+/**
+ * Exactly-once by idempotence: the output is an upsert keyed by the record id and the offsets are
+ * written after it, in another store. A SIGKILL after the write and before the offsets makes the
+ * restart write the batch again, which overwrites itself: each input record ends up once.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { SHORT, SHORT_TIMEOUT_MS, shortCrashTest } from './short.js';
+
+test(
+  `PostgreSQL upsert with offsets in Redis: after ${SHORT.kills} SIGKILLs, batches written again overwrite themselves and every one of ${SHORT.records} records is in the table once`,
+  { timeout: SHORT_TIMEOUT_MS },
+  async (t) => {
+    const r = await shortCrashTest(t, 'pg-upsert');
+    assert.ok(r.replayedBatches > 0, 'a kill after the write made the restart write a batch again');
+    assert.equal(r.outputRecords, SHORT.records);
+    assert.equal(r.missing, 0);
+  },
+);
+
+test(
+  `Redis HSET with offsets in PostgreSQL: after ${SHORT.kills} SIGKILLs, batches written again overwrite themselves and every one of ${SHORT.records} records is in the hash once`,
+  { timeout: SHORT_TIMEOUT_MS },
+  async (t) => {
+    const r = await shortCrashTest(t, 'redis-idempotent');
+    assert.ok(r.replayedBatches > 0, 'a kill after the write made the restart write a batch again');
+    assert.equal(r.outputRecords, SHORT.records);
+    assert.equal(r.missing, 0);
+  },
+);
