@@ -275,6 +275,15 @@ export class CheckpointDirectory implements StateStore {
         };
       }
     }
+    const nothingChanged =
+      !full &&
+      Object.values(operators).every(
+        (e) =>
+          'delta' in e &&
+          (e.delta.set as unknown[]).length === 0 &&
+          (e.delta.removed as unknown[]).length === 0,
+      ) &&
+      Object.keys(operators).length === ops.length;
     await this.#update(
       async (m) => {
         if (m.pipelineId !== null && m.pipelineId !== meta.pipelineId) {
@@ -284,7 +293,13 @@ export class CheckpointDirectory implements StateStore {
         const offsets = merge(m.lastBatch.offsets, group, untils(ranges));
         const commit = m.commit + 1;
         let state: CheckpointManifest['state'] = { full: null, deltas: [] };
-        if (ops.length > 0) {
+        const sameOperators =
+          m.operators.length === ops.length &&
+          ops.every((o, i) => m.operators[i]!.name === o.name && m.operators[i]!.kind === o.kind);
+        if (nothingChanged && sameOperators && (m.state.full !== null || ops.length === 0)) {
+          // An idle batch: no state file; the manifest still records the batch and its offsets.
+          state = m.state;
+        } else if (ops.length > 0) {
           const name = `${STATE_DIR}/${full ? 'full' : 'delta'}-${meta.batchTime}-${commit}.json`;
           const file: StateFile = {
             version: 1,

@@ -181,6 +181,27 @@ describe('CheckpointDirectory', () => {
     assert.deepEqual(await stateFiles(one), ['full-2000-2.json']);
   });
 
+  it('an idle batch (no key changed) writes no state file, only the manifest with its time and offsets', async () => {
+    const dir = freshDir();
+    const store = new CheckpointDirectory({ dir });
+    await store.commitBatch('wc', [range(0, 1)], meta(1000), fullUpdate({ counts: [['a', 1]] }));
+    await store.commitBatch(
+      'wc',
+      [range(1, 1)],
+      meta(2000),
+      deltaUpdate({ counts: { set: [], removed: [] } }),
+    );
+    assert.deepEqual(await stateFiles(dir), ['full-1000-1.json']);
+    const m = (await readManifest(dir))!;
+    assert.deepEqual(m.state, { full: 'state/full-1000-1.json', deltas: [] });
+    assert.equal(m.lastBatch.time, 2000);
+    assert.equal(m.commit, 2);
+    assert.deepEqual((await store.loadCheckpoint('wc'))!.state.get('counts'), {
+      full: [['a', 1]],
+      deltas: [],
+    });
+  });
+
   it('re-committing the same batch time (the final checkpoint of a graceful stop) writes a new file, never the referenced one', async () => {
     const dir = freshDir();
     const store = new CheckpointDirectory({ dir });
