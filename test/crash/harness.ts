@@ -64,6 +64,8 @@ export interface CrashResult {
   /** Output records that match no input record (unknown id, or not where that id was read). */
   readonly foreign: number;
   readonly durationMs: number;
+  /** A mode's own observation (Kafka: what a read_uncommitted reader sees). */
+  readonly note?: string;
 }
 
 /** A small seeded PRNG (mulberry32). */
@@ -186,7 +188,7 @@ export async function runCrashTest(options: CrashOptions): Promise<CrashResult> 
   try {
     await createTopic(bootstrap, topic, partitions);
     cleanups.push(() => deleteTopic(bootstrap, topic));
-    const dest = await prepareDestination(mode, bootstrap, partitions);
+    const dest = await prepareDestination(mode, { bootstrap, partitions, group });
     cleanups.push(dest.cleanup);
     const env = {
       ...dest.env,
@@ -264,6 +266,7 @@ export async function runCrashTest(options: CrashOptions): Promise<CrashResult> 
 
     const output = await dest.read();
     const check = compare(input.byId, output);
+    const note = await dest.note?.();
     return {
       mode,
       guarantee: spec.guarantee,
@@ -282,6 +285,7 @@ export async function runCrashTest(options: CrashOptions): Promise<CrashResult> 
       outputRecords: output.length,
       ...check,
       durationMs: Date.now() - started,
+      ...(note ? { note } : {}),
     };
   } finally {
     feed?.stop();
@@ -387,6 +391,7 @@ export function formatSummary(r: CrashResult): string {
     `  kills ${r.kills}: before-write ${r.targeted['before-write']}, mid-write ${r.targeted['mid-write']}, after-write ${r.targeted['after-write']} (paused there), random ${r.random}${landed ? ` (last printed: ${landed})` : ''}`,
     `  restarts ${r.restarts}; batches re-run after a kill ${r.replayedBatches} (${r.replayedRecords} records)`,
     `  output ${r.outputRecords} records: duplicates ${r.duplicates}, missing ${r.missing}, foreign ${r.foreign}`,
+    ...(r.note ? [`  ${r.note}`] : []),
     `  time ${(r.durationMs / 1000).toFixed(1)} s`,
   ].join('\n');
 }

@@ -9,6 +9,7 @@ export const MODES = [
   'mysql-transactional',
   'pg-upsert',
   'redis-idempotent',
+  'kafka-transactional',
   'at-least-once',
   'at-most-once',
 ] as const;
@@ -38,6 +39,11 @@ export const MODE_SPECS: Record<Mode, ModeSpec> = {
   'redis-idempotent': {
     guarantee: 'exactly-once',
     describe: 'RedisSink HSET id (idempotent), offsets in PostgreSQL (PostgresOffsetStore), written after',
+  },
+  'kafka-transactional': {
+    guarantee: 'exactly-once',
+    describe:
+      'Kafka to Kafka: KafkaTransactionalSink + KafkaTransactionalStore, records and input offsets in one Kafka transaction',
   },
   'at-least-once': {
     guarantee: 'at-least-once',

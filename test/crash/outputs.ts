@@ -3,11 +3,14 @@
  * destination (pg, mysql2, ioredis, or `kcat -C -X isolation.level=read_committed` for Kafka) —
  * never with Sluice's code — and removes everything afterwards.
  */
+import Kafka from '@confluentinc/kafka-javascript';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { mysqlUrl, postgresUrl, redisUrl, uniqueName } from '../helpers/services.js';
+import { createTopic, deleteTopic } from '../helpers/kafka.js';
 import type { Mode } from './modes.js';
+import { kcat } from './processes.js';
 
 /** One output record: the input record's id and where the pipeline read it. */
 export interface OutputRow {
@@ -22,6 +25,8 @@ export interface Destination {
   /** Where the output is, for the summary. */
   readonly where: string;
   readonly read: () => Promise<OutputRow[]>;
+  /** Something else worth a line in the summary, read after the output. */
+  readonly note?: () => Promise<string>;
   readonly cleanup: () => Promise<void>;
 }
 
@@ -30,10 +35,16 @@ function identifier(prefix: string): string {
   return uniqueName(`crash_${prefix}`).replace(/[^a-z0-9_]+/g, '_');
 }
 
+export interface Where {
+  readonly bootstrap: string;
+  readonly partitions: number;
+  /** The pipeline's offset group (for Kafka: the consumer group its transactions commit to). */
+  readonly group: string;
+}
+
 export async function prepareDestination(
   mode: Mode,
-  _bootstrap: string,
-  _partitions: number,
+  { bootstrap, partitions, group }: Where,
 ): Promise<Destination> {
   const base = identifier(mode.replace(/-/g, '_'));
   const out = `${base}_out`;
@@ -131,6 +142,51 @@ export async function prepareDestination(
         },
       };
     }
+    case 'kafka-transactional': {
+      const topic = uniqueName('crash-kafka-out');
+      await createTopic(bootstrap, topic, partitions);
+      return {
+        env: { CRASH_OUT: topic, CRASH_OFFSETS: '-' },
+        where: `Kafka topic ${topic}, read with kcat read_committed`,
+        read: async () => {
+          // prettier-ignore
+          const text = await kcat(['-C', '-b', bootstrap, '-t', topic, '-o', 'beginning', '-e', '-q',
+            '-X', 'isolation.level=read_committed', '-f', '%s\n'], 120_000);
+          return text
+            .split('\n')
+            .filter((l) => l !== '')
+            .map((l) => {
+              const [id, p, o] = l.split(':');
+              return { id: Number(id), partition: Number(p), offset: Number(o) };
+            });
+        },
+        note: async () => {
+          // prettier-ignore
+          const all = await kcat(['-C', '-b', bootstrap, '-t', topic, '-o', 'beginning', '-e', '-q',
+            '-X', 'isolation.level=read_uncommitted', '-f', '%s\n'], 120_000);
+          const lines = all.split('\n').filter((l) => l !== '');
+          const aborted = lines.length - new Set(lines).size;
+          return `read_uncommitted sees ${lines.length} records: ${aborted} more, from transactions the kills aborted`;
+        },
+        cleanup: async () => {
+          await deleteTopic(bootstrap, topic);
+          await deleteGroup(bootstrap, group);
+        },
+      };
+    }
+  }
+}
+
+/** Deletes the consumer group the Kafka transactions committed offsets to. */
+async function deleteGroup(bootstrap: string, group: string): Promise<void> {
+  const admin = new Kafka.KafkaJS.Kafka({
+    kafkaJS: { brokers: bootstrap.split(','), logLevel: Kafka.KafkaJS.logLevel.ERROR },
+  }).admin();
+  await admin.connect();
+  try {
+    await admin.deleteGroups([group]);
+  } finally {
+    await admin.disconnect();
   }
 }
 
