@@ -44,6 +44,7 @@
  *   Batch 2018-11-11T05:29:03.000Z (1541914143000): 300 in, 297 out, 3 dead letters, processing 41 ms, scheduling delay 1 ms
  *     offsets sluice-etl-access-log 0 1200 1300 (100)
  *     ...
+ *     output e.g.: 238|1541914142000|58.223.1.112:59563|202.102.92.18:80|http://www.sogou.com/web?q=1
  *     dead letter e.g.: expected 15 fields, got 14
  * and on stop: `Stopped: <b> batches, <n> in, <m> out, <k> dead letters.`
  */
@@ -86,6 +87,8 @@ export interface EtlBatchReport {
   readonly deadLetters: number;
   /** The reason of the batch's first dead letter. */
   readonly sampleReason: string | undefined;
+  /** The batch's first output line. */
+  readonly sampleOutput: string | undefined;
 }
 
 /**
@@ -107,7 +110,7 @@ export function buildAccessLogEtl(
   // Batches never overlap: what the operators see between onBatchStarted and the batch's end
   // belongs to that batch.
   let sampleReason: string | undefined;
-  const outCounts = new Map<number, number>();
+  const outputs = new Map<number, { count: number; sample: string | undefined }>();
 
   const lines = createDirectStream(ctx, {
     name: 'access-log',
@@ -142,7 +145,7 @@ export function buildAccessLogEtl(
     )
     .transform(
       (batch, { time }) => {
-        outCounts.set(time, batch.size);
+        outputs.set(time, { count: batch.size, sample: batch.take(1)[0] });
         return batch;
       },
       { name: 'count-out' },
@@ -182,15 +185,16 @@ export function buildAccessLogEtl(
       sampleReason = undefined;
     },
     onBatchCompleted(info) {
-      const recordsOut = outCounts.get(info.batchTime) ?? 0;
-      outCounts.delete(info.batchTime);
+      const out = outputs.get(info.batchTime);
+      outputs.delete(info.batchTime);
       onBatch({
         info,
         ranges: info.inputs.flatMap((i) => i.offsetRanges),
         recordsIn: info.numRecords,
-        recordsOut,
+        recordsOut: out?.count ?? 0,
         deadLetters: info.badRecords.reduce((n, c) => n + c.deadLettered, 0),
         sampleReason,
+        sampleOutput: out?.sample,
       });
     },
   });
@@ -206,6 +210,7 @@ export function formatEtlBatch(r: EtlBatchReport): string {
       (x) => `  offsets ${x.topic} ${x.partition} ${x.fromOffset} ${x.untilOffset} (${rangeSize(x)})`,
     ),
   ];
+  if (r.sampleOutput !== undefined) lines.push(`  output e.g.: ${r.sampleOutput}`);
   if (r.sampleReason !== undefined) lines.push(`  dead letter e.g.: ${r.sampleReason}`);
   return lines.join('\n');
 }

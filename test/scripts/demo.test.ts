@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, test } from 'node:test';
 import { deleteTopic } from '../helpers/kafka.js';
 import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
@@ -6,61 +7,63 @@ import { ChildRun } from '../examples/child-process.js';
 
 interface DemoBatch {
   time: number;
-  records: number;
+  in: number;
+  out: number;
+  dead: number;
   processingMs: number;
   schedulingDelayMs: number;
   ranges: { topic: string; partition: number; from: number; until: number; size: number }[];
-  top: [string, number][] | undefined;
+  output: string | undefined;
+  reason: string | undefined;
 }
 
-const VOCABULARY = new Set(
-  'stream batch kafka offset partition record window state checkpoint sluice spark node exactly once latency delay commit replay'.split(
-    ' ',
-  ),
-);
-
-/** The demo's per-batch blocks: a `Batch <iso> (<ms>): ...` line, `offsets` lines and a `top 5:` line. */
+/** The demo's per-batch blocks: a `Batch <iso> (<ms>): ...` line, `offsets` lines and samples. */
 function parseDemo(stdout: string): DemoBatch[] {
   const out: DemoBatch[] = [];
   const complete = stdout.slice(0, stdout.lastIndexOf('\n') + 1);
   for (const line of complete.split('\n')) {
     const head =
-      /^Batch \S+ \((\d+)\): (\d+) records, processing (\d+) ms, scheduling delay (-?\d+) ms$/.exec(line);
+      /^Batch \S+ \((\d+)\): (\d+) in, (\d+) out, (\d+) dead letters, processing (\d+) ms, scheduling delay (-?\d+) ms$/.exec(
+        line,
+      );
     const range = /^ {2}offsets (\S+) (\d+) (\d+) (\d+) \((\d+)\)$/.exec(line);
-    const top = /^ {2}top 5: (.*)$/.exec(line);
+    const output = /^ {2}output e\.g\.: (.*)$/.exec(line);
+    const reason = /^ {2}dead letter e\.g\.: (.*)$/.exec(line);
+    const b = out.at(-1);
     if (head) {
       out.push({
         time: Number(head[1]),
-        records: Number(head[2]),
-        processingMs: Number(head[3]),
-        schedulingDelayMs: Number(head[4]),
+        in: Number(head[2]),
+        out: Number(head[3]),
+        dead: Number(head[4]),
+        processingMs: Number(head[5]),
+        schedulingDelayMs: Number(head[6]),
         ranges: [],
-        top: undefined,
+        output: undefined,
+        reason: undefined,
       });
-    } else if (range && out.length > 0) {
+    } else if (range && b) {
       const [, topic, p, from, until, size] = range;
-      out
-        .at(-1)!
-        .ranges.push({
-          topic: topic!,
-          partition: Number(p),
-          from: Number(from),
-          until: Number(until),
-          size: Number(size),
-        });
-    } else if (top && out.length > 0) {
-      out.at(-1)!.top =
-        top[1] === '(no records)'
-          ? []
-          : top[1]!.split(', ').map((entry) => {
-              const [w, n] = entry.split(' ');
-              return [w!, Number(n)] as [string, number];
-            });
+      b.ranges.push({
+        topic: topic!,
+        partition: Number(p),
+        from: Number(from),
+        until: Number(until),
+        size: Number(size),
+      });
+    } else if (output && b) {
+      b.output = output[1];
+    } else if (reason && b) {
+      b.reason = reason[1];
     }
   }
-  // The last block may still be being printed: keep only blocks with their top-5 line.
-  return out.filter((b) => b.top !== undefined);
+  // Each block is printed with one write; still, keep only blocks that have all their ranges.
+  return out.filter((b) => b.ranges.length === 3);
 }
+
+const OUTPUT_LINE = /^(\d+)\|(\d{13})\|\d+\.\d+\.\d+\.\d+:\d+\|\d+\.\d+\.\d+\.\d+:\d+\|http:\/\/\S+$/;
+const REASON =
+  /^(expected 15 fields, got \d+|field \d+ is not wrapped in <<<!>>>: '.*'|bad time '.*' \(field 2\): .+)$/;
 
 function checkBatches(batches: DemoBatch[], topic: string, output: string): void {
   for (const b of batches) {
@@ -77,24 +80,25 @@ function checkBatches(batches: DemoBatch[], topic: string, output: string): void
     );
     for (const r of b.ranges) assert.equal(r.size, r.until - r.from, where);
     assert.equal(
-      b.records,
+      b.in,
       b.ranges.reduce((n, r) => n + r.size, 0),
-      where,
+      `records in = the sum of the ranges: ${where}`,
     );
+    assert.equal(b.in, b.out + b.dead, `every line is either output or a dead letter: ${where}`);
     assert.ok(b.processingMs >= 0 && b.schedulingDelayMs >= 0, where);
-    if (b.records > 0) {
-      assert.equal(b.top!.length, 5, where);
-      for (const [w] of b.top!)
-        assert.ok(VOCABULARY.has(w), `top word ${w} is from the vocabulary: ${where}`);
-      const counts = b.top!.map(([, n]) => n);
-      assert.deepEqual(
-        counts,
-        [...counts].sort((x, y) => y - x),
-        `top 5 sorted by count: ${where}`,
+    assert.equal(b.output !== undefined, b.out > 0, where);
+    assert.equal(b.reason !== undefined, b.dead > 0, where);
+    if (b.output !== undefined) {
+      const m = OUTPUT_LINE.exec(b.output);
+      assert.ok(m, `the output sample is userid|timestamp|ip:port|ip:port|url: ${where}`);
+      // The generator writes the current wall time in Asia/Shanghai: read back in that zone it is
+      // close to the batch time, whatever the process's TZ (a wrong zone is hours off).
+      assert.ok(
+        Math.abs(Number(m[2]) - b.time) < 3600_000,
+        `timestamp ${m[2]} is the time of production: ${where}`,
       );
-      // Lines have 3 to 8 words: the 5 most frequent words cannot add up to more than 8 per record.
-      assert.ok(counts.at(-1)! > 0 && counts.reduce((n, c) => n + c, 0) <= 8 * b.records, where);
     }
+    if (b.reason !== undefined) assert.match(b.reason, REASON, where);
   }
   // Consecutive batches continue each partition where the previous one ended.
   for (let i = 1; i < batches.length; i++) {
@@ -109,6 +113,23 @@ function checkBatches(batches: DemoBatch[], topic: string, output: string): void
   }
 }
 
+/** Counts a topic's records with kcat (read_committed), not with Sluice. */
+function kcatCount(bootstrap: string, topic: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'kcat',
+      ['-C', '-b', bootstrap, '-t', topic, '-X', 'isolation.level=read_committed', '-e', '-q', '-f', 'x\n'],
+      { timeout: 30_000, maxBuffer: 16 * 2 ** 20 },
+      (err, stdout, stderr) =>
+        err
+          ? reject(new Error(`kcat ${topic}: ${err.message}\n${stderr}`))
+          : resolve(stdout.split('\n').length - 1),
+    );
+  });
+}
+
+const sum = (bs: DemoBatch[], k: 'in' | 'out' | 'dead') => bs.reduce((n, b) => n + b[k], 0);
+
 const runs: ChildRun[] = [];
 const topics: string[] = [];
 let bootstrap = '';
@@ -117,52 +138,72 @@ after(async () => {
   for (const t of topics) await deleteTopic(bootstrap, t).catch(() => {});
 });
 
-test('the demo produces text and prints per-batch offset ranges, counts, timings and top 5 words; SIGINT stops it with exit 0', async () => {
-  bootstrap = await kafkaBootstrap();
-  const topic = uniqueName('demo-text');
-  topics.push(topic);
+function startDemo(env: Record<string, string> = {}): { run: ChildRun; topic: string } {
+  const topic = uniqueName('demo-access-log');
+  topics.push(topic, `${topic}-clean`, `${topic}-dead-letters`);
   const run = ChildRun.node(['--import', 'tsx', 'scripts/demo.ts'], {
     KAFKA_BOOTSTRAP: bootstrap,
     SLUICE_DEMO_TOPIC: topic,
+    // The demo's time zone is its own setting; the process's zone must not matter.
+    TZ: 'America/Los_Angeles',
+    // Enough malformed lines that every batch with records has some.
+    SLUICE_DEMO_MALFORMED_PERCENT: '10',
+    ...env,
   });
   runs.push(run);
+  return { run, topic };
+}
+
+test('the demo produces access-log lines and prints per batch its offset ranges, records in and out, dead letters with a reason and timings; the topics hold what it printed; SIGINT stops it with exit 0', async () => {
+  bootstrap = await kafkaBootstrap();
+  const { run, topic } = startDemo();
   await run.waitFor(
-    (out) => parseDemo(out).filter((b) => b.records > 0).length >= 3,
+    (out) => parseDemo(out).filter((b) => b.in > 0).length >= 3,
     '3 batches with records',
-    40_000,
+    60_000,
   );
-  assert.match(run.stdout, new RegExp(`^Topic ${topic}: 3 partitions$`, 'm'));
+  assert.match(
+    run.stdout,
+    new RegExp(
+      `^Topics: input ${topic} \\(3 partitions\\), output ${topic}-clean, dead letters ${topic}-dead-letters$`,
+      'm',
+    ),
+  );
 
   const exit = await run.stop('SIGINT', 30_000);
   assert.deepEqual(exit, { code: 0, signal: null }, run.output());
   const batches = parseDemo(run.stdout);
   checkBatches(batches, topic, run.output());
-  assert.ok(batches.filter((b) => b.records > 0).length >= 3, run.output());
+  assert.ok(batches.filter((b) => b.in > 0).length >= 3, run.output());
+  assert.ok(sum(batches, 'dead') > 0, `some lines were dead-lettered\n${run.output()}`);
   assert.match(run.stdout, /^Stopping \(SIGINT\): finishing the running batch\.\.\.$/m);
-  const summary = /^Stopped: (\d+) batches, (\d+) records counted, (\d+) lines produced\.$/m.exec(run.stdout);
+  const summary =
+    /^Stopped: (\d+) batches, (\d+) in, (\d+) out, (\d+) dead letters; (\d+) lines produced \((\d+) malformed\)\.$/m.exec(
+      run.stdout,
+    );
   assert.ok(summary, run.output());
-  assert.equal(Number(summary[1]), batches.length, 'every batch was printed, the last one included');
-  assert.equal(
-    Number(summary[2]),
-    batches.reduce((n, b) => n + b.records, 0),
-  );
-  assert.ok(Number(summary[3]) >= Number(summary[2]), 'it counted no more lines than were produced');
+  const [batchCount, recordsIn, recordsOut, dead, produced, malformed] = summary.slice(1).map(Number);
+  assert.equal(batchCount, batches.length, 'every batch was printed, the last one included');
+  assert.equal(recordsIn, sum(batches, 'in'));
+  assert.equal(recordsOut, sum(batches, 'out'));
+  assert.equal(dead, sum(batches, 'dead'));
+  assert.ok(produced! >= recordsIn!, 'it read no more lines than were produced');
+  assert.ok(malformed! >= dead!, 'no more dead letters than malformed lines produced');
+  // What the batches committed is what a read_committed consumer finds in the topics.
+  assert.equal(await kcatCount(bootstrap, `${topic}-clean`), recordsOut, run.output());
+  assert.equal(await kcatCount(bootstrap, `${topic}-dead-letters`), dead, run.output());
 });
 
 test('the demo stops by itself with exit 0 after SLUICE_DEMO_BATCHES batches', async () => {
   bootstrap = await kafkaBootstrap();
-  const topic = uniqueName('demo-text');
-  topics.push(topic);
-  const run = ChildRun.node(['--import', 'tsx', 'scripts/demo.ts'], {
-    KAFKA_BOOTSTRAP: bootstrap,
-    SLUICE_DEMO_TOPIC: topic,
-    SLUICE_DEMO_BATCHES: '3',
-  });
-  runs.push(run);
-  const exit = await run.waitForExit(40_000);
+  const { run, topic } = startDemo({ SLUICE_DEMO_BATCHES: '3' });
+  const exit = await run.waitForExit(60_000);
   assert.deepEqual(exit, { code: 0, signal: null }, run.output());
   const batches = parseDemo(run.stdout);
   assert.equal(batches.length, 3, run.output());
   checkBatches(batches, topic, run.output());
-  assert.match(run.stdout, /^Stopped: 3 batches, \d+ records counted, \d+ lines produced\.$/m);
+  assert.match(
+    run.stdout,
+    /^Stopped: 3 batches, \d+ in, \d+ out, \d+ dead letters; \d+ lines produced \(\d+ malformed\)\.$/m,
+  );
 });
