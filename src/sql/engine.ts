@@ -28,7 +28,7 @@ import {
   describeColumns,
   fieldOf,
   inferColumns,
-  toColumnValue,
+  columnConverter,
   type SqlColumns,
   type SqlSchema,
 } from './schema.js';
@@ -271,13 +271,14 @@ export class SqlEngine {
           `Pass the table as { rows, schema: { column: 'VARCHAR', ... } } so it has columns when empty`,
         );
       }
-      const values = columns.map((c) => {
-        const out = new Array<unknown>(records.length);
-        for (let i = 0; i < records.length; i++) {
-          out[i] = toColumnValue(name, c.name, c.type, fieldOf(records[i], c.name), i);
-        }
-        return out;
-      });
+      const n = records.length;
+      const values = columns.map(() => new Array<unknown>(n));
+      const converters = columns.map((c) => columnConverter(name, c.name, c.type));
+      for (let i = 0; i < n; i++) {
+        const r = records[i];
+        for (let j = 0; j < columns.length; j++)
+          values[j]![i] = converters[j]!(fieldOf(r, columns[j]!.name), i);
+      }
       return { name, columns, values, rowCount: records.length };
     });
   }

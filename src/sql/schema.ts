@@ -59,9 +59,10 @@ export function fieldOf(record: unknown, name: string): unknown {
     return m ? record[Number(m[1]) - 1] : undefined;
   }
   if (isStructured(record)) {
-    return Object.prototype.propertyIsEnumerable.call(record, name)
-      ? (record as Record<string, unknown>)[name]
-      : undefined;
+    const v = (record as Record<string, unknown>)[name];
+    // Only own fields: not `toString` & co. from the prototype (all functions, or `__proto__`).
+    if (v === undefined || (typeof v !== 'function' && name !== '__proto__')) return v;
+    return Object.prototype.propertyIsEnumerable.call(record, name) ? v : undefined;
   }
   return name === 'value' ? record : undefined;
 }
@@ -109,28 +110,44 @@ function kindOf(v: unknown): number {
  * schema inference does.
  */
 export function inferColumns(table: string, records: Iterable<unknown>): SqlColumns {
-  const kinds = new Map<string, number>();
-  const wide = new Set<string>(); // bigint columns with values beyond int64
+  const index = new Map<string, number>();
+  const names: string[] = [];
+  const kinds: number[] = [];
+  const wide: boolean[] = []; // bigint columns with values beyond int64
+  const see = (name: string, v: unknown): void => {
+    let i = index.get(name);
+    if (i === undefined) {
+      i = names.length;
+      index.set(name, i);
+      names.push(name);
+      kinds.push(0);
+      wide.push(false);
+    }
+    if (v === null || v === undefined) return;
+    const k = kindOf(v);
+    if (k === 0) {
+      throw new SqlSchemaError(
+        table,
+        'unsupported-value',
+        `column '${name}' holds a ${typeof v}, which SQL cannot store`,
+        'Map the records to plain data (strings, numbers, booleans, bigints, Dates, bytes, arrays, objects) first',
+      );
+    }
+    if (k === K_BIGINT && ((v as bigint) < INT64_MIN || (v as bigint) > INT64_MAX)) wide[i] = true;
+    kinds[i]! |= k;
+  };
   for (const r of records) {
-    for (const [name, v] of fieldsOf(r)) {
-      if (v === null || v === undefined) {
-        if (!kinds.has(name)) kinds.set(name, 0);
-        continue;
-      }
-      const k = kindOf(v);
-      if (k === 0) {
-        throw new SqlSchemaError(
-          table,
-          'unsupported-value',
-          `column '${name}' holds a ${typeof v}, which SQL cannot store`,
-          'Map the records to plain data (strings, numbers, booleans, bigints, Dates, bytes, arrays, objects) first',
-        );
-      }
-      if (k === K_BIGINT && ((v as bigint) < INT64_MIN || (v as bigint) > INT64_MAX)) wide.add(name);
-      kinds.set(name, (kinds.get(name) ?? 0) | k);
+    if (r === null || r === undefined) continue;
+    if (Array.isArray(r)) {
+      for (let j = 0; j < r.length; j++) see(`_${j + 1}`, r[j]);
+    } else if (isStructured(r)) {
+      const keys = Object.keys(r);
+      for (let j = 0; j < keys.length; j++) see(keys[j]!, (r as Record<string, unknown>)[keys[j]!]);
+    } else {
+      see('value', r);
     }
   }
-  const columns = [...kinds].map(([name, k]) => ({ name, type: typeOfKinds(k, wide.has(name)) }));
+  const columns = names.map((name, i) => ({ name, type: typeOfKinds(kinds[i]!, wide[i]!) }));
   checkColumnNames(table, columns);
   return columns;
 }
@@ -236,19 +253,16 @@ function checkColumnNames(table: string, columns: SqlColumns): void {
   }
 }
 
+/** Converts one field to what a column of some type stores; `row` is for the error message. */
+export type ColumnConverter = (value: unknown, row: number) => unknown;
+
 /**
- * `value` as the JS value DuckDB's converter takes for a column of `type` (null for SQL NULL), or
- * a {@link SqlSchemaError} saying which row and column does not fit.
+ * The converter of column `column` of `type`: a field value to the JS value DuckDB's converter
+ * takes for that type (null for SQL NULL), or a {@link SqlSchemaError} saying which row and column
+ * does not fit. Made once per column: it runs for every value.
  */
-export function toColumnValue(
-  table: string,
-  column: string,
-  type: SqlType,
-  value: unknown,
-  row: number,
-): unknown {
-  if (value === null || value === undefined) return null;
-  const bad = (what = `${describe(value)} does not fit`): never => {
+export function columnConverter(table: string, column: string, type: SqlType): ColumnConverter {
+  const bad = (value: unknown, row: number, what = `${describe(value)} does not fit`): never => {
     throw new SqlSchemaError(
       table,
       typeof value === 'function' || typeof value === 'symbol' ? 'unsupported-value' : 'value-does-not-fit',
@@ -258,41 +272,56 @@ export function toColumnValue(
   };
   switch (type) {
     case 'BOOLEAN':
-      return typeof value === 'boolean' ? value : bad();
+      return (v, row) => (v === null || v === undefined ? null : typeof v === 'boolean' ? v : bad(v, row));
     case 'INTEGER':
-      if (typeof value === 'number' && Number.isInteger(value) && value >= INT32_MIN && value <= INT32_MAX)
-        return value;
-      if (typeof value === 'bigint' && value >= BigInt(INT32_MIN) && value <= BigInt(INT32_MAX))
-        return Number(value);
-      return bad();
+      return (v, row) => {
+        if (v === null || v === undefined) return null;
+        if (typeof v === 'number' && Number.isInteger(v) && v >= INT32_MIN && v <= INT32_MAX) return v;
+        if (typeof v === 'bigint' && v >= BigInt(INT32_MIN) && v <= BigInt(INT32_MAX)) return Number(v);
+        return bad(v, row);
+      };
     case 'BIGINT':
-      if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
-      if (typeof value === 'bigint' && value >= INT64_MIN && value <= INT64_MAX) return value;
-      return bad();
+      return (v, row) => {
+        if (v === null || v === undefined) return null;
+        if (typeof v === 'number' && Number.isSafeInteger(v)) return BigInt(v);
+        if (typeof v === 'bigint' && v >= INT64_MIN && v <= INT64_MAX) return v;
+        return bad(v, row);
+      };
     case 'HUGEINT':
-      if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
-      if (typeof value === 'bigint' && value >= INT128_MIN && value <= INT128_MAX) return value;
-      return bad();
+      return (v, row) => {
+        if (v === null || v === undefined) return null;
+        if (typeof v === 'number' && Number.isSafeInteger(v)) return BigInt(v);
+        if (typeof v === 'bigint' && v >= INT128_MIN && v <= INT128_MAX) return v;
+        return bad(v, row);
+      };
     case 'DOUBLE':
-      if (typeof value === 'number') return value;
-      if (typeof value === 'bigint') return Number(value);
-      return bad();
+      return (v, row) => {
+        if (v === null || v === undefined) return null;
+        if (typeof v === 'number') return v;
+        if (typeof v === 'bigint') return Number(v);
+        return bad(v, row);
+      };
     case 'VARCHAR':
-      return asText(value) ?? bad();
+      return (v, row) =>
+        v === null || v === undefined ? null : typeof v === 'string' ? v : (asText(v) ?? bad(v, row));
     case 'TIMESTAMP':
     case 'TIMESTAMPTZ':
-    case 'DATE': {
-      const d = typeof value === 'number' ? new Date(value) : value instanceof Date ? value : undefined;
-      if (!d) return bad();
-      if (Number.isNaN(d.getTime())) return bad('an invalid Date does not fit');
-      return d;
-    }
+    case 'DATE':
+      return (v, row) => {
+        if (v === null || v === undefined) return null;
+        const d = typeof v === 'number' ? new Date(v) : v instanceof Date ? v : undefined;
+        if (!d) return bad(v, row);
+        if (Number.isNaN(d.getTime())) return bad(v, row, 'an invalid Date does not fit');
+        return d;
+      };
     case 'BLOB':
-      return value instanceof Uint8Array ? value : bad();
-    case 'JSON': {
-      if (typeof value === 'function' || typeof value === 'symbol') return bad();
-      return jsonText(value);
-    }
+      return (v, row) => (v === null || v === undefined ? null : v instanceof Uint8Array ? v : bad(v, row));
+    case 'JSON':
+      return (v, row) => {
+        if (v === null || v === undefined) return null;
+        if (typeof v === 'function' || typeof v === 'symbol') return bad(v, row);
+        return jsonText(v);
+      };
   }
 }
 
