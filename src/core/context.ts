@@ -152,6 +152,7 @@ export class StreamingContext {
   #commitPlan: CommitPlan | undefined;
   #ledger = new BadRecordLedger();
   #lastCommittedBatch: number | undefined;
+  #nextBatchTime: number | undefined;
   #commitsSinceStart = 0;
   #batchTime = 0;
 
@@ -353,8 +354,14 @@ export class StreamingContext {
     if (this.#options.stopGracefullyOnSignals) this.#installSignalHandlers();
     const now = this.clock.now();
     // As Spark's RecurringTimer: the first batch time is the next multiple of the interval.
-    const firstBatchTime = (Math.floor(now / this.batchInterval) + 1) * this.batchInterval;
-    this.#graph.zeroTime = firstBatchTime - this.batchInterval;
+    // A restored stateful pipeline continues at the batch after its checkpoint and catches up batch
+    // by batch (as Spark reschedules the batches it missed), so windows and state see every batch.
+    const firstBatchTime =
+      this.#lastCommittedBatch !== undefined
+        ? this.#lastCommittedBatch + this.batchInterval
+        : (Math.floor(now / this.batchInterval) + 1) * this.batchInterval;
+    // Slides count from the epoch, so window boundaries stay put across restarts.
+    this.#graph.zeroTime = 0;
     this.logger.info({ batchInterval: this.batchInterval, firstBatchTime }, 'streaming context started');
     this.#loop = this.#runLoop(firstBatchTime);
   }
@@ -529,9 +536,15 @@ export class StreamingContext {
     await this.#termination.promise.catch(() => {});
   }
 
+  /** The time of the next batch to run (a multiple of the interval). */
+  get nextBatchTime(): number | undefined {
+    return this.#nextBatchTime;
+  }
+
   async #runLoop(firstBatchTime: number): Promise<void> {
     let time = firstBatchTime;
     try {
+      this.#nextBatchTime = time;
       while (this.#state === 'active') {
         try {
           await this.clock.sleepUntil(time, this.#stopScheduling.signal);
@@ -721,6 +734,8 @@ export class StreamingContext {
       ...(error ? { error } : {}),
     };
     this.#batches.push(info);
+    // Before listeners hear of this batch, so one that waits for the next knows its time.
+    this.#nextBatchTime = time + this.batchInterval;
     if (this.#batches.length > (this.#options.retainedBatches ?? 1000)) this.#batches.shift();
     this.logger.debug(
       {

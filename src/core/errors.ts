@@ -194,7 +194,9 @@ export class OffsetOutOfRangeError extends SluiceError {
   ) {
     super(
       `Offset ${offset} of ${topic}-${partition} is outside the partition's valid range [${logStartOffset}, ${endOffset}]${
-        offset < logStartOffset ? `: ${logStartOffset - offset} record(s) were deleted by retention before they were read` : ': the topic was probably recreated'
+        offset < logStartOffset
+          ? `: ${logStartOffset - offset} record(s) were deleted by retention before they were read`
+          : ': the topic was probably recreated'
       }`,
       "Set the source's offsetOutOfRange policy to 'earliest' or 'latest' to continue (the loss is logged and counted), or fix the stored offset with `sluice offsets set`",
     );

@@ -128,10 +128,19 @@ export function partitionPairs<K, V>(entries: Iterable<[K, V]>, n: number): Batc
 /** The batches of the last `windowMs`, emitted as one batch at every slide. */
 export function windowState<T>(name: string, windowMs: number) {
   let buffer: { time: number; partitions: readonly (readonly T[])[] }[] = [];
+  // Deltas are keyed by batch time: a checkpoint writes the batch that entered and the times that left.
+  let added: typeof buffer = [];
+  let dropped: number[] = [];
   return {
     step(time: number, parent: Batch<T> | undefined, valid: boolean): Batch<T> | undefined {
-      if (parent) buffer.push({ time, partitions: parent.partitions });
-      buffer = buffer.filter((b) => b.time > time - windowMs);
+      if (parent) {
+        const entry = { time, partitions: parent.partitions };
+        buffer.push(entry);
+        added.push(entry);
+      }
+      const keep = buffer.filter((b) => b.time > time - windowMs);
+      for (const b of buffer) if (b.time <= time - windowMs) dropped.push(b.time);
+      buffer = keep;
       return valid ? new Batch(buffer.flatMap((b) => b.partitions)) : undefined;
     },
     handle: {
@@ -139,6 +148,23 @@ export function windowState<T>(name: string, windowMs: number) {
       kind: 'window',
       snapshot: () => buffer,
       restore: (data: unknown) => void (buffer = data as typeof buffer),
+      delta: () => {
+        const gone = new Set(dropped);
+        const d = {
+          set: added.filter((a) => !gone.has(a.time)).map((a): [unknown, unknown] => [a.time, a.partitions]),
+          removed: dropped,
+        };
+        added = [];
+        dropped = [];
+        return d;
+      },
+      applyDelta: (d) => {
+        const removed = new Set(d.removed as number[]);
+        buffer = buffer.filter((b) => !removed.has(b.time));
+        for (const [time, partitions] of d.set)
+          buffer.push({ time: time as number, partitions: partitions as T[][] });
+        buffer.sort((a, b) => a.time - b.time);
+      },
     } satisfies StateHandle,
   };
 }
@@ -161,10 +187,18 @@ export function invertibleWindowState<K, V>(
 ) {
   let batches: { time: number; values: [K, V][] }[] = [];
   let previous: [K, V][] = [];
+  // Deltas: batches that entered (by time), times that left, and the previous window when it changed.
+  let added: typeof batches = [];
+  let dropped: number[] = [];
+  let previousChanged = false;
   const reduceAll = (vs: V[]) => vs.reduce((a, b) => opts.reduce(a, b));
   return {
     step(time: number, parent: Batch<Pair<K, V>> | undefined, valid: boolean): Batch<[K, V]> | undefined {
-      if (parent) batches.push({ time, values: parent.collect() as [K, V][] });
+      if (parent) {
+        const entry = { time, values: parent.collect() as [K, V][] };
+        batches.push(entry);
+        added.push(entry);
+      }
       if (!valid) return undefined;
       const entering = new KeyMap<K, V[]>();
       const leaving = new KeyMap<K, V[]>();
@@ -204,6 +238,8 @@ export function invertibleWindowState<K, V>(
         if (!opts.filter || opts.filter([k, value])) merged.push([k, value]);
       }
       previous = merged;
+      previousChanged = true;
+      for (const b of batches) if (b.time <= time - opts.windowMs) dropped.push(b.time);
       batches = batches.filter((b) => b.time > time - opts.windowMs);
       return partitionPairs(merged, opts.numPartitions());
     },
@@ -215,6 +251,27 @@ export function invertibleWindowState<K, V>(
         const d = data as { batches: typeof batches; previous: typeof previous };
         batches = d.batches;
         previous = d.previous;
+      },
+      delta: () => {
+        const gone = new Set(dropped);
+        const set: [unknown, unknown][] = added
+          .filter((a) => !gone.has(a.time))
+          .map((a) => [a.time, a.values]);
+        if (previousChanged) set.push(['previous', previous]);
+        const d = { set, removed: dropped };
+        added = [];
+        dropped = [];
+        previousChanged = false;
+        return d;
+      },
+      applyDelta: (d) => {
+        const removed = new Set(d.removed as number[]);
+        batches = batches.filter((b) => !removed.has(b.time));
+        for (const [key, value] of d.set) {
+          if (key === 'previous') previous = value as [K, V][];
+          else batches.push({ time: key as number, values: value as [K, V][] });
+        }
+        batches.sort((a, b) => a.time - b.time);
       },
     } satisfies StateHandle,
   };

@@ -194,3 +194,53 @@ describe('checkpoints', () => {
     await assert.rejects(driver.start(), /State and offsets must commit together/);
   });
 });
+
+describe('checkpoints of windows', () => {
+  const windowed: Build = (words) =>
+    words
+      .mapToPair((w) => [w, 1])
+      .reduceByKeyAndWindow((a, b) => a + b, 3000, { inverse: (a, b) => a - b, name: 'win' });
+  const plainWindow: Build = (words) =>
+    words
+      .mapToPair((w) => [w, 1])
+      .window(3000, { name: 'win' })
+      .reduceByKey((a, b) => a + b);
+  const input = [['a'], ['a', 'b'], ['b'], ['c'], ['a'], ['c', 'c']];
+
+  for (const [label, build] of [
+    ['reduceByKeyAndWindow with inverse', windowed],
+    ['window', plainWindow],
+  ] as const) {
+    it(`${label}: a crash and restart from deltas gives the same windows as an uninterrupted run`, async () => {
+      const straight = await runProcess(wordLog(input), new InMemoryCheckpointStore(), 6, {
+        perBatch: 1,
+        build,
+      });
+      const log = wordLog(input);
+      const store = new InMemoryCheckpointStore();
+      // Batches 1-3 commit (one full, then deltas); batch 4 crashes in the output and is redone.
+      const crashed = await runProcess(log, store, 6, { perBatch: 1, build, failAtBatch: 4, fullEvery: 10 });
+      assert.ok(crashed.error);
+      assert.equal((await store.loadCheckpoint('wc'))!.state.get('win')!.deltas.length, 2);
+      const resumed = await runProcess(log, store, 3, { perBatch: 1, build });
+      assert.deepEqual(resumed.last, straight.last);
+    });
+  }
+
+  it('the restarted pipeline continues with the batch after the checkpoint', async () => {
+    const log = wordLog([['a'], ['b'], ['c']]);
+    const store = new InMemoryCheckpointStore();
+    await runProcess(log, store, 2, { perBatch: 1 });
+    const driver = new TestDriver({ checkpoint: store, pipelineId: 'wc' });
+    const times: number[] = [];
+    runningCount(
+      driver.context
+        .stream(new InMemoryLogSource(log, { topics: [TOPIC], maxRecordsPerPartition: 1 }))
+        .map((r: LogRecord<string>) => r.value),
+    ).foreachBatch((_b, ctx) => void times.push(ctx.time));
+    await driver.start();
+    await driver.advance();
+    await driver.stop();
+    assert.deepEqual(times, [3000]);
+  });
+});

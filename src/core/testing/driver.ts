@@ -129,9 +129,10 @@ export class TestDriver {
     let info: BatchInfo | undefined;
     for (let i = 0; i < batches; i++) {
       const interval = this.context.batchInterval;
-      const next = (Math.floor(this.clock.now() / interval) + 1) * interval;
+      // A pipeline restored from a checkpoint continues after the checkpoint's batch.
+      const next = this.context.nextBatchTime ?? (Math.floor(this.clock.now() / interval) + 1) * interval;
       const finished = this.#waitFor(next);
-      this.clock.setTime(next);
+      if (next > this.clock.now()) this.clock.setTime(next);
       info = await finished;
       if (info.status === 'failed') throw info.error;
     }
