@@ -360,7 +360,7 @@ Stores (--store, or env SLUICE_OFFSET_STORE to keep a password off the command l
   redis://host:6379[/db]         a hash per topic, field group|partition (--key-prefix)
   zookeeper://host:2181[/root]   a node per topic/group/partition (--root, default /sluice/offsets)
   checkpoint:<dir>               <dir>/offsets/<group>.json
-  kafka://host:9092              Kafka consumer-group commits (not available yet)
+  kafka://host:9092              the consumer group's committed offsets (reset deletes the group)
 The group is the pipeline id (or the Kafka source's groupId). An offset is the NEXT offset to read.
 
 Examples:

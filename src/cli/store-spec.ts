@@ -8,7 +8,7 @@
  * redis://[user:pass@]host:6379[/db][?keyPrefix=p]    RedisOffsetStore (rediss:// too)
  * zookeeper://host:2181[,host:2181...][/root]         ZooKeeperOffsetStore (zk:// too; root default /sluice/offsets)
  * checkpoint:<dir>                                    CheckpointDirOffsetStore (<dir>/offsets/<group>.json)
- * kafka://host:9092[,host:9092...]                    Kafka consumer-group commits (not available yet)
+ * kafka://host:9092[,host:9092...]                    KafkaOffsetStore: the group's commits in Kafka (port default 9092)
  * ```
  *
  * `table`, `keyPrefix` and `root` may also be given as options (the CLI's `--table`, `--key-prefix`,
@@ -18,6 +18,7 @@
 import { CheckpointDirOffsetStore } from '../checkpoint/offset-store.js';
 import { InvalidOptionError } from '../core/errors.js';
 import type { OffsetStore } from '../core/offsets.js';
+import { KafkaOffsetStore } from '../kafka/offset-store.js';
 import { MySqlOffsetStore } from '../mysql/offset-store.js';
 import { PostgresOffsetStore } from '../postgres/offset-store.js';
 import { RedisOffsetStore } from '../redis/offset-store.js';
@@ -84,7 +85,7 @@ const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?$/;
 /**
  * Parses a store spec. Throws {@link InvalidOptionError} (option `store`, or the option's flag) for
  * an unknown scheme, a malformed address, an option that does not apply to the store, an option
- * given twice with different values, and for `kafka://` while no Kafka offset store is available.
+ * given twice with different values.
  */
 export function parseStoreSpec(spec: unknown, options: StoreSpecOptions = {}): StoreSpec {
   if (typeof spec !== 'string' || spec.trim() === '') {
@@ -177,21 +178,14 @@ export function parseStoreSpec(spec: unknown, options: StoreSpecOptions = {}): S
           redactSpec(text),
         );
       }
-      return kafkaSpec(hosts.hosts);
+      // Kafka clients need the port; 9092 is Kafka's.
+      const bootstrapServers = hosts.hosts
+        .split(',')
+        .map((h) => (/:\d+$/.test(h) ? h : `${h}:9092`))
+        .join(',');
+      return { kind, bootstrapServers };
     }
   }
-}
-
-/**
- * `kafka://`: Kafka's consumer-group commits. Refused until the Kafka adapter has an offset store.
- */
-function kafkaSpec(bootstrapServers: string): StoreSpec {
-  void bootstrapServers;
-  throw new InvalidOptionError(
-    'store',
-    `a store Sluice can open: kafka:// (Kafka consumer-group commits) is not available yet in this version; use ${STORE_SPEC_FORMS.replace(' or kafka://host:9092', '')}`,
-    `kafka://${bootstrapServers}`,
-  );
 }
 
 /** Opens (lazily: no connection is made before the first call) the store a spec names. */
@@ -211,7 +205,7 @@ export function createOffsetStore(spec: StoreSpec): OffsetStore {
     case 'checkpoint':
       return new CheckpointDirOffsetStore({ dir: spec.dir });
     case 'kafka':
-      return kafkaSpec(spec.bootstrapServers) as never;
+      return new KafkaOffsetStore({ bootstrapServers: spec.bootstrapServers });
   }
 }
 
