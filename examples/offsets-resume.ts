@@ -1,5 +1,5 @@
 /**
- * Case 4 — offsets kept in Redis, in ZooKeeper (or in any offset store): stop the job, produce
+ * Case 4 — offsets kept in Redis, in ZooKeeper, in Kafka (or in any offset store): stop the job, produce
  * more, restart it, and it resumes exactly where it stopped. It prints, per batch, the offset ranges
  * it read and every record; at start, the offsets it found in the store.
  *
@@ -13,11 +13,12 @@
  *   npx sluice offsets show --store redis://127.0.0.1:6379 --group offsets-resume --topic sluice-offsets-resume
  *   redis-cli HGETALL sluice-offsets-resume                     # fields "offsets-resume|<partition>"
  *   # with OFFSET_STORE=zookeeper://127.0.0.1:2181: get /sluice/offsets/sluice-offsets-resume/offsets-resume/0
+ *   # with OFFSET_STORE=kafka://127.0.0.1:9092: kafka-consumer-groups.sh --describe --group offsets-resume
  *
  * Environment (all optional):
  *   OFFSET_STORE       a store spec (default redis://127.0.0.1:6379): redis://host:port[?keyPrefix=p],
- *                      zookeeper://host:port[/root], postgres://..., mysql://..., checkpoint:<dir>
- *                      (see `sluice offsets --help`)
+ *                      zookeeper://host:port[/root], kafka://host:port (the group's commits),
+ *                      postgres://..., mysql://..., checkpoint:<dir> (see `sluice offsets --help`)
  *   PIPELINE_ID        the pipeline id, which is the offset group (default offsets-resume)
  *   KAFKA_BOOTSTRAP    bootstrap servers (default 127.0.0.1:9092)
  *   KAFKA_TOPIC        topic to read (default sluice-offsets-resume; created with KAFKA_PARTITIONS
@@ -25,8 +26,8 @@
  *   KAFKA_PARTITIONS   partitions of a topic the example creates (default 2)
  *   BATCH_INTERVAL_MS  batch interval in ms (default 1000)
  *
- * Output: at start `stored <topic> <partition> <offset>` per stored position (or `stored none`);
- * then per batch:
+ * Output: with the first batch, `stored <topic> <partition> <offset>` per position the store held at
+ * start (or `stored none`); then per batch:
  *   -------------------------------------------
  *   Time: 1700000001000 ms — 3 records
  *   -------------------------------------------

@@ -1,11 +1,12 @@
 /**
- * Case 4 as real processes: `sluice run examples/offsets-resume.ts` with its offsets in Redis and in
- * ZooKeeper; stopped with SIGINT, more records produced while it is down, restarted: it resumes
+ * Case 4 as real processes: `sluice run examples/offsets-resume.ts` with its offsets in Redis, in
+ * ZooKeeper and in Kafka (the consumer group's commits); stopped with SIGINT, more records produced while it is down, restarted: it resumes
  * exactly at the stored offsets, re-reading nothing and skipping nothing. The store's layout is
  * checked with a plain client.
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import Kafka from '@confluentinc/kafka-javascript';
 import { Redis } from 'ioredis';
 import zookeeper from 'node-zookeeper-client';
 import { createTopic, deleteTopic, produce } from '../helpers/kafka.js';
@@ -283,4 +284,34 @@ test('offsets-resume with offsets in ZooKeeper resumes exactly at the stored off
     const store = new ZooKeeperOffsetStore({ connectString: connect });
     await store.delete(nodes.split('/')[4]!, [nodes.split('/')[3]!]).finally(() => store.close());
   });
+});
+
+test("offsets-resume with offsets in Kafka resumes exactly at the group's committed offsets after a stop, visible to any Kafka client as the group's offsets", async () => {
+  const bootstrap = await kafkaBootstrap();
+  const admin = new Kafka.KafkaJS.Kafka({
+    kafkaJS: { brokers: bootstrap.split(','), logLevel: Kafka.KafkaJS.logLevel.ERROR },
+  }).admin();
+  await admin.connect();
+  cleanups.push(async () => {
+    if (groupId) await admin.deleteGroups([groupId]).catch(() => {});
+    await admin.disconnect();
+  });
+  let groupId = '';
+  let topicName = '';
+  const committed = async () => {
+    const [found] = await admin.fetchOffsets({ groupId, topics: [topicName], timeout: 10_000 });
+    return new Map(
+      (found?.partitions ?? [])
+        .filter((p) => Number(p.offset) >= 0)
+        .map((p) => [p.partition, Number(p.offset)]),
+    );
+  };
+  await resumeScenario(`kafka://${bootstrap}`, (topic, group) => {
+    [groupId, topicName] = [group, topic];
+    return committed;
+  });
+  assert.deepEqual([...(await committed())].sort(), [
+    [0, 21],
+    [1, 20],
+  ]);
 });
