@@ -414,7 +414,7 @@ reset without --yes when nobody can confirm).`,
     cmd
       .command('reset')
       .description(
-        'forget the offsets of the group for the topics: the job then starts from its startingOffsets',
+        'forget the offsets of the group for the topics (stop the job first): it then starts from its startingOffsets',
       ),
   )
     .option('--topic <topic>', 'a topic (repeatable, or comma-separated)', repeat)
