@@ -129,7 +129,7 @@ interface LoadableTable {
  * const rows = await sql.query<{ category: string; brand: string; rn: number }>(
  *   { sales: [{ category: 'phone', brand: 'A', n: 3 }, { category: 'phone', brand: 'B', n: 5 }] },
  *   `select category, brand, row_number() over (partition by category order by n desc) as rn
- *      from sales where n >= $1`,
+ *      from sales where n >= $1 order by category, rn`,
  *   [2],
  * );
  * // [{ category: 'phone', brand: 'B', rn: 1 }, { category: 'phone', brand: 'A', rn: 2 }]

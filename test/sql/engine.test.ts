@@ -369,6 +369,61 @@ describe('SqlEngine.query: mixed and nullable fields', () => {
     assert.match(e.message, /row 2, column 'sales' \(BIGINT\): "4" does not fit/);
   });
 
+  it('loads every SQL type of an explicit schema and reads it back as the documented JS value', async () => {
+    const at = new Date('2024-02-29T23:59:59.123Z');
+    const schema = {
+      b: 'BOOLEAN',
+      i: 'INTEGER',
+      l: 'BIGINT',
+      h: 'HUGEINT',
+      d: 'DOUBLE',
+      s: 'VARCHAR',
+      ts: 'TIMESTAMP',
+      tz: 'TIMESTAMPTZ',
+      day: 'DATE',
+      bytes: 'BLOB',
+      j: 'JSON',
+    } as const;
+    const rows = await sql.query(
+      {
+        t: {
+          rows: [
+            {
+              b: false,
+              i: -5,
+              l: 2n ** 62n,
+              h: -(2n ** 100n),
+              d: -1.5,
+              s: 12,
+              ts: at,
+              tz: at.getTime(),
+              day: at,
+              bytes: Buffer.from('hi'),
+              j: { k: [1, 'x', null] },
+            },
+          ],
+          schema,
+        },
+      },
+      'select * from t',
+    );
+    assert.deepEqual(rows, [
+      {
+        b: false,
+        i: -5,
+        l: 2n ** 62n,
+        h: -(2n ** 100n),
+        d: -1.5,
+        s: '12',
+        ts: at,
+        tz: at,
+        day: new Date('2024-02-29T00:00:00Z'),
+        bytes: Buffer.from('hi'),
+        j: { k: [1, 'x', null] },
+      },
+    ]);
+  });
+
   it('refuses fields whose names differ only in case, and functions as values', async () => {
     const dup = await rejection(sql.query({ t: [{ a: 1, A: 2 }] }, 'select 1'), SqlSchemaError);
     assert.equal(dup.problem, 'duplicate-column');
