@@ -98,6 +98,8 @@ export interface SqlEngineOptions {
 
 const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const CHUNK_ROWS = 2048; // DuckDB's vector size: the most rows a data chunk holds
+/** Connections kept for later queries (one per concurrent query is opened; more are closed after use). */
+const MAX_IDLE_CONNECTIONS = 8;
 
 const DDL_TYPES: Record<string, string> = { TIMESTAMPTZ: 'TIMESTAMP WITH TIME ZONE' };
 
@@ -308,7 +310,7 @@ export class SqlEngine {
       } catch {
         reusable = false;
       }
-      if (reusable && !this.#closed) this.#idle.push(connection);
+      if (reusable && !this.#closed && this.#idle.length < MAX_IDLE_CONNECTIONS) this.#idle.push(connection);
       else connection.closeSync();
     }
   }
