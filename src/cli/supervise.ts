@@ -35,6 +35,19 @@ export interface ChildEnd {
   readonly lastError: string | undefined;
 }
 
+/**
+ * Start failures that need a person (a wrong file or option, a checkpoint that does not fit): the
+ * supervisor gives up at once instead of restarting. Anything else (a broker down, a failed batch, a
+ * build that threw) is restarted.
+ */
+const NOT_FIXED_BY_RESTARTING = new Set([
+  'SLUICE_PIPELINE_FILE',
+  'SLUICE_INVALID_OPTION',
+  'SLUICE_CHECKPOINT_INCOMPATIBLE',
+  'SLUICE_CHECKPOINT_CORRUPT',
+  'SLUICE_CHECKPOINT_PIPELINE_MISMATCH',
+]);
+
 const BIN = fileURLToPath(new URL('../../bin/sluice.js', import.meta.url));
 /** Set in the child's environment: `sluice run` then stops gracefully when the supervisor goes away. */
 export const SUPERVISED_ENV = 'SLUICE_SUPERVISED';
@@ -44,8 +57,10 @@ export const SUPERVISED_ENV = 'SLUICE_SUPERVISED';
  * (forwarded to the child, which stops gracefully after its running batch; a second one is
  * forwarded too and stops it at once), or `maxRestarts` restarts in a row have failed. Each
  * restart and the end are reported with the restart count and the last error (the child's exit code
- * or signal and its last error line on stderr). Resolves to the exit code: 0 after a graceful stop;
- * after giving up, the child's exit code (128 + the signal number when it was killed).
+ * or signal and its last error line on stderr). A child that cannot start for a reason a restart does
+ * not change (its file, an invalid option, an incompatible or corrupt checkpoint) is not restarted.
+ * Resolves to the exit code: 0 after a graceful stop; after giving up, the child's exit code (128 +
+ * the signal number when it was killed).
  *
  * The child runs in a process group of its own (a terminal's Ctrl-C reaches the supervisor only,
  * which forwards it once) and stops gracefully if the supervisor dies. The child's stdout is the
@@ -95,6 +110,13 @@ export async function superviseRun(file: string, options: SuperviseOptions = {})
       lastError = describeEnd(end);
       if (stopping !== undefined) {
         say(`${file} stopped after ${summary()}`);
+        return exitCodeOf(end);
+      }
+      const hopeless = /: cannot start: (SLUICE_[A-Z_]+)/.exec(end.lastError ?? '')?.[1];
+      if (hopeless && NOT_FIXED_BY_RESTARTING.has(hopeless)) {
+        say(
+          `not restarting: ${file} cannot start (${hopeless}), which a restart does not change (${summary()})`,
+        );
         return exitCodeOf(end);
       }
       if (Date.now() - startedAt >= stableAfterMs) inARow = 0;
@@ -183,13 +205,23 @@ function exitCodeOf(end: ChildEnd): number {
 }
 
 /**
- * The line of a child's stderr that best says what went wrong: `sluice run`'s own error line, else
+ * The line of a child's stderr that best says what went wrong: `sluice run`'s own error line (with
+ * the indented lines of a multi-line message), else
  * the last JSON log line at level error or above (its message and error message), else the last line
  * that is neither a log line below warn nor a stack frame.
  */
 export function lastErrorLine(lines: readonly string[]): string | undefined {
-  const run = lines.findLast((l) => /^sluice run .*: (cannot start|the pipeline failed): /.test(l));
-  if (run) return run;
+  const at = lines.findLastIndex((l) => /^sluice run .*: (cannot start|the pipeline failed): /.test(l));
+  if (at >= 0) {
+    // With the indented lines of a multi-line message (e.g. the differences of a checkpoint).
+    const more: string[] = [];
+    for (const l of lines.slice(at + 1)) {
+      if (!/^\s+\S/.test(l) || /^\s+at /.test(l)) break;
+      more.push(l.trim());
+    }
+    const text = [lines[at]!, ...more].join(' ');
+    return text.length > 1000 ? `${text.slice(0, 1000)}…` : text;
+  }
   let plain: string | undefined;
   for (let i = lines.length - 1; i >= 0; i--) {
     const line = lines[i]!.trim();

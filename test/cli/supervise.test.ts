@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { CheckpointDirectory } from '../../src/checkpoint/directory.js';
 import { lastErrorLine } from '../../src/cli/supervise.js';
 import { ChildRun } from '../examples/child-process.js';
 
@@ -58,6 +59,8 @@ async function waitForStderr(
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+const started = (stderr: string) => [...stderr.matchAll(/started \S+ \(run \d+, pid \d+\)/g)].length;
 
 function alive(pid: number): boolean {
   try {
@@ -158,6 +161,36 @@ test('when the supervisor dies, its pipeline stops gracefully instead of running
   assert.equal(alive(pid), false, `the pipeline (pid ${pid}) still runs`);
 });
 
+test('does not restart a pipeline whose checkpoint does not fit it: exits 1 at once with the migrate command', async () => {
+  const dir = path.join(root, 'incompatible-checkpoint');
+  // A checkpoint of the example whose stateful operator had another name.
+  await new CheckpointDirectory({ dir }).commitBatch(
+    'stateful-wordcount',
+    [],
+    {
+      pipelineId: 'stateful-wordcount',
+      fingerprint: 'old',
+      operators: [{ name: 'totals', kind: 'updateStateByKey' }],
+      batchTime: 1000,
+    },
+    { full: new Map([['totals', [['a', 1]]]]), deltas: new Map() },
+  );
+  const run = ChildRun.sluice(
+    ['run', '--supervise', '--backoff-ms', '20', 'examples/stateful-wordcount.ts'],
+    { CHECKPOINT_DIR: dir, SLUICE_LOG_LEVEL: 'warn', KAFKA_TOPIC: 'never-read' },
+  );
+  runs.push(run);
+  const exit = await run.waitForExit(60_000);
+  assert.deepEqual(exit, { code: 1, signal: null }, run.output());
+  assert.match(run.stderr, /cannot start: SLUICE_CHECKPOINT_INCOMPATIBLE: [^\n]*\n  - 'totals'/);
+  assert.match(run.stderr, new RegExp(`sluice checkpoint migrate ${dir} --drop totals`));
+  assert.match(
+    run.stderr,
+    /not restarting: examples\/stateful-wordcount\.ts cannot start \(SLUICE_CHECKPOINT_INCOMPATIBLE\), which a restart does not change \(0 restart\(s\); last error: exit code 1: sluice run .* does not fit this pipeline: - 'totals' \(updateStateByKey\) has state in the checkpoint/,
+  );
+  assert.equal(started(run.stderr), 1);
+});
+
 test('the last error is sluice run’s own error line, else the last error log line, else the last plain line', () => {
   assert.equal(
     lastErrorLine([
@@ -167,6 +200,15 @@ test('the last error is sluice run’s own error line, else the last error log l
       '{"level":30,"msg":"streaming context stopped"}',
     ]),
     'sluice run x.ts: the pipeline failed: SLUICE_OPERATOR_FAILED: Operator x failed',
+  );
+  assert.equal(
+    lastErrorLine([
+      'sluice run x.ts: cannot start: SLUICE_CHECKPOINT_INCOMPATIBLE: The checkpoint at /cp does not fit this pipeline:',
+      "  - 'a' is gone",
+      "  - 'b' is gone. Ways forward: ...",
+      '{"level":30,"msg":"streaming context stopped"}',
+    ]),
+    "sluice run x.ts: cannot start: SLUICE_CHECKPOINT_INCOMPATIBLE: The checkpoint at /cp does not fit this pipeline: - 'a' is gone - 'b' is gone. Ways forward: ...",
   );
   assert.equal(
     lastErrorLine([
