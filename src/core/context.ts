@@ -348,6 +348,7 @@ export class StreamingContext {
     } catch (e) {
       await this.#closeSources();
       this.#state = 'stopped';
+      this.#emit((l) => l.onContextStopped?.(e as Error));
       this.#termination.reject(e as Error);
       throw e;
     }
@@ -420,6 +421,7 @@ export class StreamingContext {
     const storeName = store ? store.kind : undefined;
     const outputs: { name: string; guarantee: Guarantee; how: string }[] = [];
     const transactionalOutputs: string[] = [];
+    const stateful = this.#graph.stateful.length > 0;
     for (const out of this.#graph.outputs) {
       const inStoreTransaction = Boolean(out.transactional && store && out.transactional.store === store);
       const canExactlyOnce = out.idempotent || inStoreTransaction;
@@ -441,11 +443,11 @@ export class StreamingContext {
         transactionalOutputs.push(out.name);
         how = `writes and offsets in one ${storeName} transaction`;
       } else if (wanted === 'exactly-once') {
-        how = 'idempotent writes, then offsets';
+        how = hasOffsets || stateful ? 'idempotent writes, then offsets' : 'idempotent writes';
       } else if (wanted === 'at-least-once') {
-        how = 'write, then offsets';
+        how = hasOffsets || stateful ? 'write, then offsets' : 'write (no offsets to save)';
       } else {
-        how = 'offsets, then write';
+        how = hasOffsets || stateful ? 'offsets, then write' : 'write (input not replayable)';
       }
       outputs.push({ name: out.name, guarantee: wanted, how });
     }
@@ -464,7 +466,6 @@ export class StreamingContext {
         'Pass offsetStore to the StreamingContext',
       );
     }
-    const stateful = this.#graph.stateful.length > 0;
     if (stateful && !this.#options.checkpoint) {
       throw new PipelineDefinitionError(
         `Operators ${this.#graph.stateful.map((s) => `'${s.handle.name}'`).join(', ')} keep state across batches but the context has no checkpoint`,
