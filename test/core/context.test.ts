@@ -198,12 +198,16 @@ describe('StreamingContext', () => {
       },
     };
     const { ctx } = manualContext();
+    const stopped: unknown[] = [];
+    ctx.addListener({ onContextStopped: (e) => void stopped.push(e) });
     ctx
       .stream(okSource)
       .union(ctx.stream(bad))
       .foreachBatch(() => {});
     await assert.rejects(ctx.start(), SourceError);
     assert.equal(closed, 1);
+    assert.equal(stopped.length, 1, 'listeners hear that the context stopped, with the error');
+    assert.ok(stopped[0] instanceof SourceError);
     assert.equal(ctx.state, 'stopped');
   });
 
