@@ -121,7 +121,7 @@ export function restoreState(handle: StateHandle, stored: OperatorState): void {
 /** The reference state store: checkpoints in process memory (the test driver's default). */
 export class InMemoryCheckpointStore extends InMemoryOffsetStore implements StateStore {
   readonly stateful = true;
-  override readonly kind = 'memory-checkpoint';
+  override readonly kind: string = 'memory-checkpoint';
   readonly #checkpoints = new Map<
     string,
     { meta: CheckpointMeta; state: Map<string, { full: unknown; deltas: StateDelta[] }> }

@@ -478,10 +478,10 @@ export class StreamingContext {
         'State and offsets must commit together: leave offsetStore unset (the checkpoint keeps them) or pass the checkpoint as offsetStore',
       );
     }
-    if (stateful && transactionalOutputs.length) {
+    if (stateful && transactionalOutputs.length && store !== this.#options.checkpoint) {
       throw new PipelineDefinitionError(
-        `Output(s) ${transactionalOutputs.map((o) => `'${o}'`).join(', ')} commit in a ${storeName} transaction, which cannot hold the operators' state yet`,
-        'Make the output idempotent (exactly-once with the checkpoint), or ask for at-least-once',
+        `Output(s) ${transactionalOutputs.map((o) => `'${o}'`).join(', ')} commit in a ${storeName} transaction, but the operators' state is kept in ${this.#options.checkpoint!.kind}`,
+        'Use one store that keeps state in the transaction as both checkpoint and offset store (e.g. the PostgreSQL store), or make the output idempotent',
       );
     }
     const groups = new Set(
@@ -650,12 +650,20 @@ export class StreamingContext {
       if (inTransaction.size) {
         const [group, ranges] = [...offsetsByGroup][0] ?? [this.pipelineId, []];
         const txStore = this.#graph.outputs.find((o) => inTransaction.has(o.name))!.transactional!.store;
-        await txStore.transaction(group, ranges, async (tx) => {
-          for (const output of this.#graph.outputs) {
-            if (inTransaction.has(output.name))
-              await timed(output.name, () => output.transactional!.run(run, tx));
-          }
-        });
+        // A stateful pipeline's state commits in the same transaction (the store is its checkpoint).
+        const checkpoint = this.#graph.stateful.length ? this.#stateCheckpoint(time) : undefined;
+        await txStore.transaction(
+          group,
+          ranges,
+          async (tx) => {
+            for (const output of this.#graph.outputs) {
+              if (inTransaction.has(output.name))
+                await timed(output.name, () => output.transactional!.run(run, tx));
+            }
+          },
+          checkpoint,
+        );
+        if (checkpoint) this.#stateCommitted(time);
       } else if (commit.offsets === 'after-outputs') {
         await this.#saveOffsets(store!, offsetsByGroup, time);
       }
@@ -696,6 +704,13 @@ export class StreamingContext {
     ranges: readonly OffsetRange[],
     time: number,
   ): Promise<void> {
+    const { meta, update } = this.#stateCheckpoint(time);
+    await store.commitBatch(group, ranges, meta, update);
+    this.#stateCommitted(time);
+  }
+
+  /** The operators' state for the checkpoint of `time`: full every N commits, changed keys between. */
+  #stateCheckpoint(time: number) {
     const handles = this.#graph.stateful.map((s) => s.handle);
     const every = this.#options.checkpointFullEvery ?? 10;
     // The first commit after a start is full, so deltas never pile up across restarts.
@@ -706,7 +721,10 @@ export class StreamingContext {
       operators: handles.map((h) => ({ name: h.name, kind: h.kind })),
       batchTime: time,
     };
-    await store.commitBatch(group, ranges, meta, collectState(handles, full));
+    return { meta, update: collectState(handles, full) };
+  }
+
+  #stateCommitted(time: number): void {
     this.#commitsSinceStart++;
     this.#lastCommittedBatch = time;
   }

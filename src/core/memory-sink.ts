@@ -1,6 +1,6 @@
 import type { Batch } from './batch.js';
 import type { BatchContext } from './graph.js';
-import { InMemoryOffsetStore } from './offsets.js';
+import { InMemoryCheckpointStore, type CheckpointMeta, type StateUpdate } from './checkpoint.js';
 import type { Sink, TransactionalOffsetStore, TransactionalSink } from './sink.js';
 import type { OffsetRange } from './source.js';
 
@@ -62,22 +62,28 @@ export class InMemoryTransaction {
   }
 }
 
-/** The in-memory transactional offset store: the reference for database and Kafka transactions. */
+/**
+ * The in-memory transactional offset store, which also keeps checkpoints: the reference for
+ * database and Kafka transactions (and for state committed in the output's transaction).
+ */
 export class InMemoryTransactionalStore
-  extends InMemoryOffsetStore
+  extends InMemoryCheckpointStore
   implements TransactionalOffsetStore<InMemoryTransaction>
 {
   readonly transactional = true;
+  override readonly kind: string = 'memory-transactional';
 
   async transaction<R>(
     group: string,
     ranges: readonly OffsetRange[],
     fn: (tx: InMemoryTransaction) => Promise<R>,
+    checkpoint?: { readonly meta: CheckpointMeta; readonly update: StateUpdate },
   ): Promise<R> {
     const tx = new InMemoryTransaction();
     const result = await fn(tx);
     // The compare-and-set throws before anything is applied; after it nothing can fail.
-    await this.write(group, ranges, { compareAndSet: true });
+    if (checkpoint) await this.commitBatch(group, ranges, checkpoint.meta, checkpoint.update);
+    else await this.write(group, ranges, { compareAndSet: true });
     tx.commit();
     return result;
   }

@@ -1,4 +1,5 @@
 import type { Batch } from './batch.js';
+import type { CheckpointMeta, StateUpdate } from './checkpoint.js';
 import type { BatchContext } from './graph.js';
 import type { Logger } from './logger.js';
 import type { OffsetStore } from './offsets.js';
@@ -54,9 +55,16 @@ export interface TransactionalOffsetStore<Tx> extends OffsetStore {
   /**
    * Begins a transaction, runs `fn` in it, stores the ranges' untilOffsets in it (compare-and-set
    * from fromOffset where the store can), and commits: all of it or none of it. If `fn` throws or
-   * the offsets conflict (`OffsetConflictError`), it rolls back and rethrows.
+   * the offsets conflict (`OffsetConflictError`), it rolls back and rethrows. A store that is also a
+   * state store (`stateful: true`) commits `checkpoint` (the operators' state) in the same
+   * transaction; the engine passes one only to such a store.
    */
-  transaction<R>(group: string, ranges: readonly OffsetRange[], fn: (tx: Tx) => Promise<R>): Promise<R>;
+  transaction<R>(
+    group: string,
+    ranges: readonly OffsetRange[],
+    fn: (tx: Tx) => Promise<R>,
+    checkpoint?: { readonly meta: CheckpointMeta; readonly update: StateUpdate },
+  ): Promise<R>;
 }
 
 /** A sink that can also write a batch inside a {@link TransactionalOffsetStore}'s transaction. */

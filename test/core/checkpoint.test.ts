@@ -8,6 +8,23 @@ import { silentLogger } from '../../src/core/logger.js';
 import { InMemoryLog, InMemoryLogSource, type LogRecord } from '../../src/core/memory-log.js';
 import { InMemoryOffsetStore } from '../../src/core/offsets.js';
 import { TestDriver } from '../../src/core/testing/driver.js';
+import { InMemoryTransactionalSink, InMemoryTransactionalStore } from '../../src/core/memory-sink.js';
+import { stateStoreConformance } from '../conformance/state-store.js';
+import type { StateStore } from '../../src/core/checkpoint.js';
+
+// The conformance suites open "new instances on the same place": views of one shared store.
+const checkpointShared = new InMemoryCheckpointStore();
+const transactionalShared = new InMemoryTransactionalStore();
+function shared<S extends StateStore>(s: S): S {
+  return new Proxy(s, {
+    get: (t, p) =>
+      p === 'close'
+        ? async () => {}
+        : typeof t[p as keyof S] === 'function'
+          ? (t[p as keyof S] as Function).bind(t)
+          : t[p as keyof S],
+  });
+}
 
 const TOPIC = 'words';
 const sorted = <T>(xs: T[]) => [...xs].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
@@ -244,3 +261,55 @@ describe('checkpoints of windows', () => {
     assert.deepEqual(times, [3000]);
   });
 });
+
+describe('state in the output’s transaction', () => {
+  it('rows, offsets and state commit in one transaction: a crash inside it leaves none, the restart counts once', async () => {
+    const log = wordLog([['a'], ['a', 'b'], ['b']]);
+    const store = new InMemoryTransactionalStore();
+    const sink = new InMemoryTransactionalSink<[string, number]>(store, { key: ([w]) => w });
+    const run = async (crashAt?: number) => {
+      const driver = new TestDriver({ checkpoint: store, pipelineId: 'wc' });
+      let n = 0;
+      const counts = runningCount(
+        driver.context
+          .stream(new InMemoryLogSource(log, { topics: [TOPIC], maxRecordsPerPartition: 2 }))
+          .map((r: LogRecord<string>) => r.value),
+      );
+      counts.writeTo({
+        ...Object.create(null),
+        kind: 'memory',
+        idempotent: false,
+        store,
+        describe: () => ({}),
+        open: async () => {},
+        close: async () => {},
+        write: (b: any, c: any) => sink.write(b, c),
+        writeInTransaction: async (tx: any, b: any) => {
+          await sink.writeInTransaction(tx, b);
+          if (++n === crashAt) throw new Error('crash inside the transaction');
+        },
+      } as any);
+      assert.equal(driver.context.commitPlan().offsets, 'in-transaction');
+      await driver.start();
+      let error: unknown;
+      try {
+        await driver.advance(2);
+      } catch (e) {
+        error = e;
+      }
+      await driver.stop();
+      return error;
+    };
+    assert.ok(await run(2)); // batch 1 commits ['a','a'], batch 2 (['b']) crashes inside the transaction
+    assert.deepEqual(sorted(sink.records), [['a', 2]]);
+    assert.equal((await store.loadCheckpoint('wc'))!.meta.batchTime, 1000);
+    assert.equal(await run(), undefined);
+    assert.deepEqual(sorted(sink.records), [
+      ['a', 2],
+      ['b', 2],
+    ]);
+  });
+});
+
+stateStoreConformance('InMemoryCheckpointStore', () => shared(checkpointShared));
+stateStoreConformance('InMemoryTransactionalStore', () => shared(transactionalShared));

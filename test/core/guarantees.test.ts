@@ -125,7 +125,7 @@ describe('delivery guarantees', () => {
       .writeTo(new InMemoryTransactionalSink(other), { name: 'tx', guarantee: 'exactly-once' });
     await assert.rejects(
       driver.start(),
-      /commits in a memory transaction but the offsets are kept in memory[\s\S]*offsetStore/,
+      /commits in a memory-transactional transaction but the offsets are kept in memory[\s\S]*offsetStore/,
     );
   });
 

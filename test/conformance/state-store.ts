@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import type { CheckpointMeta, StateStore, StateUpdate } from '../../src/core/checkpoint.js';
+import { OffsetConflictError } from '../../src/core/errors.js';
+import { isTransactionalStore } from '../../src/core/sink.js';
+
+/**
+ * The state store conformance suite (checkpoints: operator state committed with the offsets).
+ * Every state store runs it against its real server or file system; it runs the offset store
+ * suite separately. `open` must return a NEW instance on the same place each call.
+ */
+export function stateStoreConformance(label: string, open: () => Promise<StateStore> | StateStore): void {
+  describe(`${label} (state store conformance)`, () => {
+    const stores: StateStore[] = [];
+    const store = async () => {
+      const s = await open();
+      stores.push(s);
+      return s;
+    };
+    after(async () => {
+      for (const s of stores) await s.close();
+    });
+    const ids = () => {
+      const id = randomUUID().slice(0, 8);
+      return { pipeline: `p-${id}`, group: `g-${id}`, topic: `t-${id}` };
+    };
+    const meta = (
+      pipelineId: string,
+      batchTime: number,
+      operators = [{ name: 'counts', kind: 'updateStateByKey' }],
+    ): CheckpointMeta => ({
+      pipelineId,
+      fingerprint: 'f1',
+      operators,
+      batchTime,
+    });
+    const full = (entries: Record<string, unknown>): StateUpdate => ({
+      full: new Map(Object.entries(entries)),
+      deltas: new Map(),
+    });
+    const delta = (op: string, set: [unknown, unknown][], removed: unknown[] = []): StateUpdate => ({
+      full: new Map(),
+      deltas: new Map([[op, { set, removed }]]),
+    });
+
+    it('has no checkpoint for a pipeline that never committed', async () => {
+      assert.equal(await (await store()).loadCheckpoint(ids().pipeline), undefined);
+    });
+
+    it('commits a full snapshot with the offsets, read back by a new instance', async () => {
+      const { pipeline, group, topic } = ids();
+      const snapshot = [
+        ['a', 1],
+        ['b', 2],
+      ];
+      await (
+        await store()
+      ).commitBatch(
+        group,
+        [{ topic, partition: 0, fromOffset: 0, untilOffset: 5 }],
+        meta(pipeline, 1000),
+        full({ counts: snapshot }),
+      );
+      const s = await store();
+      const cp = await s.loadCheckpoint(pipeline);
+      assert.deepEqual(cp!.meta, meta(pipeline, 1000));
+      assert.deepEqual(cp!.state.get('counts'), { full: snapshot, deltas: [] });
+      assert.deepEqual(await s.read(group, [topic]), [{ topic, partition: 0, offset: 5 }]);
+    });
+
+    it('keeps deltas in commit order on top of the last full snapshot, and a new full snapshot replaces them', async () => {
+      const s = await store();
+      const { pipeline, group } = ids();
+      await s.commitBatch(group, [], meta(pipeline, 1000), full({ counts: [['a', 1]] }));
+      await s.commitBatch(group, [], meta(pipeline, 2000), delta('counts', [['a', 2]]));
+      await s.commitBatch(group, [], meta(pipeline, 3000), delta('counts', [['b', 1]], ['a']));
+      const cp = await (await store()).loadCheckpoint(pipeline);
+      assert.equal(cp!.meta.batchTime, 3000);
+      assert.deepEqual(cp!.state.get('counts'), {
+        full: [['a', 1]],
+        deltas: [
+          { set: [['a', 2]], removed: [] },
+          { set: [['b', 1]], removed: ['a'] },
+        ],
+      });
+      await s.commitBatch(group, [], meta(pipeline, 4000), full({ counts: [['b', 1]] }));
+      assert.deepEqual((await (await store()).loadCheckpoint(pipeline))!.state.get('counts'), {
+        full: [['b', 1]],
+        deltas: [],
+      });
+    });
+
+    it('keeps state of several operators apart, and values of any JSON shape exactly', async () => {
+      const s = await store();
+      const { pipeline, group } = ids();
+      const ops = [
+        { name: 'counts', kind: 'updateStateByKey' },
+        { name: 'win', kind: 'window' },
+      ];
+      const win = [{ time: 1000, partitions: [[{ k: 'x', n: 2 ** 40, s: 'quote\'"; drop', u: null }]] }];
+      await s.commitBatch(group, [], meta(pipeline, 1000, ops), full({ counts: [[{ c: 'k' }, 3]], win }));
+      const cp = await (await store()).loadCheckpoint(pipeline);
+      assert.deepEqual(cp!.state.get('counts')!.full, [[{ c: 'k' }, 3]]);
+      assert.deepEqual(cp!.state.get('win')!.full, win);
+    });
+
+    it('refuses a replayed batch with OffsetConflictError and keeps the previous checkpoint whole', async () => {
+      const s = await store();
+      const { pipeline, group, topic } = ids();
+      const r1 = [{ topic, partition: 0, fromOffset: 0, untilOffset: 5 }];
+      await s.commitBatch(group, r1, meta(pipeline, 1000), full({ counts: [['a', 1]] }));
+      await assert.rejects(
+        s.commitBatch(group, r1, meta(pipeline, 2000), delta('counts', [['a', 99]])),
+        OffsetConflictError,
+      );
+      const cp = await (await store()).loadCheckpoint(pipeline);
+      assert.equal(cp!.meta.batchTime, 1000);
+      assert.deepEqual(cp!.state.get('counts'), { full: [['a', 1]], deltas: [] });
+      assert.deepEqual(await s.read(group, [topic]), [{ topic, partition: 0, offset: 5 }]);
+    });
+
+    it('a transactional state store commits state with the transaction, or not at all', async () => {
+      const s = await store();
+      if (!isTransactionalStore(s)) {
+        assert.equal((s as { transactional?: unknown }).transactional, undefined);
+        return;
+      }
+      const { pipeline, group, topic } = ids();
+      const ranges = [{ topic, partition: 0, fromOffset: 0, untilOffset: 3 }];
+      const tx = s.transaction as (
+        g: string,
+        r: typeof ranges,
+        fn: () => Promise<void>,
+        cp?: { meta: CheckpointMeta; update: StateUpdate },
+      ) => Promise<void>;
+      await assert.rejects(
+        tx.call(
+          s,
+          group,
+          ranges,
+          async () => {
+            throw new Error('output failed');
+          },
+          { meta: meta(pipeline, 1000), update: full({ counts: [['a', 1]] }) },
+        ),
+        /output failed/,
+      );
+      assert.equal(await s.loadCheckpoint(pipeline), undefined);
+      await tx.call(s, group, ranges, async () => {}, {
+        meta: meta(pipeline, 1000),
+        update: full({ counts: [['a', 1]] }),
+      });
+      assert.deepEqual((await s.loadCheckpoint(pipeline))!.state.get('counts')!.full, [['a', 1]]);
+      assert.deepEqual(await s.read(group, [topic]), [{ topic, partition: 0, offset: 3 }]);
+    });
+  });
+}
