@@ -4,7 +4,7 @@
  * against the consume-transform-produce loop a Node user writes today.
  *
  * One pre-filled 3-partition input topic (BENCH_ETL_RECORDS lines, default 300,000, 1 % malformed,
- * written once and reused), then, interleaved over BENCH_ETL_ROUNDS rounds (default 2), each path
+ * written once and reused), then, interleaved over BENCH_ETL_ROUNDS rounds (default 3), each path
  * reads all of it with a fresh group into fresh outputs:
  *   (a) Sluice exactly-once with Kafka transactions: output, dead letters and input offsets in one
  *       Kafka transaction per batch (KafkaTransactionalStore, KafkaTransactionalSink, transactional
@@ -531,7 +531,7 @@ interface PathSpec {
 
 export async function runEtlBench(options: EtlBenchOptions = {}) {
   const records = options.records ?? Number(process.env.BENCH_ETL_RECORDS ?? 300_000);
-  const rounds = options.rounds ?? Number(process.env.BENCH_ETL_ROUNDS ?? 2);
+  const rounds = options.rounds ?? Number(process.env.BENCH_ETL_ROUNDS ?? 3);
   const log = options.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   if (!Number.isInteger(records) || records < 1000)
     throw new Error(`BENCH_ETL_RECORDS must be a whole number >= 1000, got ${records}`);

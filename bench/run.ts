@@ -8,12 +8,14 @@
  *   2. bench/state.ts         state with 1M keys, checkpoint write/restore, windows
  *   3. bench/etl.ts           case 7's ETL, Kafka to Kafka: Sluice per guarantee vs a hand-written loop
  *
- * Sized to finish in well under 20 minutes on a 2-core machine with the defaults below; each
- * benchmark is killed after BENCH_TIMEOUT_MIN minutes (default 10). Scale with the environment:
+ * Sized to finish in well under 20 minutes on a 2-core machine with the defaults below (2 min
+ * measured on the 2-core dev machine with the pre-filled input topics reused; the first run also
+ * fills them). Each benchmark is killed after BENCH_TIMEOUT_MIN minutes (default 10). Scale with
+ * the environment:
  *   BENCH_ONLY=etl,state        run only these (names as above, without .ts)
  *   BENCH_RECORDS, BENCH_ROUNDS  kafka-direct (default 1,000,000 records, 3 rounds)
  *   BENCH_KEYS                   state (default 1,000,000)
- *   BENCH_ETL_RECORDS, BENCH_ETL_ROUNDS  etl (default 300,000 lines, 2 rounds)
+ *   BENCH_ETL_RECORDS, BENCH_ETL_ROUNDS  etl (default 300,000 lines, 3 rounds)
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
