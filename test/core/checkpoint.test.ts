@@ -17,12 +17,11 @@ const checkpointShared = new InMemoryCheckpointStore();
 const transactionalShared = new InMemoryTransactionalStore();
 function shared<S extends StateStore>(s: S): S {
   return new Proxy(s, {
-    get: (t, p) =>
-      p === 'close'
-        ? async () => {}
-        : typeof t[p as keyof S] === 'function'
-          ? (t[p as keyof S] as Function).bind(t)
-          : t[p as keyof S],
+    get: (t, p) => {
+      if (p === 'close') return async () => {};
+      const v = Reflect.get(t, p) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
   });
 }
 
