@@ -14,8 +14,9 @@
  * A line is malformed when it does not hold exactly 15 marker-wrapped fields or its time is not a
  * real `yyyyMMddHHmmss` time in the zone: the parser throws an {@link AccessLogError} whose
  * message is the reason (`expected 15 fields, got 14`, `bad time '2018131...'`), which is what
- * `tryMap` sends to the dead-letter destination. Pure: no I/O, no global state besides a bounded
- * cache of UTC offsets per local minute.
+ * `tryMap` sends to the dead-letter destination. Pure: no I/O, no global state; each compiled
+ * parser keeps a bounded cache of its zone's UTC offset per local minute (offsets come from Intl,
+ * i.e. the time zone database Node ships, so DST rules follow the Node release).
  *
  * @example
  * ```ts
