@@ -18,7 +18,10 @@ export type KillKind = PausePhase | 'random';
 
 export interface CrashOptions {
   readonly mode: Mode;
-  /** Input records (ids 0 .. records-1). */
+  /**
+   * Input records (ids 0 .. records-1), at least. Records keep coming while kills remain, so a
+   * slow machine ends with more.
+   */
   readonly records: number;
   /** SIGKILLs; each is followed by a restart. */
   readonly kills: number;
@@ -41,6 +44,7 @@ export interface CrashResult {
   readonly describe: string;
   readonly where: string;
   readonly seed: number;
+  /** Records the input ended with (>= the records asked for). */
   readonly records: number;
   readonly partitions: number;
   readonly kills: number;
@@ -96,18 +100,22 @@ export function killPlan(kills: number, rnd: () => number): KillKind[] {
   return plan;
 }
 
-/** Feeds kcat at a rate the harness adjusts so the input lasts until the last kill. */
+/**
+ * Feeds kcat at a rate the harness adjusts so that `records` are produced about when the last kill
+ * happens. While kills remain it never stops, even past `records` (so a run waiting for a batch
+ * with records always gets one); `finish` produces what is missing up to `records` at once.
+ */
 class Feed {
   readonly #producer: KcatProducer;
-  readonly #total: number;
+  readonly #records: number;
   #next = 0;
   #rate: number;
   #quota = 0;
   readonly #timer: NodeJS.Timeout;
 
-  constructor(producer: KcatProducer, total: number, rate: number) {
+  constructor(producer: KcatProducer, records: number, rate: number) {
     this.#producer = producer;
-    this.#total = total;
+    this.#records = records;
     this.#rate = rate;
     this.#timer = setInterval(() => this.#tick(0.05), 50);
   }
@@ -123,21 +131,24 @@ class Feed {
   #tick(seconds: number): void {
     this.#quota += this.#rate * seconds;
     if (!this.#producer.writable) return;
-    const n = Math.min(Math.floor(this.#quota), this.#total - this.#next);
+    const n = Math.floor(this.#quota);
     if (n <= 0) return;
-    let lines = '';
-    for (let i = 0; i < n; i++, this.#next++) lines += `k${this.#next}:${this.#next}\n`;
     this.#quota -= n;
-    this.#producer.write(lines);
+    this.#produce(n);
   }
 
-  /** Writes what is left at once and waits until kcat has delivered everything. */
-  async finish(): Promise<void> {
-    clearInterval(this.#timer);
+  #produce(n: number): void {
     let lines = '';
-    while (this.#next < this.#total) lines += `k${this.#next}:${this.#next++}\n`;
+    for (let i = 0; i < n; i++, this.#next++) lines += `k${this.#next}:${this.#next}\n`;
     if (lines) this.#producer.write(lines);
+  }
+
+  /** Produces what is missing up to `records` at once; resolves with the total once kcat delivered it. */
+  async finish(): Promise<number> {
+    clearInterval(this.#timer);
+    this.#produce(Math.max(0, this.#records - this.#next));
     await this.#producer.finish(120_000);
+    return this.#next;
   }
 
   stop(): void {
@@ -209,6 +220,7 @@ export async function runCrashTest(options: CrashOptions): Promise<CrashResult> 
     const randomLanded: Partial<Record<Landing, number>> = {};
     let startupMs = 1500;
     let runMs = 2500;
+    // Records per second: what is left of `records` over the time the remaining kills should take.
     const paceFor = (killsLeft: number) =>
       Math.max(
         20 * partitions,
@@ -222,8 +234,14 @@ export async function runCrashTest(options: CrashOptions): Promise<CrashResult> 
       const run =
         kind === 'random' ? start() : start({ CRASH_PAUSE_AT: kind, CRASH_PAUSE_BATCH: String(nth) });
       if (kind === 'random') {
-        const delay = rnd() * (startupMs + 6 * interval);
-        await Promise.race([sleep(delay), run.exited]);
+        // A third of the random kills hit the start-up (opening the stores, reading the offsets,
+        // connecting to Kafka), the rest the first 8 batch intervals of processing.
+        if (rnd() < 1 / 3) {
+          await Promise.race([sleep(rnd() * startupMs), run.exited]);
+        } else {
+          await run.waitForLine((l) => l.startsWith('ready '), 'the pipeline to start', 60_000);
+          await Promise.race([sleep(rnd() * 8 * interval), run.exited]);
+        }
         if (run.exitInfo)
           throw new Error(`run ${i + 1} exited (${fmtExit(run.exitInfo)}) before its kill\n${run.output()}`);
         const landing = landingOf(run.lines);
@@ -250,9 +268,9 @@ export async function runCrashTest(options: CrashOptions): Promise<CrashResult> 
 
     // The last run goes to the end of the input.
     const last = start();
-    await feed.finish();
+    const produced = await feed.finish();
     feed = undefined;
-    const input = await readInput(bootstrap, topic, records);
+    const input = await readInput(bootstrap, topic, produced);
     const ends = input.ends;
     await last.waitUntil(
       () => [...ends].every(([p, end]) => (committed.get(p) ?? 0) >= end),
@@ -273,7 +291,7 @@ export async function runCrashTest(options: CrashOptions): Promise<CrashResult> 
       describe: spec.describe,
       where: dest.where,
       seed,
-      records,
+      records: produced,
       partitions,
       kills: plan.length,
       targeted,

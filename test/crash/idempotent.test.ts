@@ -8,23 +8,23 @@ import { test } from 'node:test';
 import { SHORT, SHORT_TIMEOUT_MS, shortCrashTest } from './short.js';
 
 test(
-  `PostgreSQL upsert with offsets in Redis: after ${SHORT.kills} SIGKILLs, batches written again overwrite themselves and every one of ${SHORT.records} records is in the table once`,
+  `PostgreSQL upsert with offsets in Redis: after ${SHORT.kills} SIGKILLs, batches written again overwrite themselves and every one of the ${SHORT.records}+ input records is in the table once`,
   { timeout: SHORT_TIMEOUT_MS },
   async (t) => {
     const r = await shortCrashTest(t, 'pg-upsert');
     assert.ok(r.replayedBatches > 0, 'a kill after the write made the restart write a batch again');
-    assert.equal(r.outputRecords, SHORT.records);
+    assert.equal(r.outputRecords, r.records);
     assert.equal(r.missing, 0);
   },
 );
 
 test(
-  `Redis HSET with offsets in PostgreSQL: after ${SHORT.kills} SIGKILLs, batches written again overwrite themselves and every one of ${SHORT.records} records is in the hash once`,
+  `Redis HSET with offsets in PostgreSQL: after ${SHORT.kills} SIGKILLs, batches written again overwrite themselves and every one of the ${SHORT.records}+ input records is in the hash once`,
   { timeout: SHORT_TIMEOUT_MS },
   async (t) => {
     const r = await shortCrashTest(t, 'redis-idempotent');
     assert.ok(r.replayedBatches > 0, 'a kill after the write made the restart write a batch again');
-    assert.equal(r.outputRecords, SHORT.records);
+    assert.equal(r.outputRecords, r.records);
     assert.equal(r.missing, 0);
   },
 );

@@ -19,6 +19,7 @@ export async function shortCrashTest(t: TestContext, mode: Mode): Promise<CrashR
   const result = await runCrashTest({ mode, ...SHORT, ...(seed !== undefined ? { seed } : {}) });
   const summary = formatSummary(result);
   for (const line of summary.split('\n')) t.diagnostic(line);
+  assert.ok(result.records >= SHORT.records, summary);
   assert.equal(result.kills, SHORT.kills, summary);
   assert.equal(result.restarts, SHORT.kills, summary);
   for (const [phase, n] of Object.entries(result.targeted)) {
