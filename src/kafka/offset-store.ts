@@ -172,13 +172,16 @@ class GroupCommitter {
       throw e;
     }
     const deadline = Date.now() + timeoutMs;
-    while (result === undefined) {
-      if (Date.now() > deadline) {
-        this.#waiting = undefined;
-        throw Object.assign(new Error(`the commit got no answer within ${timeoutMs} ms`), { code: E.ERR__TIMED_OUT });
+    try {
+      while (result === undefined) {
+        if (Date.now() > deadline) {
+          throw Object.assign(new Error(`the commit got no answer within ${timeoutMs} ms`), { code: E.ERR__TIMED_OUT });
+        }
+        // Serves the offset-commit callback; returns after COMMIT_POLL_MS with nothing to consume.
+        await call<unknown>((cb) => this.consumer.consume(1, cb as never));
       }
-      // Serves the offset-commit callback; returns after COMMIT_POLL_MS with nothing to consume.
-      await call<unknown>((cb) => this.consumer.consume(1, cb as never));
+    } finally {
+      this.#waiting = undefined;
     }
     if (result.err) throw result.err;
   }

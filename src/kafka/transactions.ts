@@ -4,7 +4,7 @@
  * `commitTransaction`), so a read_committed consumer sees the output of a batch if and only if the
  * group's offsets moved past its input.
  */
-import { InvalidOptionError, SluiceError, SourceError, TopicNotFoundError } from '../core/errors.js';
+import { BrokerUnreachableError, InvalidOptionError, SluiceError, SourceError, TopicNotFoundError } from '../core/errors.js';
 import { checkCompareAndSet } from '../core/offsets.js';
 import type { TransactionalOffsetStore } from '../core/sink.js';
 import type { OffsetRange } from '../core/source.js';
@@ -20,6 +20,7 @@ import {
   errorCode,
   isTransient,
   isUnknownTopic,
+  isUnreachable,
   redactConfig,
   type LibrdKafkaError,
   type RdKafkaProducer,
@@ -141,6 +142,9 @@ export class KafkaTransaction {
       );
     }
     const sent = produceAll(st.channel, topic, records);
+    // The transaction awaits every send before committing (and aborts when one fails), so a send
+    // the caller did not await never goes unobserved.
+    sent.catch(() => {});
     st.sends.push(sent);
     return sent;
   }
@@ -293,9 +297,9 @@ export class KafkaTransactionalStore extends KafkaOffsetStore implements Transac
   async #run<R>(ch: Channel, ranges: readonly OffsetRange[], fn: (tx: KafkaTransaction) => Promise<R>): Promise<R> {
     if (ch.fenced) throw ch.fenced;
     if (ch.broken) {
-      // A previous transaction broke this producer: start over with a new one (initTransactions
-      // resolves whatever it left open).
-      return this.#run(await this.#channel(ch.group), ranges, fn);
+      // The transaction before this one broke the producer: queue on a new one (initTransactions
+      // resolves whatever the old one left open).
+      return this.transaction(ch.group, ranges, fn);
     }
     try {
       await call<void>((cb) => ch.producer.beginTransaction(cb));
@@ -446,6 +450,7 @@ export class KafkaTransactionalStore extends KafkaOffsetStore implements Transac
     } catch (e) {
       void disconnect(producer, this.policy.timeoutMs);
       if (e instanceof SluiceError) throw e;
+      if (isUnreachable(e)) throw new BrokerUnreachableError(this.bootstrapServers, 1, e);
       throw new SourceError(
         'kafka-transactions',
         `cannot start the transactional producer '${id}' of group '${group}' on ${this.bootstrapServers}: ${describeError(e)}`,

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import Kafka from '@confluentinc/kafka-javascript';
 import { Batch } from '../../src/core/batch.js';
 import { StreamingContext } from '../../src/core/context.js';
-import { InvalidOptionError, OffsetConflictError, OperatorError } from '../../src/core/errors.js';
+import { BrokerUnreachableError, InvalidOptionError, OffsetConflictError, OperatorError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { OffsetRange } from '../../src/core/source.js';
 import {
@@ -246,6 +246,20 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
     await settled(output);
     assert.deepEqual(await kcat(output), ['=before', '=successor']);
     assert.deepEqual(await committed(group, input), new Map([[0, 4]]));
+  });
+
+  test('an unreachable cluster fails the transaction with BrokerUnreachableError within the bound, and runs nothing', async () => {
+    const s = store({ bootstrapServers: '127.0.0.1:1', connect: { attempts: 1, timeoutMs: 1000 }, transactionTimeoutMs: 2000 });
+    let ran = false;
+    const started = Date.now();
+    await assert.rejects(
+      s.transaction('g', [], async () => {
+        ran = true;
+      }),
+      BrokerUnreachableError,
+    );
+    assert.equal(ran, false);
+    assert.ok(Date.now() - started < 10_000, `gave up after ${Date.now() - started} ms`);
   });
 
   test('transactional.id: stable default sluice-<group>, a function per group, and a string serves one group only', async () => {
