@@ -70,6 +70,8 @@ export interface CrashResult {
   readonly durationMs: number;
   /** A mode's own observation (Kafka: what a read_uncommitted reader sees). */
   readonly note?: string;
+  /** Where the engine put the offsets in its commit plan (as the pipeline printed it). */
+  readonly offsets: string;
 }
 
 /** A small seeded PRNG (mulberry32). */
@@ -178,9 +180,12 @@ export async function runCrashTest(options: CrashOptions): Promise<CrashResult> 
   const begun = new Map<number, number>(); // partition -> highest untilOffset a write began for
   let replayedBatches = 0;
   let replayedRecords = 0;
+  let offsetsPlan = '?';
   const onLine = (line: string) => {
     const [word, , , r] = line.split(' ');
-    if (word === 'committed') {
+    if (word === 'ready') {
+      offsetsPlan = line.split(' ')[1] ?? '?';
+    } else if (word === 'committed') {
       for (const [p, , until] of parseRanges(r)) committed.set(p, Math.max(committed.get(p) ?? 0, until));
     } else if (word === 'phase:before-write') {
       let again = 0;
@@ -289,6 +294,7 @@ export async function runCrashTest(options: CrashOptions): Promise<CrashResult> 
       mode,
       guarantee: spec.guarantee,
       describe: spec.describe,
+      offsets: offsetsPlan,
       where: dest.where,
       seed,
       records: produced,
@@ -404,7 +410,7 @@ export function formatSummary(r: CrashResult): string {
     .map(([k, n]) => `${k} ${n}`)
     .join(', ');
   return [
-    `crash-test ${r.mode} (${r.guarantee}): ${r.describe}`,
+    `crash-test ${r.mode} (${r.guarantee}): ${r.describe}; engine commit plan: offsets ${r.offsets}`,
     `  records ${r.records} in ${r.partitions} partitions -> ${r.where}; seed ${r.seed}`,
     `  kills ${r.kills}: before-write ${r.targeted['before-write']}, mid-write ${r.targeted['mid-write']}, after-write ${r.targeted['after-write']} (paused there), random ${r.random}${landed ? ` (last printed: ${landed})` : ''}`,
     `  restarts ${r.restarts}; batches re-run after a kill ${r.replayedBatches} (${r.replayedRecords} records)`,
@@ -417,6 +423,8 @@ export function formatSummary(r: CrashResult): string {
 /** Why the result breaks its mode's guarantee, or undefined when it holds. */
 export function violation(r: CrashResult): string | undefined {
   if (r.foreign) return `${r.foreign} output records match no input record`;
+  const plan = MODE_SPECS[r.mode].offsets;
+  if (r.offsets !== plan) return `the engine planned offsets ${r.offsets}, not ${plan}`;
   switch (r.guarantee) {
     case 'exactly-once':
       if (r.duplicates || r.missing)

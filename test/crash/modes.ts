@@ -21,37 +21,46 @@ export interface ModeSpec {
   readonly guarantee: Guarantee;
   /** One line for the summary: the output, and where the offsets go. */
   readonly describe: string;
+  /** The engine's commit plan for the offsets (`ctx.commitPlan().offsets`) this mode must get. */
+  readonly offsets: 'in-transaction' | 'after-outputs' | 'before-outputs';
 }
 
 export const MODE_SPECS: Record<Mode, ModeSpec> = {
   'pg-transactional': {
     guarantee: 'exactly-once',
     describe: 'PostgresSink insert + PostgresOffsetStore: rows and offsets in one PostgreSQL transaction',
+    offsets: 'in-transaction',
   },
   'mysql-transactional': {
     guarantee: 'exactly-once',
     describe: 'MySqlSink insert + MySqlOffsetStore: rows and offsets in one MariaDB transaction',
+    offsets: 'in-transaction',
   },
   'pg-upsert': {
     guarantee: 'exactly-once',
     describe: 'PostgresSink upsert on id (idempotent), offsets in Redis (RedisOffsetStore), written after',
+    offsets: 'after-outputs',
   },
   'redis-idempotent': {
     guarantee: 'exactly-once',
     describe: 'RedisSink HSET id (idempotent), offsets in PostgreSQL (PostgresOffsetStore), written after',
+    offsets: 'after-outputs',
   },
   'kafka-transactional': {
     guarantee: 'exactly-once',
     describe:
       'Kafka to Kafka: KafkaTransactionalSink + KafkaTransactionalStore, records and input offsets in one Kafka transaction',
+    offsets: 'in-transaction',
   },
   'at-least-once': {
     guarantee: 'at-least-once',
     describe: 'PostgresSink insert (no key), offsets in PostgreSQL written after the rows',
+    offsets: 'after-outputs',
   },
   'at-most-once': {
     guarantee: 'at-most-once',
     describe: 'PostgresSink insert (no key), offsets in PostgreSQL written before the rows',
+    offsets: 'before-outputs',
   },
 };
 
