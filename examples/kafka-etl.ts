@@ -259,11 +259,17 @@ export default definePipeline({
       totals.dead += r.deadLetters;
       console.log(formatEtlBatch(r));
     });
-    console.log(
-      `ETL ${options.inputTopic} -> ${options.outputTopic} (dead letters: ${options.deadLetterTopic}), ` +
-        `times in ${checkTimeZone(options.timeZone)}, exactly-once (Kafka transactions)`,
-    );
+    let started = false;
     ctx.addListener({
+      onBatchStarted() {
+        if (started) return;
+        started = true;
+        // Printed once running (not by `sluice describe`, which builds the pipeline too).
+        console.log(
+          `ETL ${options.inputTopic} -> ${options.outputTopic} (dead letters: ${options.deadLetterTopic}), ` +
+            `times in ${checkTimeZone(options.timeZone)}, exactly-once (Kafka transactions)`,
+        );
+      },
       onContextStopped() {
         console.log(
           `Stopped: ${totals.batches} batches, ${totals.in} in, ${totals.out} out, ${totals.dead} dead letters.`,
