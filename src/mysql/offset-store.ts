@@ -1,4 +1,5 @@
 import type mysql from 'mysql2/promise';
+import type { CheckpointMeta, OperatorState, StateStore, StateUpdate } from '../core/checkpoint.js';
 import { InvalidOptionError, OffsetConflictError } from '../core/errors.js';
 import type { PartitionOffset } from '../core/offsets.js';
 import type { TransactionalOffsetStore } from '../core/sink.js';
@@ -11,11 +12,21 @@ import {
   withTransaction,
   type MySqlConnectionOptions,
 } from './connection.js';
+import {
+  createStateTables,
+  readCheckpoint,
+  stateTableNames,
+  writeCheckpoint,
+  type StateTables,
+} from './state.js';
 
 export interface MySqlOffsetStoreOptions extends MySqlConnectionOptions {
   /** Default `sluice_offsets`; `name` or `database.name`. */
   readonly table?: string;
-  /** Default true: `CREATE TABLE IF NOT EXISTS` (see {@link createOffsetsTable}) before first use. */
+  /**
+   * Default true: `CREATE TABLE IF NOT EXISTS` (see {@link createOffsetsTable}) before first use,
+   * and of the checkpoint tables (see {@link createStateTables}) before the first checkpoint.
+   */
   readonly createTable?: boolean;
 }
 
@@ -27,15 +38,24 @@ type Row = mysql.RowDataPacket;
  * instances committing the same batch exactly one wins and the other gets an
  * {@link OffsetConflictError}.
  *
+ * It is also a state store: as a context's `checkpoint`, it keeps the operators' state in
+ * `<table>_checkpoints` (the meta of each pipeline's last committed batch) and `<table>_state` (per
+ * operator a full snapshot and the deltas since), committed with the offsets in one transaction;
+ * with a transactional {@link MySqlSink} on this store, in the sink's transaction too. A snapshot
+ * is one row, so it must fit the server's `max_allowed_packet` as JSON.
+ *
  * @example
  * ```ts
  * const store = new MySqlOffsetStore({ connection: 'mysql://app@db/app' });
  * await store.transaction('orders-job', ranges, (tx) => tx.execute('INSERT INTO ...', [...]));
+ * // Rows, offsets and running counts in one transaction:
+ * const ssc = new StreamingContext({ batchInterval: 1000, checkpoint: store });
  * ```
  */
-export class MySqlOffsetStore implements TransactionalOffsetStore<mysql.PoolConnection> {
+export class MySqlOffsetStore implements TransactionalOffsetStore<mysql.PoolConnection>, StateStore {
   readonly kind = 'mysql';
   readonly transactional = true;
+  readonly stateful = true;
   readonly capabilities = { compareAndSet: true };
   readonly pool: mysql.Pool;
   readonly table: string;
@@ -43,6 +63,7 @@ export class MySqlOffsetStore implements TransactionalOffsetStore<mysql.PoolConn
   readonly #owned: boolean;
   readonly #createTable: boolean;
   #ready: Promise<void> | undefined;
+  #stateReady: Promise<StateTables> | undefined;
   #closed = false;
 
   constructor(options: MySqlOffsetStoreOptions = {}) {
@@ -113,16 +134,44 @@ export class MySqlOffsetStore implements TransactionalOffsetStore<mysql.PoolConn
     );
   }
 
+  /**
+   * Runs `fn` in a transaction, then the offsets' compare-and-set and, given `checkpoint`, the
+   * operators' state, and commits them all together; rolls everything back if any of it throws.
+   */
   async transaction<R>(
     group: string,
     ranges: readonly OffsetRange[],
     fn: (tx: mysql.PoolConnection) => Promise<R>,
+    checkpoint?: { readonly meta: CheckpointMeta; readonly update: StateUpdate },
   ): Promise<R> {
     await this.#ensureTable();
+    const tables = checkpoint ? await this.#ensureStateTables() : undefined;
     return withTransaction(this.pool, async (conn) => {
       const result = await fn(conn);
       await this.#compareAndSet(conn, group, ranges);
+      if (checkpoint) await writeCheckpoint(conn, tables!, checkpoint.meta, checkpoint.update);
       return result;
+    });
+  }
+
+  async loadCheckpoint(
+    pipelineId: string,
+  ): Promise<{ meta: CheckpointMeta; state: Map<string, OperatorState> } | undefined> {
+    return readCheckpoint(this.pool, await this.#ensureStateTables(), pipelineId);
+  }
+
+  /** The offsets (compare-and-set) and the checkpoint of `meta.batchTime` in one transaction. */
+  async commitBatch(
+    group: string,
+    ranges: readonly OffsetRange[],
+    meta: CheckpointMeta,
+    update: StateUpdate,
+  ): Promise<void> {
+    await this.#ensureTable();
+    const tables = await this.#ensureStateTables();
+    await withTransaction(this.pool, async (conn) => {
+      await this.#compareAndSet(conn, group, ranges);
+      await writeCheckpoint(conn, tables, meta, update);
     });
   }
 
@@ -187,7 +236,22 @@ export class MySqlOffsetStore implements TransactionalOffsetStore<mysql.PoolConn
     });
     return this.#ready;
   }
+
+  /** The checkpoint tables' names (refused if too long), created on first use unless `createTable: false`. */
+  #ensureStateTables(): Promise<StateTables> {
+    this.#stateReady ??= (async () => {
+      const tables = stateTableNames(this.table);
+      if (this.#createTable) await createStateTables(this.pool, this.table);
+      return tables;
+    })().catch((e: unknown) => {
+      this.#stateReady = undefined;
+      throw e;
+    });
+    return this.#stateReady;
+  }
 }
+
+export { createStateTables } from './state.js';
 
 /**
  * Creates the offsets table if it does not exist (what the store does unless `createTable: false`).
