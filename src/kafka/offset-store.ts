@@ -396,6 +396,10 @@ export class KafkaOffsetStore implements OffsetStore {
     this.#requireOpen();
   }
 
+  protected isClosed(): boolean {
+    return this.#closed;
+  }
+
   /** The first of `topics` that does not exist, if any. */
   protected async missingTopic(topics: readonly string[]): Promise<string | undefined> {
     const unique = [...new Set(topics)];

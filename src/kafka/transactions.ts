@@ -5,7 +5,7 @@
  * group's offsets moved past its input.
  */
 import { BrokerUnreachableError, InvalidOptionError, SluiceError, SourceError, TopicNotFoundError } from '../core/errors.js';
-import { checkCompareAndSet } from '../core/offsets.js';
+import { checkCompareAndSet, type PartitionOffset } from '../core/offsets.js';
 import type { TransactionalOffsetStore } from '../core/sink.js';
 import type { OffsetRange } from '../core/source.js';
 import type { KafkaHeader } from './deserializers.js';
@@ -261,20 +261,27 @@ export class KafkaTransactionalStore extends KafkaOffsetStore implements Transac
     if (typeof group !== 'string' || group.length === 0) throw new InvalidOptionError('group', 'a non-empty group id', group);
     if (!Array.isArray(ranges)) throw new InvalidOptionError('ranges', 'an array of offset ranges', ranges);
     this.requireOpen();
-    if (typeof this.#transactionalId === 'string') {
-      this.#idGroup ??= group;
-      if (this.#idGroup !== group) {
-        throw new InvalidOptionError(
-          'transactionalId',
-          `a function (group) => id when several groups use the store (the string '${this.#transactionalId}' serves group '${this.#idGroup}')`,
-          group,
-        );
-      }
-    }
+    this.#bindGroup(group);
     const ch = await this.#channel(group);
     const run = ch.chain.then(() => this.#run(ch, ranges, fn));
     ch.chain = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * The group's committed offsets, as {@link KafkaOffsetStore.read}; but first the group's
+   * transactional producer is started (on the first call for the group), which fences a previous
+   * instance and ends the transaction it left open. Otherwise offsets it had sent to that
+   * transaction (a crash between sending them and committing) would hold every read as unstable
+   * until `transaction.timeout.ms`. So reading through this store takes the group over: inspect a
+   * running pipeline's offsets with a {@link KafkaOffsetStore} instead.
+   */
+  override async read(group: string, topics: readonly string[]): Promise<PartitionOffset[]> {
+    if (typeof group === 'string' && group.length > 0 && !this.isClosed()) {
+      this.#bindGroup(group);
+      await this.#channel(group);
+    }
+    return super.read(group, topics);
   }
 
   override async close(): Promise<void> {
@@ -293,6 +300,19 @@ export class KafkaTransactionalStore extends KafkaOffsetStore implements Transac
   }
 
   // ---- internals ---------------------------------------------------------------------------------
+
+  /** A string transactionalId serves the first group that uses the store, and no other. */
+  #bindGroup(group: string): void {
+    if (typeof this.#transactionalId !== 'string') return;
+    this.#idGroup ??= group;
+    if (this.#idGroup !== group) {
+      throw new InvalidOptionError(
+        'transactionalId',
+        `a function (group) => id when several groups use the store (the string '${this.#transactionalId}' serves group '${this.#idGroup}')`,
+        group,
+      );
+    }
+  }
 
   async #run<R>(ch: Channel, ranges: readonly OffsetRange[], fn: (tx: KafkaTransaction) => Promise<R>): Promise<R> {
     if (ch.fenced) throw ch.fenced;

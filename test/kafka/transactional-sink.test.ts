@@ -248,6 +248,40 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
     assert.deepEqual(await committed(group, input), new Map([[0, 4]]));
   });
 
+  test('a restart reads its offsets at once although the previous instance died between sending its offsets and committing: the new producer fences it and ends its transaction', async () => {
+    const [input, output] = [await topic('dead-in'), await topic('dead-out')];
+    const group = uniqueName('g-dead');
+    const first = store();
+    await first.transaction(group, [{ topic: input, partition: 0, fromOffset: 0, untilOffset: 2 }], (tx) => tx.send(output, ['first']));
+
+    // The previous instance, as it was when killed: offsets sent to its open transaction, no commit.
+    const call = <R>(f: (cb: (err: unknown, v: R) => void) => void): Promise<R> =>
+      new Promise((resolve, reject) => f((err, v) => (err ? reject(err) : resolve(v))));
+    const zombie = new Kafka.Producer({ 'bootstrap.servers': bootstrapServers, 'transactional.id': first.transactionalIdOf(group) }, {});
+    const meta = new Kafka.KafkaConsumer({ 'bootstrap.servers': bootstrapServers, 'group.id': group }, {});
+    closers.push(async () => {
+      await new Promise<void>((resolve) => zombie.disconnect(() => resolve()));
+      await new Promise<void>((resolve) => meta.disconnect(() => resolve()));
+    });
+    await call((cb) => zombie.connect({}, cb as never));
+    await call((cb) => meta.connect({}, cb as never));
+    await call<void>((cb) => zombie.initTransactions(10_000, cb));
+    await call<void>((cb) => zombie.beginTransaction(cb));
+    zombie.produce(output, 0, Buffer.from('zombie'), null, null);
+    await call<void>((cb) => zombie.sendOffsetsToTransaction([{ topic: input, partition: 0, offset: 5 }], meta, 10_000, cb));
+
+    // Reads would see unstable offsets for transaction.timeout.ms (60 s) if nobody ended that transaction.
+    const restarted = store({ connect: { attempts: 2, timeoutMs: 2000 } });
+    const started = Date.now();
+    assert.deepEqual(await restarted.read(group, [input]), [{ topic: input, partition: 0, offset: 2 }]);
+    assert.ok(Date.now() - started < 4000, `read took ${Date.now() - started} ms`);
+    await settled(output);
+    assert.deepEqual(await kcat(output), ['=first']);
+    await restarted.transaction(group, [{ topic: input, partition: 0, fromOffset: 2, untilOffset: 5 }], (tx) => tx.send(output, ['redone']));
+    await settled(output);
+    assert.deepEqual(await kcat(output), ['=first', '=redone']);
+  });
+
   test('an unreachable cluster fails the transaction with BrokerUnreachableError within the bound, and runs nothing', async () => {
     const s = store({ bootstrapServers: '127.0.0.1:1', connect: { attempts: 1, timeoutMs: 1000 }, transactionTimeoutMs: 2000 });
     let ran = false;
