@@ -117,6 +117,18 @@ const states = new WeakMap<KafkaTransaction, TxState>();
  * {@link KafkaTransactionalStore.transaction} (and to transactional sinks): records sent through it
  * become visible to read_committed consumers only if the transaction commits, together with the
  * batch's offsets.
+ *
+ * @example
+ * ```ts
+ * // Two topics and the offsets in one transaction, with foreachBatch:
+ * orders.foreachBatch(
+ *   async (batch, { transaction: tx }) => {
+ *     await tx.send('orders-clean', batch.collect().map((o) => ({ key: o.id, value: JSON.stringify(o) })));
+ *     await tx.send('orders-audit', [`batch of ${batch.size}`]);
+ *   },
+ *   { transaction: store }, // the KafkaTransactionalStore that is the context's offsetStore
+ * );
+ * ```
  */
 export class KafkaTransaction {
   /** @internal Made by {@link KafkaTransactionalStore.transaction}. */
