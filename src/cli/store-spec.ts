@@ -7,7 +7,9 @@
  * mysql://user:pass@host:3306/db[?table=name]        MySqlOffsetStore (mariadb:// too)
  * redis://[user:pass@]host:6379[/db][?keyPrefix=p]    RedisOffsetStore (rediss:// too)
  * zookeeper://host:2181[,host:2181...][/root]         ZooKeeperOffsetStore (zk:// too; root default /sluice/offsets)
- * checkpoint:<dir>                                    CheckpointDirOffsetStore (<dir>/offsets/<group>.json)
+ * checkpoint:<dir>                                    CheckpointDirectory when <dir>/manifest.json exists (a
+ *                                                     stateful pipeline's checkpoint), else CheckpointDirOffsetStore
+ *                                                     (<dir>/offsets/<group>.json)
  * kafka://host:9092[,host:9092...]                    KafkaOffsetStore: the group's commits in Kafka (port default 9092)
  * ```
  *
@@ -15,6 +17,9 @@
  * `--root`); an option that does not apply to the store is refused. Passwords in URLs never appear
  * in what {@link redactSpec} and {@link describeStoreSpec} return, nor in the errors thrown here.
  */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { CheckpointDirectory } from '../checkpoint/directory.js';
 import { CheckpointDirOffsetStore } from '../checkpoint/offset-store.js';
 import { InvalidOptionError } from '../core/errors.js';
 import type { OffsetStore } from '../core/offsets.js';
@@ -203,7 +208,10 @@ export function createOffsetStore(spec: StoreSpec): OffsetStore {
     case 'zookeeper':
       return new ZooKeeperOffsetStore({ connectString: spec.connectString, root: spec.root });
     case 'checkpoint':
-      return new CheckpointDirOffsetStore({ dir: spec.dir });
+      // A pipeline's checkpoint (manifest.json) keeps its offsets there; otherwise the offsets-only layout.
+      return existsSync(path.join(spec.dir, 'manifest.json'))
+        ? new CheckpointDirectory({ dir: spec.dir })
+        : new CheckpointDirOffsetStore({ dir: spec.dir });
     case 'kafka':
       return new KafkaOffsetStore({ bootstrapServers: spec.bootstrapServers });
   }
