@@ -48,8 +48,9 @@ export interface StreamingContextOptions {
   readonly offsetStore?: OffsetStore;
   /**
    * Where the state of stateful operators (windows, updateStateByKey, mapWithState) is kept, with
-   * the offsets: required when the pipeline has state. Its offsets are the pipeline's offsets, so a
-   * crash never leaves state and offsets apart. E.g. `new CheckpointDirectory({ dir })`.
+   * the offsets: required when the pipeline has state. For a stateful pipeline its offsets are the
+   * pipeline's offsets, so a crash never leaves state and offsets apart (a stateless pipeline keeps
+   * using its input's own store, e.g. Kafka's). E.g. `new CheckpointDirectory({ dir })`.
    */
   readonly checkpoint?: StateStore;
   /** Write every operator's full state every N batches, and only the changed keys in between (default 10). */
@@ -376,11 +377,16 @@ export class StreamingContext {
    * Decides, before anything starts, how each output's guarantee is met; refuses a combination
    * that cannot give what was asked, saying why and what would work.
    */
+  /**
+   * The offset store: the one given; else, for a stateful pipeline, the checkpoint (state and
+   * offsets commit together); else the input's own (Kafka's group commits), else the checkpoint.
+   */
   #chooseOffsetStore(): OffsetStore | undefined {
+    if (this.#options.offsetStore) return this.#options.offsetStore;
+    if (this.#graph.stateful.length && this.#options.checkpoint) return this.#options.checkpoint;
     return (
-      this.#options.offsetStore ??
-      this.#options.checkpoint ??
-      this.#graph.inputs.map((i) => i.source.defaultOffsetStore?.()).find((s) => s !== undefined)
+      this.#graph.inputs.map((i) => i.source.defaultOffsetStore?.()).find((s) => s !== undefined) ??
+      this.#options.checkpoint
     );
   }
 
