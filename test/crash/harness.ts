@@ -72,6 +72,10 @@ export interface CrashResult {
   readonly note?: string;
   /** Where the engine put the offsets in its commit plan (as the pipeline printed it). */
   readonly offsets: string;
+  /** The offsets in the store after the last run (read with a plain client), `p:offset ...`. */
+  readonly storedOffsets: string;
+  /** The end offsets of the input, `p:offset ...`. */
+  readonly inputEnds: string;
 }
 
 /** A small seeded PRNG (mulberry32). */
@@ -290,11 +294,14 @@ export async function runCrashTest(options: CrashOptions): Promise<CrashResult> 
     const output = await dest.read();
     const check = compare(input.byId, output);
     const note = await dest.note?.();
+    const stored = await dest.readOffsets(topic);
     return {
       mode,
       guarantee: spec.guarantee,
       describe: spec.describe,
       offsets: offsetsPlan,
+      storedOffsets: fmtEnds(stored),
+      inputEnds: fmtEnds(ends),
       where: dest.where,
       seed,
       records: produced,
@@ -357,7 +364,10 @@ function sum(m: Map<number, number>): number {
 }
 
 function fmtEnds(ends: Map<number, number>): string {
-  return [...ends].map(([p, e]) => `${p}:${e}`).join(' ');
+  return [...ends]
+    .sort(([a], [b]) => a - b)
+    .map(([p, e]) => `${p}:${e}`)
+    .join(' ');
 }
 
 interface Input {
@@ -415,6 +425,7 @@ export function formatSummary(r: CrashResult): string {
     `  kills ${r.kills}: before-write ${r.targeted['before-write']}, mid-write ${r.targeted['mid-write']}, after-write ${r.targeted['after-write']} (paused there), random ${r.random}${landed ? ` (last printed: ${landed})` : ''}`,
     `  restarts ${r.restarts}; batches re-run after a kill ${r.replayedBatches} (${r.replayedRecords} records)`,
     `  output ${r.outputRecords} records: duplicates ${r.duplicates}, missing ${r.missing}, foreign ${r.foreign}`,
+    `  stored offsets ${r.storedOffsets} (end of input ${r.inputEnds})`,
     ...(r.note ? [`  ${r.note}`] : []),
     `  time ${(r.durationMs / 1000).toFixed(1)} s`,
   ].join('\n');
@@ -425,6 +436,8 @@ export function violation(r: CrashResult): string | undefined {
   if (r.foreign) return `${r.foreign} output records match no input record`;
   const plan = MODE_SPECS[r.mode].offsets;
   if (r.offsets !== plan) return `the engine planned offsets ${r.offsets}, not ${plan}`;
+  if (r.storedOffsets !== r.inputEnds)
+    return `the stored offsets (${r.storedOffsets}) are not the end of the input (${r.inputEnds})`;
   switch (r.guarantee) {
     case 'exactly-once':
       if (r.duplicates || r.missing)

@@ -25,6 +25,8 @@ export interface Destination {
   /** Where the output is, for the summary. */
   readonly where: string;
   readonly read: () => Promise<OutputRow[]>;
+  /** The offsets the pipeline stored for `topic`, read from the store (partition -> next offset). */
+  readonly readOffsets: (topic: string) => Promise<Map<number, number>>;
   /** Something else worth a line in the summary, read after the output. */
   readonly note?: () => Promise<string>;
   readonly cleanup: () => Promise<void>;
@@ -79,8 +81,12 @@ export async function prepareDestination(
             offset: Number(r.src_offset),
           }));
         },
+        readOffsets: (topic) =>
+          redis
+            ? redisOffsets(redis, `${base}:offsets:${topic}`, group)
+            : pgOffsets(pool, offsets, group, topic),
         cleanup: async () => {
-          await pool.query(`DROP TABLE IF EXISTS "${out}", "${offsets}"`);
+          await pool.query(`DROP TABLE IF EXISTS "${out}", ${stateTables(offsets)}`);
           await pool.end();
           if (redis) {
             await deleteKeys(redis, `${base}:*`);
@@ -108,8 +114,17 @@ export async function prepareDestination(
             offset: Number(r.src_offset),
           }));
         },
+        readOffsets: async (topic) => {
+          const [rows] = await pool.query<mysql.RowDataPacket[]>(
+            `SELECT \`partition\`, next_offset FROM \`${offsets}\` WHERE group_id = ? AND topic = ?`,
+            [group, topic],
+          );
+          return new Map(rows.map((r) => [Number(r.partition), Number(r.next_offset)]));
+        },
         cleanup: async () => {
-          await pool.query(`DROP TABLE IF EXISTS \`${out}\`, \`${offsets}\``);
+          await pool.query(
+            `DROP TABLE IF EXISTS \`${out}\`, \`${offsets}\`, \`${offsets}_checkpoints\`, \`${offsets}_state\``,
+          );
           await pool.end();
         },
       };
@@ -134,10 +149,11 @@ export async function prepareDestination(
             return { id: Number(id), partition: Number(p), offset: Number(o) };
           });
         },
+        readOffsets: (topic) => pgOffsets(pool, offsets, group, topic),
         cleanup: async () => {
           await deleteKeys(redis, `${base}:*`);
           redis.disconnect();
-          await pool.query(`DROP TABLE IF EXISTS "${offsets}"`);
+          await pool.query(`DROP TABLE IF EXISTS ${stateTables(offsets)}`);
           await pool.end();
         },
       };
@@ -168,6 +184,7 @@ export async function prepareDestination(
           const aborted = lines.length - new Set(lines).size;
           return `read_uncommitted sees ${lines.length} records: ${aborted} more, from transactions the kills aborted`;
         },
+        readOffsets: (input) => groupOffsets(bootstrap, group, input),
         cleanup: async () => {
           await deleteTopic(bootstrap, topic);
           await deleteGroup(bootstrap, group);
@@ -177,11 +194,63 @@ export async function prepareDestination(
   }
 }
 
-/** Deletes the consumer group the Kafka transactions committed offsets to. */
-async function deleteGroup(bootstrap: string, group: string): Promise<void> {
-  const admin = new Kafka.KafkaJS.Kafka({
+/** The offsets table and the checkpoint tables a PostgreSQL store may make next to it, quoted. */
+function stateTables(offsets: string): string {
+  return [offsets, `${offsets}_checkpoints`, `${offsets}_state`].map((t) => `"${t}"`).join(', ');
+}
+
+async function pgOffsets(
+  pool: pg.Pool,
+  table: string,
+  group: string,
+  topic: string,
+): Promise<Map<number, number>> {
+  const { rows } = await pool.query<{ partition: number; next_offset: string }>(
+    `SELECT partition, next_offset FROM "${table}" WHERE group_id = $1 AND topic = $2`,
+    [group, topic],
+  );
+  return new Map(rows.map((r) => [r.partition, Number(r.next_offset)]));
+}
+
+/** The Redis layout: a hash per topic, field `group|partition`. */
+async function redisOffsets(redis: Redis, key: string, group: string): Promise<Map<number, number>> {
+  const all = await redis.hgetall(key);
+  const out = new Map<number, number>();
+  for (const [field, value] of Object.entries(all)) {
+    const cut = field.lastIndexOf('|');
+    if (field.slice(0, cut) === group) out.set(Number(field.slice(cut + 1)), Number(value));
+  }
+  return out;
+}
+
+function kafkaAdmin(bootstrap: string) {
+  return new Kafka.KafkaJS.Kafka({
     kafkaJS: { brokers: bootstrap.split(','), logLevel: Kafka.KafkaJS.logLevel.ERROR },
   }).admin();
+}
+
+/** The consumer group's committed offsets (stable ones: none pending in an open transaction). */
+async function groupOffsets(bootstrap: string, group: string, topic: string): Promise<Map<number, number>> {
+  const admin = kafkaAdmin(bootstrap);
+  await admin.connect();
+  try {
+    const [t] = await admin.fetchOffsets({
+      groupId: group,
+      topics: [topic],
+      requireStableOffsets: true,
+      timeout: 10_000,
+    });
+    return new Map(
+      (t?.partitions ?? []).filter((p) => Number(p.offset) >= 0).map((p) => [p.partition, Number(p.offset)]),
+    );
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Deletes the consumer group the Kafka transactions committed offsets to. */
+async function deleteGroup(bootstrap: string, group: string): Promise<void> {
+  const admin = kafkaAdmin(bootstrap);
   await admin.connect();
   try {
     await admin.deleteGroups([group]);
