@@ -322,7 +322,7 @@ export async function runCrashTest(options: CrashOptions): Promise<CrashResult> 
     feed?.stop();
     for (const r of runs) await r.kill();
     for (const c of cleanups.reverse())
-      await c().catch((e: unknown) => progress(`cleanup failed: ${String(e)}`));
+      await c().catch((e: unknown) => console.error(`crash harness (${mode}): cleanup failed: ${String(e)}`));
   }
 }
 
