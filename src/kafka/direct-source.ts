@@ -49,8 +49,10 @@ import {
   type KafkaHeader,
 } from './deserializers.js';
 import {
+  CODES,
   KafkaConsumer,
   call,
+  errorCode,
   delay,
   describeError,
   isOffsetOutOfRange,
@@ -196,10 +198,21 @@ export function directConsumerConfig(o: {
     'enable.auto.offset.store': false,
     'enable.partition.eof': true,
     'isolation.level': o.isolationLevel,
-    // A position that fell out of retention is an error, never a silent jump.
+    // A position that fell out of retention is an error, never a silent jump. Only effective in
+    // the topic configuration too: see DIRECT_TOPIC_CONFIG.
     'auto.offset.reset': 'error',
   };
 }
+
+/**
+ * The topic configuration of the direct source's consumer (the second argument of `new
+ * KafkaConsumer`). `auto.offset.reset` must be set here: the client builds the topic configuration
+ * from this argument, and an empty one silently resets an out-of-range position to the END
+ * (measured with librdkafka 2.15: `offset reset ... to offset END`), whatever the global
+ * configuration says. With `error`, the consumer reports ERR__AUTO_OFFSET_RESET and stops
+ * fetching the partition until it is sought, and the `offsetOutOfRange` policy decides.
+ */
+export const DIRECT_TOPIC_CONFIG: Readonly<Record<string, string>> = Object.freeze({ 'auto.offset.reset': 'error' });
 
 /** How the direct source's consumer consumes: `consume(CONSUME_BATCH)` calls that wait only for their first message. */
 export function tuneDirectConsumer(consumer: RdKafkaConsumer): void {
@@ -222,6 +235,11 @@ type BadRecordReporter = (
   },
   error: unknown,
 ) => void;
+
+interface IncrementalAssign {
+  incrementalAssign(assignments: { topic: string; partition: number; offset?: number }[]): void;
+  incrementalUnassign(assignments: { topic: string; partition: number }[]): void;
+}
 
 /** One stored position, as the engine's offset store reports it. */
 interface StoredOffset {
@@ -683,7 +701,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       if (ctx.signal.aborted) throw ctx.signal.reason;
       let consumer: RdKafkaConsumer;
       try {
-        consumer = new KafkaConsumer(config as never, {});
+        consumer = new KafkaConsumer(config as never, { ...DIRECT_TOPIC_CONFIG });
       } catch (e) {
         // librdkafka refuses the configuration itself (an unknown property, a bad value).
         throw new InvalidOptionError('consumerConfig', `librdkafka consumer properties it accepts (${describeError(e)})`, redactConfig(this.#options.consumerConfig ?? {}));
@@ -797,8 +815,19 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   }
 
   async #seek(consumer: RdKafkaConsumer, s: PartitionState, offset: number): Promise<void> {
+    const tp = { topic: s.topic, partition: s.partition };
     try {
-      await call<void>((cb) => consumer.seek({ topic: s.topic, partition: s.partition, offset }, this.#policy.timeoutMs, cb));
+      try {
+        await call<void>((cb) => consumer.seek({ ...tp, offset }, this.#policy.timeoutMs, cb));
+      } catch (e) {
+        // After an out-of-range error the client has stopped fetching the partition and refuses
+        // to seek it (ERR__STATE): assign it again at the offset instead.
+        if (errorCode(e) !== CODES.ERRORS.ERR__STATE) throw e;
+        // Not in the typings; in the client since node-rdkafka 2.x.
+        const c = consumer as unknown as IncrementalAssign;
+        c.incrementalUnassign([tp]);
+        c.incrementalAssign([{ ...tp, offset }]);
+      }
     } catch (e) {
       throw new SourceError('kafka', `cannot seek ${s.topic}-${s.partition} to ${offset}: ${describeError(e)}`, 'Try again; if it persists, restart the job', {
         cause: e,
