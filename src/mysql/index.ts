@@ -6,7 +6,7 @@
 import type mysql from 'mysql2/promise';
 import { quoteIdentifier } from './connection.js';
 
-export { MySqlOffsetStore, createOffsetsTable, type MySqlOffsetStoreOptions } from './offset-store.js';
+export { MySqlOffsetStore, createOffsetsTable, createStateTables, type MySqlOffsetStoreOptions } from './offset-store.js';
 export { MySqlSink, type MySqlSinkOptions } from './sink.js';
 export type { MySqlConnectionOptions } from './connection.js';
 

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { quoteIdentifier } from './connection.js';
 
-export { PostgresOffsetStore, createOffsetsTable, type PostgresOffsetStoreOptions } from './offset-store.js';
+export { PostgresOffsetStore, createOffsetsTable, createStateTables, type PostgresOffsetStoreOptions } from './offset-store.js';
 export { PostgresSink, type PostgresSinkOptions } from './sink.js';
 export type { PostgresConnectionOptions } from './connection.js';
 
