@@ -128,6 +128,26 @@ async function counts(admin: KafkaAdmin, topic: string): Promise<number> {
   return n;
 }
 
+/**
+ * The records of the output and dead-letter topics as read_committed consumers see them. A
+ * transaction's commit returns before its markers are written, so the last stable offset may lag
+ * a moment behind: wait (bounded, 15 s) until the expected numbers are readable.
+ */
+async function settledCounts(
+  admin: KafkaAdmin,
+  output: string,
+  dlq: string,
+  out: number,
+  dead: number,
+): Promise<[number, number]> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const n: [number, number] = [await counts(admin, output), await counts(admin, dlq)];
+    if ((n[0] >= out && n[1] >= dead) || Date.now() > deadline) return n;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Makes sure `topic` holds exactly the `records` generated lines (re-creates it otherwise). */
 async function prefill(
   admin: KafkaAdmin,
@@ -596,6 +616,7 @@ export async function runEtlBench(options: EtlBenchOptions = {}) {
     for (let i = paths.length - 1; i >= 0; i--) if (!only.includes(paths[i]!.name)) paths.splice(i, 1);
   }
   const runs = new Map<PathName, PathRun[]>();
+  const failures: { path: PathName; round: number; error: string }[] = [];
   const loadBefore = os.loadavg()[0]!;
   try {
     await prefill(admin, bootstrap, input, records, log);
@@ -610,9 +631,11 @@ export async function runEtlBench(options: EtlBenchOptions = {}) {
         else await createPgTables(pool!, output, dlq);
         try {
           collectGarbage();
-          const r = await p.run(input, output, dlq);
+          const r = await p.run(input, output, dlq).catch((e: unknown) => {
+            throw new Error(`${p.name}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+          });
           const [outN, deadN] = kafka
-            ? [await counts(admin, output), await counts(admin, dlq)]
+            ? await settledCounts(admin, output, dlq, expectedOut, expectedDead)
             : [await rowCount(pool!, output), await rowCount(pool!, dlq)];
           if (r.out !== expectedOut || r.deadLetters !== expectedDead) {
             throw new Error(
@@ -631,6 +654,11 @@ export async function runEtlBench(options: EtlBenchOptions = {}) {
               `(${r.seconds.toFixed(2)} s, ${r.cpuSeconds.toFixed(2)} s CPU${r.batches ? `, ${r.batches} batches` : ''})`,
           );
           runs.set(p.name, [...(runs.get(p.name) ?? []), r]);
+        } catch (e) {
+          // One failed run does not void the others: it is reported (and makes the bench exit 1).
+          const message = (e as Error).message;
+          log(`round ${round}: ${p.name} FAILED: ${message}`);
+          failures.push({ path: p.name, round, error: message });
         } finally {
           if (kafka) await deleteTopics(bootstrap, [output, dlq]);
           else await pool!.query(`DROP TABLE IF EXISTS ${output}, ${dlq}, ${output}_offsets`);
@@ -643,14 +671,14 @@ export async function runEtlBench(options: EtlBenchOptions = {}) {
   }
 
   const summary = paths.map((p) => {
-    const rs = runs.get(p.name)!;
+    const rs = runs.get(p.name) ?? [];
     const rates = rs.map((r) => r.recordsPerSec);
     return {
       path: p.name,
       label: p.label,
       guarantee: p.guarantee,
-      recordsPerSec: Math.round(Math.max(...rates)),
-      medianRecordsPerSec: Math.round(median(rates)),
+      recordsPerSec: rates.length ? Math.round(Math.max(...rates)) : 0,
+      medianRecordsPerSec: rates.length ? Math.round(median(rates)) : 0,
       runs: rates.map(Math.round),
       cpuMicrosPerRecord: rs.map((r) => Math.round(((r.cpuSeconds * 1e6) / records) * 100) / 100),
       batches: rs.map((r) => r.batches ?? null),
@@ -669,10 +697,11 @@ export async function runEtlBench(options: EtlBenchOptions = {}) {
     sluice: { batchIntervalMs: BATCH_INTERVAL, maxRecordsPerBatch: MAX_RECORDS_PER_BATCH },
     paths: summary.map((s) => ({
       ...s,
-      ratioToHandWritten: Math.round((s.recordsPerSec / base.recordsPerSec) * 1000) / 1000,
-      medianRatioToHandWritten: Math.round((s.medianRecordsPerSec / base.medianRecordsPerSec) * 1000) / 1000,
+      ratioToHandWritten: ratio(s.recordsPerSec, base.recordsPerSec),
+      medianRatioToHandWritten: ratio(s.medianRecordsPerSec, base.medianRecordsPerSec),
     })),
     loadAverage: { before: round2(loadBefore), after: round2(os.loadavg()[0]!) },
+    failures,
   };
   if (options.write ?? true) {
     writeResult(
@@ -698,8 +727,18 @@ export async function runEtlBench(options: EtlBenchOptions = {}) {
           fmt(s.medianRecordsPerSec),
           s.runs.map(fmt).join(', '),
           s.cpuMicrosPerRecord.join(', '),
-          `${(s.ratioToHandWritten * 100).toFixed(0)} %`,
-          `${(s.medianRatioToHandWritten * 100).toFixed(0)} %`,
+          pct(s.ratioToHandWritten),
+          pct(s.medianRatioToHandWritten),
+        ]),
+        ...failures.map((f) => [
+          `FAILED: ${f.path}, round ${f.round}`,
+          f.error.replace(/[|\n]/g, ' '),
+          '',
+          '',
+          '',
+          '',
+          '',
+          '',
         ]),
       ],
     );
@@ -711,6 +750,14 @@ function fmt(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
+function ratio(a: number, b: number): number | null {
+  return a > 0 && b > 0 ? Math.round((a / b) * 1000) / 1000 : null;
+}
+
+function pct(r: number | null): string {
+  return r === null ? '-' : `${(r * 100).toFixed(0)} %`;
+}
+
 function round2(n: number): number {
   return Math.round(n * 100) / 100;
 }
@@ -719,7 +766,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.ar
   runEtlBench({ write: process.env.BENCH_ETL_WRITE !== '0' }).then(
     (r) => {
       process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-      process.exit(0);
+      process.exit(r.failures.length ? 1 : 0);
     },
     (e: unknown) => {
       console.error(e);
