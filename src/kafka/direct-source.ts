@@ -522,12 +522,15 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
    * the default). When a fetch fails, its partitions are re-read from Kafka by the next fetch.
    *
    * Records deleted by retention between the plan and the fetch (Kafka answers offset out of
-   * range) are handled by the `offsetOutOfRange` policy without changing the plan's ranges, which
-   * the engine commits as they are: `'fail'` throws {@link OffsetOutOfRangeError}; `'earliest'`
-   * reads the rest of the range from the new log start; `'latest'` skips the rest of the range and
-   * the next plan starts at the partition's end. The deleted (or skipped) records are a gap in the
-   * range, reported as an offset reset and added to this plan's `metrics.recordsLost`; fetching the
-   * plan again starts after the gap and counts nothing twice.
+   * range) are handled by the `offsetOutOfRange` policy within the plan's ranges, which do not
+   * change (the engine commits them as they are): `'fail'` throws {@link OffsetOutOfRangeError};
+   * `'earliest'` reads the rest of the range from the new log start (nothing more if the log now
+   * starts past the range); `'latest'` skips the rest of the range. The records skipped are a gap
+   * in the range, reported as an offset reset (`resetTo` within the range) and added to this plan's
+   * `metrics.recordsLost`; fetching the plan again starts after the gap and counts nothing twice.
+   * The next plan starts at the range's end as always, and resets it by the policy if the log
+   * start has passed it too (or, under 'latest', the next plan reads on from there: it does not
+   * jump to the end unless that position is out of range).
    */
   async fetch(plan: InputPlan): Promise<KafkaRecord<K, V>[][]> {
     const consumer = this.#requireConsumer();
@@ -781,11 +784,15 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     return resetTo;
   }
 
-  /** Applies the `offsetOutOfRange` policy to `offset`, outside `b`: throws, or reports the move. */
-  #reset(s: PartitionState, offset: number, b: PartitionBounds): { resetTo: number; lost: number } {
+  /**
+   * Applies the `offsetOutOfRange` policy to `offset`, outside `b`: throws, or reports the move.
+   * With `until` (during a fetch), the move stays within the batch's range, which ends there.
+   */
+  #reset(s: PartitionState, offset: number, b: PartitionBounds, until?: number): { resetTo: number; lost: number } {
     const policy = this.#offsetOutOfRange;
     if (policy === 'fail') throw new OffsetOutOfRangeError(s.topic, s.partition, offset, b.logStart, b.end);
-    const resetTo = policy === 'earliest' ? b.logStart : b.end;
+    let resetTo = policy === 'earliest' ? b.logStart : b.end;
+    if (until !== undefined) resetTo = policy === 'earliest' && offset < b.logStart ? Math.min(b.logStart, until) : until;
     const lost = Math.max(0, resetTo - offset);
     const event: Omit<OffsetResetEvent, 'input'> = {
       topic: s.topic,
@@ -958,9 +965,13 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   /**
    * Applies the `offsetOutOfRange` policy, during a fetch, to the `waiting` partitions whose
    * position fell out of their valid range (their records were deleted since the plan, or the topic
-   * was re-created): throws under `fail`; else seeks to the reset position, records the gap in
-   * `loss`, and answers the partitions whose range is now complete. Undefined when none is out of
-   * range.
+   * was re-created): throws under `fail`; else moves within the batch's range only ('earliest': to
+   * the log start if it lies in the range, else to the range's end; 'latest': to the range's end),
+   * records the gap in `loss`, and answers the partitions whose range is now complete. Undefined
+   * when none is out of range.
+   *
+   * The next plan still starts at the range's end, which the engine commits: if that position is
+   * out of range too, the plan resets it, reporting the stored position as it will then be.
    */
   async #fetchOutOfRange(
     consumer: RdKafkaConsumer,
@@ -977,17 +988,13 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       const at = s.reached;
       if (at >= b.logStart && at <= b.end) continue;
       any = true;
-      const { resetTo, lost } = this.#reset(s, at, b);
-      loss.metrics.recordsLost += lost;
       const until = s.until;
-      // The range goes on from the new log start ('earliest'), or ends here.
-      const skipTo = resetTo >= at ? Math.min(resetTo, until) : until;
-      loss.skip.set(k, skipTo);
-      // The next plan starts past what was skipped (or back in a re-created partition).
-      if (resetTo > s.next || s.next > b.end) s.next = resetTo;
-      if (resetTo < s.committed) s.committed = resetTo;
+      const { resetTo, lost } = this.#reset(s, at, b, until);
+      loss.metrics.recordsLost += lost;
+      loss.skip.set(k, resetTo);
+      // Also restarts the client's fetching of the partition, which the error stopped.
       await this.#seek(consumer, s, resetTo);
-      if (skipTo >= until) done.push(s);
+      if (resetTo >= until) done.push(s);
     }
     return any ? done : undefined;
   }
