@@ -2,6 +2,7 @@
  * The crash test from the command line (`npm run crash-test` runs the long form):
  *
  *   node --import tsx test/crash/run.ts [--long] [--modes m1,m2] [--records N] [--kills K] [--seed S]
+ *     [--partitions P] [--interval MS] [--quiet]
  *
  * --long: 100,000 records and 24 SIGKILLs per mode (else 4,000 and 6, as npm test). Modes default to all of
  * them (see test/crash/modes.ts). Prints a summary per mode; exits 1 if any mode breaks its
@@ -19,6 +20,8 @@ const { values } = parseArgs({
     records: { type: 'string' },
     kills: { type: 'string' },
     seed: { type: 'string' },
+    partitions: { type: 'string' },
+    interval: { type: 'string' },
     quiet: { type: 'boolean', default: false },
   },
 });
@@ -32,6 +35,8 @@ const modes: Mode[] = values.modes
 const records = Number(values.records ?? (values.long ? 100_000 : 4_000));
 const kills = Number(values.kills ?? (values.long ? 24 : 6));
 const seed = values.seed === undefined ? undefined : Number(values.seed);
+const partitions = values.partitions === undefined ? undefined : Number(values.partitions);
+const intervalMs = values.interval === undefined ? undefined : Number(values.interval);
 
 const results: CrashResult[] = [];
 const failures: string[] = [];
@@ -44,6 +49,8 @@ for (const mode of modes) {
       records,
       kills,
       ...(seed !== undefined ? { seed } : {}),
+      ...(partitions !== undefined ? { partitions } : {}),
+      ...(intervalMs !== undefined ? { intervalMs } : {}),
       progress: values.quiet ? undefined : (line) => console.log(`   ${line}`),
     });
     results.push(result);
