@@ -638,6 +638,7 @@ export class StreamingContext {
           kind: input.source.kind,
           numRecords: batch.size,
           offsetRanges: plan.offsetRanges,
+          ...(plan.metrics ? { metrics: plan.metrics } : {}),
         });
       }
       const offsetsByGroup = this.#offsetsByGroup(plans);
