@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { InvalidOptionError } from '../core/errors.js';
+import type { ConnectionDialect, ResolvedPool } from '../sql-stores/dialect.js';
 
 /** Where to connect: an existing pool (the caller ends it), or a URL / config for a pool Sluice owns. */
 export interface PostgresConnectionOptions {
@@ -13,13 +14,7 @@ export interface PostgresConnectionOptions {
   readonly connection?: string | pg.PoolConfig;
 }
 
-export interface ResolvedPool {
-  readonly pool: pg.Pool;
-  /** True when Sluice created the pool and must end it. */
-  readonly owned: boolean;
-}
-
-export function resolvePool(options: PostgresConnectionOptions): ResolvedPool {
+export function resolvePool(options: PostgresConnectionOptions): ResolvedPool<pg.Pool> {
   if (options.pool && options.connection !== undefined) {
     throw new InvalidOptionError('connection', 'either pool or connection, not both', '(both given)');
   }
@@ -83,13 +78,6 @@ export function quoteIdentifier(option: string, name: unknown, qualified = false
   return parts.map((p) => `"${p}"`).join('.');
 }
 
-/** A stored bigint offset (pg returns int8 as a string) as a JS number, refusing precision loss. */
-export function toOffset(value: unknown): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n)) throw new RangeError(`Stored offset ${String(value)} is not a safe integer`);
-  return n;
-}
-
 /**
  * Runs `fn` in a READ COMMITTED transaction on one client of the pool (whatever the server's
  * default, so that concurrent compare-and-set writes conflict instead of failing to serialize).
@@ -115,3 +103,13 @@ export async function withTransaction<R>(
     client.release(broken);
   }
 }
+
+/** The connection part of the PostgreSQL dialect of the shared SQL stores. */
+export const postgresConnection: ConnectionDialect<pg.Pool, pg.PoolClient> = {
+  quoteIdentifier,
+  // PostgreSQL would silently truncate a longer name, so a derived name that long is refused instead.
+  maxIdentifierLength: 63,
+  describePool,
+  endPool: (pool) => pool.end(),
+  withTransaction,
+};
