@@ -1,5 +1,6 @@
 import mysql from 'mysql2/promise';
 import { InvalidOptionError } from '../core/errors.js';
+import type { ConnectionDialect, ResolvedPool } from '../sql-stores/dialect.js';
 
 /** Where to connect: an existing pool (the caller ends it), or a URL / options for a pool Sluice owns. */
 export interface MySqlConnectionOptions {
@@ -12,13 +13,7 @@ export interface MySqlConnectionOptions {
   readonly connection?: string | mysql.PoolOptions;
 }
 
-export interface ResolvedPool {
-  readonly pool: mysql.Pool;
-  /** True when Sluice created the pool and must end it. */
-  readonly owned: boolean;
-}
-
-export function resolvePool(options: MySqlConnectionOptions): ResolvedPool {
+export function resolvePool(options: MySqlConnectionOptions): ResolvedPool<mysql.Pool> {
   if (options.pool && options.connection !== undefined) {
     throw new InvalidOptionError('connection', 'either pool or connection, not both', '(both given)');
   }
@@ -56,13 +51,6 @@ export function quoteIdentifier(option: string, name: unknown, qualified = false
   return parts.map((p) => `\`${p}\``).join('.');
 }
 
-/** A stored BIGINT offset as a JS number, refusing precision loss. */
-export function toOffset(value: unknown): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n)) throw new RangeError(`Stored offset ${String(value)} is not a safe integer`);
-  return n;
-}
-
 /**
  * Runs `fn` in a READ COMMITTED transaction on one connection of the pool. READ COMMITTED, not
  * InnoDB's default REPEATABLE READ: without gap locks, two writers creating the same offset row
@@ -91,3 +79,17 @@ export async function withTransaction<R>(
     else conn.release();
   }
 }
+
+/** `?, ?, …`: `n` placeholders. */
+export function placeholders(n: number): string {
+  return Array.from({ length: n }, () => '?').join(', ');
+}
+
+/** The connection part of the MySQL/MariaDB dialect of the shared SQL stores. */
+export const mysqlConnection: ConnectionDialect<mysql.Pool, mysql.PoolConnection> = {
+  quoteIdentifier,
+  maxIdentifierLength: 64,
+  describePool,
+  endPool: (pool) => pool.end(),
+  withTransaction,
+};

@@ -46,7 +46,7 @@ export class PostgresOffsetStore extends SqlOffsetStore<pg.Pool, pg.PoolClient> 
   readonly kind = 'postgres';
 
   constructor(options: PostgresOffsetStoreOptions = {}) {
-    super(postgres, options, () => resolvePool(options));
+    super(postgresDialect, options, () => resolvePool(options));
   }
 }
 
@@ -73,7 +73,7 @@ export async function createOffsetsTable(pool: pg.Pool, table = 'sluice_offsets'
 }
 
 /** The PostgreSQL dialect of the shared offset store. */
-const postgres: OffsetDialect<pg.Pool, pg.PoolClient> = {
+const postgresDialect: OffsetDialect<pg.Pool, pg.PoolClient> = {
   ...postgresConnection,
   createOffsetsTable,
   state: postgresState,

@@ -30,7 +30,7 @@ export class PostgresSink<T> extends SqlSink<T, pg.Pool, pg.PoolClient, Postgres
 
   constructor(options: PostgresSinkOptions<T>) {
     super(
-      postgres,
+      postgresDialect,
       options,
       () => resolvePool(options),
       (pool) => new PostgresOffsetStore({ pool }),
@@ -39,7 +39,7 @@ export class PostgresSink<T> extends SqlSink<T, pg.Pool, pg.PoolClient, Postgres
 }
 
 /** The PostgreSQL dialect of the shared sink. */
-const postgres: SinkDialect<pg.Pool, pg.PoolClient> = {
+const postgresDialect: SinkDialect<pg.Pool, pg.PoolClient> = {
   ...postgresConnection,
 
   upsertClause(key, others) {
