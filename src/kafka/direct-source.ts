@@ -24,6 +24,7 @@ import {
   OffsetOutOfRangeError,
   SourceError,
 } from '../core/errors.js';
+import { validateBadRecords, type BadRecordsOptions } from '../core/bad-records.js';
 import type { Logger } from '../core/logger.js';
 import type { OffsetStore } from '../core/offsets.js';
 import { RateController, validateRateOptions, type RateOptions } from '../core/rate.js';
@@ -36,7 +37,13 @@ import type {
   Source,
   SourceContext,
 } from '../core/source.js';
-import { KafkaAdmin, tpKey, type IsolationLevelName, type PartitionBounds, type RetryPolicy } from './admin.js';
+import {
+  KafkaAdmin,
+  tpKey,
+  type IsolationLevelName,
+  type PartitionBounds,
+  type RetryPolicy,
+} from './admin.js';
 import { KafkaOffsetStore } from './offset-store.js';
 import {
   deserializerLabel,
@@ -159,6 +166,13 @@ export interface KafkaDirectOptions {
    * giant batch. Default off.
    */
   readonly backpressure?: RateOptions['backpressure'];
+  /**
+   * What happens to records that fail to deserialize, and to records a `tryMap` downstream rejects:
+   * `{ policy: 'fail' }` (default: a DeserializationError naming topic, partition and offset stops
+   * the job), `'skip'` (counted per batch) or `'dead-letter'` with a `deadLetter` sink (e.g.
+   * `kafkaDeadLetterSink({ topic })`), which gets the original key and value bytes and the reason.
+   */
+  readonly badRecords?: BadRecordsOptions;
 }
 
 /** The key type the options produce. */
@@ -212,7 +226,9 @@ export function directConsumerConfig(o: {
  * configuration says. With `error`, the consumer reports ERR__AUTO_OFFSET_RESET and stops
  * fetching the partition until it is sought, and the `offsetOutOfRange` policy decides.
  */
-export const DIRECT_TOPIC_CONFIG: Readonly<Record<string, string>> = Object.freeze({ 'auto.offset.reset': 'error' });
+export const DIRECT_TOPIC_CONFIG: Readonly<Record<string, string>> = Object.freeze({
+  'auto.offset.reset': 'error',
+});
 
 /** How the direct source's consumer consumes: `consume(CONSUME_BATCH)` calls that wait only for their first message. */
 export function tuneDirectConsumer(consumer: RdKafkaConsumer): void {
@@ -309,6 +325,8 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   readonly kind = 'kafka';
   /** A batch planned but not committed can be read again after a restart: Kafka keeps the records. */
   readonly replayable = true;
+  /** The per-source bad-record policy the engine applies (see {@link KafkaDirectOptions.badRecords}). */
+  readonly badRecords: BadRecordsOptions | undefined;
   readonly topics: readonly string[];
   readonly bootstrapServers: string;
   readonly isolationLevel: IsolationLevelName;
@@ -345,10 +363,14 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   constructor(options: KafkaDirectOptions) {
     validateOptions(options);
     this.#options = options;
+    this.badRecords = options.badRecords;
     this.topics = [...options.topics];
     this.bootstrapServers = options.bootstrapServers ?? process.env.KAFKA_BOOTSTRAP ?? '127.0.0.1:9092';
     this.isolationLevel = options.isolationLevel ?? 'read_committed';
-    this.#policy = { attempts: options.connect?.attempts ?? 3, timeoutMs: options.connect?.timeoutMs ?? 5000 };
+    this.#policy = {
+      attempts: options.connect?.attempts ?? 3,
+      timeoutMs: options.connect?.timeoutMs ?? 5000,
+    };
     this.#offsetOutOfRange = options.offsetOutOfRange ?? 'fail';
     const kd = options.keyDeserializer ?? 'string';
     const vd = options.valueDeserializer ?? 'string';
@@ -398,7 +420,8 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   }
 
   async open(ctx: SourceContext): Promise<void> {
-    if (this.#ctx) throw new SourceError('kafka', 'open() was called twice', 'Use a new KafkaDirectSource per context');
+    if (this.#ctx)
+      throw new SourceError('kafka', 'open() was called twice', 'Use a new KafkaDirectSource per context');
     this.#ctx = ctx;
     this.#logger = ctx.logger.child({ source: 'kafka' });
     this.#groupId = this.offsetGroup(ctx.pipelineId);
@@ -408,7 +431,10 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       // An admin client with connections of its own: on the consumer's connection, a ListOffsets
       // request would wait behind the consumer's long-poll Fetch (fetch.wait.max.ms) every batch.
       const admin = KafkaAdmin.create(this.bootstrapServers, {
-        config: { ...this.#options.consumerConfig, 'client.id': `sluice-${ctx.pipelineId}-${ctx.name}-admin`.slice(0, 200) },
+        config: {
+          ...this.#options.consumerConfig,
+          'client.id': `sluice-${ctx.pipelineId}-${ctx.name}-admin`.slice(0, 200),
+        },
         policy: this.#retryPolicy(),
       });
       this.#admin = admin;
@@ -445,7 +471,9 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         s.next = s.committed = s.coverStart = s.reached = offset;
       }
       consumer.on('partition.eof', (e) => this.#pendingEofs.push(e));
-      consumer.assign(this.#partitions.map((s) => ({ topic: s.topic, partition: s.partition, offset: s.next })));
+      consumer.assign(
+        this.#partitions.map((s) => ({ topic: s.topic, partition: s.partition, offset: s.next })),
+      );
       this.#logger.info(
         { ...this.describe(), groupId: this.#groupId, positions: this.positions() },
         'kafka direct source opened',
@@ -510,7 +538,12 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
 
   /** Feeds the rate controller (backpressure) with each completed batch. */
   onBatchCompleted(feedback: BatchFeedback): void {
-    this.#rate?.update(feedback.batchTime, feedback.numRecords, feedback.processingTime, feedback.schedulingDelay);
+    this.#rate?.update(
+      feedback.batchTime,
+      feedback.numRecords,
+      feedback.processingTime,
+      feedback.schedulingDelay,
+    );
   }
 
   /**
@@ -549,7 +582,11 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     for (const [i, r] of ranges.entries()) {
       const s = this.#byTopic.get(r.topic)?.[r.partition];
       if (!s) {
-        throw new SourceError('kafka', `the plan has ${r.topic}-${r.partition}, which this source does not read`, 'Pass fetch() a plan made by this source');
+        throw new SourceError(
+          'kafka',
+          `the plan has ${r.topic}-${r.partition}, which this source does not read`,
+          'Pass fetch() a plan made by this source',
+        );
       }
       states[i] = s;
     }
@@ -565,7 +602,8 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         let k = 0;
         while (k < s.buffer.length && s.buffer[k]!.offset < from) k++;
         let j = k;
-        for (; j < s.buffer.length && s.buffer[j]!.offset < r.untilOffset; j++) this.#deliver(recs, s.buffer[j]!, s.topic);
+        for (; j < s.buffer.length && s.buffer[j]!.offset < r.untilOffset; j++)
+          this.#deliver(recs, s.buffer[j]!, s.topic);
         s.buffer = j === s.buffer.length ? [] : s.buffer.slice(j);
         s.coverStart = from;
         if (s.reached < r.untilOffset) {
@@ -626,7 +664,11 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     for (const topic of Object.keys(positions)) {
       for (const p of Object.keys(positions[topic]!)) {
         if (!this.#byTopic.get(topic)?.[Number(p)]) {
-          throw new InvalidOptionError(`positions.${topic}.${p}`, `a partition of ${topic} (it has ${this.#byTopic.get(topic)?.filter(Boolean).length ?? 0})`, Number(p));
+          throw new InvalidOptionError(
+            `positions.${topic}.${p}`,
+            `a partition of ${topic} (it has ${this.#byTopic.get(topic)?.filter(Boolean).length ?? 0})`,
+            Number(p),
+          );
         }
       }
     }
@@ -675,7 +717,11 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
 
   #requireOpen(): KafkaAdmin {
     if (!this.#admin || this.#closed) {
-      throw new SourceError('kafka', this.#closed ? 'the source is closed' : 'the source is not open', 'The engine opens sources in start(); call open() first');
+      throw new SourceError(
+        'kafka',
+        this.#closed ? 'the source is closed' : 'the source is not open',
+        'The engine opens sources in start(); call open() first',
+      );
     }
     return this.#admin;
   }
@@ -707,7 +753,11 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         consumer = new KafkaConsumer(config as never, { ...DIRECT_TOPIC_CONFIG });
       } catch (e) {
         // librdkafka refuses the configuration itself (an unknown property, a bad value).
-        throw new InvalidOptionError('consumerConfig', `librdkafka consumer properties it accepts (${describeError(e)})`, redactConfig(this.#options.consumerConfig ?? {}));
+        throw new InvalidOptionError(
+          'consumerConfig',
+          `librdkafka consumer properties it accepts (${describeError(e)})`,
+          redactConfig(this.#options.consumerConfig ?? {}),
+        );
       }
       consumer.on('event.error', (e) => {
         this.#lastClientError = e;
@@ -720,9 +770,17 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         lastError = e;
         consumer.removeAllListeners();
         if (!isTransient(e)) {
-          throw new SourceError('kafka', `cannot create a consumer for ${this.bootstrapServers}: ${describeError(e)}`, 'Check consumerConfig and the cluster settings', { cause: e });
+          throw new SourceError(
+            'kafka',
+            `cannot create a consumer for ${this.bootstrapServers}: ${describeError(e)}`,
+            'Check consumerConfig and the cluster settings',
+            { cause: e },
+          );
         }
-        this.#logger?.warn({ attempt, attempts, bootstrapServers: this.bootstrapServers, err: describeError(e) }, 'kafka not reachable yet');
+        this.#logger?.warn(
+          { attempt, attempts, bootstrapServers: this.bootstrapServers, err: describeError(e) },
+          'kafka not reachable yet',
+        );
         if (attempt < attempts) await delay(Math.min(200 * attempt, 1000), ctx.signal);
       }
     }
@@ -734,14 +792,19 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
    * partitions that exist.
    */
   async #storedPositions(ctx: SourceContext): Promise<PartitionOffsets | undefined> {
-    const lookup = (ctx as { storedOffsets?: (topics: readonly string[]) => Promise<readonly StoredOffset[]> }).storedOffsets;
+    const lookup = (
+      ctx as { storedOffsets?: (topics: readonly string[]) => Promise<readonly StoredOffset[]> }
+    ).storedOffsets;
     if (typeof lookup !== 'function') return undefined;
     const stored = await lookup(this.topics);
     if (stored.length === 0) return undefined;
     const out: PartitionOffsets = {};
     for (const { topic, partition, offset } of stored) {
       if (!this.#byTopic.get(topic)?.[partition]) {
-        this.#logger?.warn({ topic, partition, offset }, 'stored offset of a partition this source does not read: ignored');
+        this.#logger?.warn(
+          { topic, partition, offset },
+          'stored offset of a partition this source does not read: ignored',
+        );
         continue;
       }
       (out[topic] ??= {})[partition] = offset;
@@ -788,11 +851,17 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
    * Applies the `offsetOutOfRange` policy to `offset`, outside `b`: throws, or reports the move.
    * With `until` (during a fetch), the move stays within the batch's range, which ends there.
    */
-  #reset(s: PartitionState, offset: number, b: PartitionBounds, until?: number): { resetTo: number; lost: number } {
+  #reset(
+    s: PartitionState,
+    offset: number,
+    b: PartitionBounds,
+    until?: number,
+  ): { resetTo: number; lost: number } {
     const policy = this.#offsetOutOfRange;
     if (policy === 'fail') throw new OffsetOutOfRangeError(s.topic, s.partition, offset, b.logStart, b.end);
     let resetTo = policy === 'earliest' ? b.logStart : b.end;
-    if (until !== undefined) resetTo = policy === 'earliest' && offset < b.logStart ? Math.min(b.logStart, until) : until;
+    if (until !== undefined)
+      resetTo = policy === 'earliest' && offset < b.logStart ? Math.min(b.logStart, until) : until;
     const lost = Math.max(0, resetTo - offset);
     const event: Omit<OffsetResetEvent, 'input'> = {
       topic: s.topic,
@@ -804,7 +873,9 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       policy,
       recordsLost: lost,
     };
-    const report = (this.#ctx as { reportOffsetReset?: (e: Omit<OffsetResetEvent, 'input'>) => void } | undefined)?.reportOffsetReset;
+    const report = (
+      this.#ctx as { reportOffsetReset?: (e: Omit<OffsetResetEvent, 'input'>) => void } | undefined
+    )?.reportOffsetReset;
     if (report) report(event);
     else this.#logger?.warn(event, 'offset out of range: reset by policy');
     return { resetTo, lost };
@@ -817,7 +888,8 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     const limits: number[] = [];
     if (this.#rate.rate !== undefined) limits.push(this.#rate.rate);
     if (o.maxRatePerPartition !== undefined) limits.push(o.maxRatePerPartition * this.#partitions.length);
-    if (o.maxRecordsPerBatch !== undefined) limits.push(o.maxRecordsPerBatch / (this.#ctx!.batchInterval / 1000));
+    if (o.maxRecordsPerBatch !== undefined)
+      limits.push(o.maxRecordsPerBatch / (this.#ctx!.batchInterval / 1000));
     return limits.length > 0 ? Math.min(...limits) : undefined;
   }
 
@@ -836,10 +908,15 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         c.incrementalAssign([{ ...tp, offset }]);
       }
     } catch (e) {
-      throw new SourceError('kafka', `cannot seek ${s.topic}-${s.partition} to ${offset}: ${describeError(e)}`, 'Try again; if it persists, restart the job', {
-        cause: e,
-        retriable: true,
-      });
+      throw new SourceError(
+        'kafka',
+        `cannot seek ${s.topic}-${s.partition} to ${offset}: ${describeError(e)}`,
+        'Try again; if it persists, restart the job',
+        {
+          cause: e,
+          retriable: true,
+        },
+      );
     }
     s.buffer = [];
     s.coverStart = s.reached = offset;
@@ -849,7 +926,11 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
    * Consumes until every partition in `open` has been delivered up to its `until`. Records below
    * it are deserialized into the partition's `out`; messages at or past it wait in its buffer.
    */
-  async #consumeUntil(consumer: RdKafkaConsumer, open: readonly PartitionState[], loss: PlanLoss): Promise<void> {
+  async #consumeUntil(
+    consumer: RdKafkaConsumer,
+    open: readonly PartitionState[],
+    loss: PlanLoss,
+  ): Promise<void> {
     const ctx = this.#ctx!;
     const stallMs = this.#policy.attempts * this.#policy.timeoutMs;
     let remaining = open.length;
@@ -865,7 +946,11 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     // Applies the offsetOutOfRange policy to the waiting partitions that fell out of their range;
     // true if there were any.
     const outOfRange = async (): Promise<boolean> => {
-      const done = await this.#fetchOutOfRange(consumer, open.filter((s) => s.until >= 0), loss);
+      const done = await this.#fetchOutOfRange(
+        consumer,
+        open.filter((s) => s.until >= 0),
+        loss,
+      );
       if (done === undefined) return false;
       for (const s of done) {
         if (s.until >= 0) {
@@ -888,7 +973,12 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
           // (it may have been reset since) is dealt with by the next plan.
           if (await outOfRange()) lastProgress = lastProbe = Date.now();
         } else if (!isTransient(e)) {
-          throw new SourceError('kafka', `consuming failed: ${describeError(e)}`, 'Check the cluster and the consumer configuration', { cause: e });
+          throw new SourceError(
+            'kafka',
+            `consuming failed: ${describeError(e)}`,
+            'Check the cluster and the consumer configuration',
+            { cause: e },
+          );
         } else {
           this.#lastClientError = e;
         }
@@ -941,7 +1031,10 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       }
       if (progressed) {
         lastProgress = Date.now();
-      } else if (Date.now() - lastProgress > OUT_OF_RANGE_PROBE_MS && Date.now() - lastProbe > OUT_OF_RANGE_PROBE_MS) {
+      } else if (
+        Date.now() - lastProgress > OUT_OF_RANGE_PROBE_MS &&
+        Date.now() - lastProbe > OUT_OF_RANGE_PROBE_MS
+      ) {
         // The client drops the out-of-range error when the same consume call returned messages of
         // other partitions, and then stops fetching the partition: look for it when nothing comes.
         lastProbe = Date.now();
@@ -952,12 +1045,21 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
           .map((s) => `${s.topic}-${s.partition} at ${s.reached} of ${s.until}`)
           .join(', ');
         if (this.#lastClientError === undefined || isUnreachable(this.#lastClientError)) {
-          throw new BrokerUnreachableError(this.bootstrapServers, this.#policy.attempts, this.#lastClientError ?? new Error(`no record for ${stallMs} ms while waiting for ${waiting}`));
+          throw new BrokerUnreachableError(
+            this.bootstrapServers,
+            this.#policy.attempts,
+            this.#lastClientError ?? new Error(`no record for ${stallMs} ms while waiting for ${waiting}`),
+          );
         }
-        throw new SourceError('kafka', `no record for ${stallMs} ms while waiting for ${waiting}: ${describeError(this.#lastClientError)}`, 'Check the cluster; the batch was not committed', {
-          cause: this.#lastClientError,
-          retriable: true,
-        });
+        throw new SourceError(
+          'kafka',
+          `no record for ${stallMs} ms while waiting for ${waiting}: ${describeError(this.#lastClientError)}`,
+          'Check the cluster; the batch was not committed',
+          {
+            cause: this.#lastClientError,
+            retriable: true,
+          },
+        );
       }
     }
   }
@@ -1037,14 +1139,20 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     let value: unknown;
     try {
       key = this.#keyCustom
-        ? this.#key(keyBytes, (dctx ??= { topic: m.topic, partition: m.partition, offset: m.offset, headers }))
+        ? this.#key(
+            keyBytes,
+            (dctx ??= { topic: m.topic, partition: m.partition, offset: m.offset, headers }),
+          )
         : this.#key(keyBytes, undefined as never);
     } catch (e) {
       throw new DeserializationError(m.topic, m.partition, m.offset, 'key', e);
     }
     try {
       value = this.#valueCustom
-        ? this.#value(m.value, (dctx ??= { topic: m.topic, partition: m.partition, offset: m.offset, headers }))
+        ? this.#value(
+            m.value,
+            (dctx ??= { topic: m.topic, partition: m.partition, offset: m.offset, headers }),
+          )
         : this.#value(m.value, undefined as never);
     } catch (e) {
       throw new DeserializationError(m.topic, m.partition, m.offset, 'value', e);
@@ -1130,19 +1238,32 @@ function isInt(v: unknown): v is number {
 
 function validateOffsets(option: string, offsets: unknown, topics: readonly string[]): void {
   if (!isPlainObject(offsets)) {
-    throw new InvalidOptionError(option, "an object { topic: { partition: offset } } (offset -2 = earliest, -1 = latest)", offsets);
+    throw new InvalidOptionError(
+      option,
+      'an object { topic: { partition: offset } } (offset -2 = earliest, -1 = latest)',
+      offsets,
+    );
   }
   for (const [topic, parts] of Object.entries(offsets)) {
     if (!topics.includes(topic)) {
-      throw new InvalidOptionError(`${option}.${topic}`, `one of the topics read: ${topics.join(', ')}`, topic);
+      throw new InvalidOptionError(
+        `${option}.${topic}`,
+        `one of the topics read: ${topics.join(', ')}`,
+        topic,
+      );
     }
     if (!isPlainObject(parts)) {
       throw new InvalidOptionError(`${option}.${topic}`, '{ partition: offset }, e.g. { 0: 42 }', parts);
     }
     for (const [p, off] of Object.entries(parts)) {
-      if (!/^(0|[1-9]\d*)$/.test(p)) throw new InvalidOptionError(`${option}.${topic}`, 'partition numbers >= 0 as keys', p);
+      if (!/^(0|[1-9]\d*)$/.test(p))
+        throw new InvalidOptionError(`${option}.${topic}`, 'partition numbers >= 0 as keys', p);
       if (!isInt(off) || off < -2) {
-        throw new InvalidOptionError(`${option}.${topic}.${p}`, 'an offset >= 0, or -2 (earliest) or -1 (latest)', off);
+        throw new InvalidOptionError(
+          `${option}.${topic}.${p}`,
+          'an offset >= 0, or -2 (earliest) or -1 (latest)',
+          off,
+        );
       }
     }
   }
@@ -1170,17 +1291,23 @@ export function validateOptions(options: KafkaDirectOptions): void {
     'maxRatePerPartition',
     'maxRecordsPerBatch',
     'backpressure',
+    'badRecords',
   ]);
   for (const k of Object.keys(o)) {
     if (!known.has(k)) throw new InvalidOptionError(k, `one of the options ${[...known].join(', ')}`, o[k]);
   }
+  validateBadRecords(options.badRecords);
   const { topics } = o;
   if (!Array.isArray(topics) || topics.length === 0) {
     throw new InvalidOptionError('topics', "a non-empty array of topic names, e.g. ['orders']", topics);
   }
   for (const t of topics) {
     if (typeof t !== 'string' || !TOPIC_NAME.test(t)) {
-      throw new InvalidOptionError('topics', 'topic names of 1-249 characters among letters, digits, . _ -', t);
+      throw new InvalidOptionError(
+        'topics',
+        'topic names of 1-249 characters among letters, digits, . _ -',
+        t,
+      );
     }
   }
   if (new Set(topics).size !== topics.length) {
@@ -1189,8 +1316,15 @@ export function validateOptions(options: KafkaDirectOptions): void {
   if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0)) {
     throw new InvalidOptionError('name', 'a non-empty string', o.name);
   }
-  if (o.bootstrapServers !== undefined && (typeof o.bootstrapServers !== 'string' || !/^\S+:\d+(,\S+:\d+)*$/.test(o.bootstrapServers))) {
-    throw new InvalidOptionError('bootstrapServers', "'host:port' or a comma-separated list of them", o.bootstrapServers);
+  if (
+    o.bootstrapServers !== undefined &&
+    (typeof o.bootstrapServers !== 'string' || !/^\S+:\d+(,\S+:\d+)*$/.test(o.bootstrapServers))
+  ) {
+    throw new InvalidOptionError(
+      'bootstrapServers',
+      "'host:port' or a comma-separated list of them",
+      o.bootstrapServers,
+    );
   }
   if (o.groupId !== undefined && (typeof o.groupId !== 'string' || o.groupId.length === 0)) {
     throw new InvalidOptionError('groupId', 'a non-empty string', o.groupId);
@@ -1198,24 +1332,37 @@ export function validateOptions(options: KafkaDirectOptions): void {
   const so = o.startingOffsets;
   if (so !== undefined && so !== 'earliest' && so !== 'latest') {
     if (typeof so === 'string' || !isPlainObject(so)) {
-      throw new InvalidOptionError('startingOffsets', "'earliest', 'latest' or { topic: { partition: offset } }", so);
+      throw new InvalidOptionError(
+        'startingOffsets',
+        "'earliest', 'latest' or { topic: { partition: offset } }",
+        so,
+      );
     }
     validateOffsets('startingOffsets', so, topics as string[]);
   }
   for (const field of ['keyDeserializer', 'valueDeserializer'] as const) {
     const d = o[field];
     if (d !== undefined && typeof d !== 'function' && !isBuiltinDeserializer(d)) {
-      throw new InvalidOptionError(field, "'string', 'json', 'bytes' or a function (data: Buffer | null, ctx) => value", d);
+      throw new InvalidOptionError(
+        field,
+        "'string', 'json', 'bytes' or a function (data: Buffer | null, ctx) => value",
+        d,
+      );
     }
   }
   if (o.createTopics !== undefined) {
     const c = o.createTopics;
-    if (!isPlainObject(c)) throw new InvalidOptionError('createTopics', '{ partitions: N, replicationFactor?: R }', c);
+    if (!isPlainObject(c))
+      throw new InvalidOptionError('createTopics', '{ partitions: N, replicationFactor?: R }', c);
     if (!isInt(c.partitions) || c.partitions < 1) {
       throw new InvalidOptionError('createTopics.partitions', 'an integer >= 1', c.partitions);
     }
     if (c.replicationFactor !== undefined && (!isInt(c.replicationFactor) || c.replicationFactor < 1)) {
-      throw new InvalidOptionError('createTopics.replicationFactor', 'an integer >= 1 (default: the broker default)', c.replicationFactor);
+      throw new InvalidOptionError(
+        'createTopics.replicationFactor',
+        'an integer >= 1 (default: the broker default)',
+        c.replicationFactor,
+      );
     }
   }
   if (o.connect !== undefined) {
@@ -1225,37 +1372,68 @@ export function validateOptions(options: KafkaDirectOptions): void {
       throw new InvalidOptionError('connect.attempts', 'an integer from 1 to 100', c.attempts);
     }
     if (c.timeoutMs !== undefined && (!isInt(c.timeoutMs) || c.timeoutMs < 100 || c.timeoutMs > 600_000)) {
-      throw new InvalidOptionError('connect.timeoutMs', 'an integer number of milliseconds from 100 to 600000', c.timeoutMs);
+      throw new InvalidOptionError(
+        'connect.timeoutMs',
+        'an integer number of milliseconds from 100 to 600000',
+        c.timeoutMs,
+      );
     }
   }
   if (o.consumerConfig !== undefined) {
     const c = o.consumerConfig;
-    if (!isPlainObject(c)) throw new InvalidOptionError('consumerConfig', 'an object of librdkafka consumer properties', c);
+    if (!isPlainObject(c))
+      throw new InvalidOptionError('consumerConfig', 'an object of librdkafka consumer properties', c);
     for (const [k, v] of Object.entries(c)) {
       const owned = OWNED_CONFIG[k];
       if (owned !== undefined) {
-        throw new InvalidOptionError(`consumerConfig.${k}`, owned.startsWith('(') ? `no value ${owned}` : `no value here: use the option '${owned}'`, '[set]');
+        throw new InvalidOptionError(
+          `consumerConfig.${k}`,
+          owned.startsWith('(') ? `no value ${owned}` : `no value here: use the option '${owned}'`,
+          '[set]',
+        );
       }
       if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
         throw new InvalidOptionError(`consumerConfig.${k}`, 'a string, number or boolean', typeof v);
       }
     }
   }
-  if (o.isolationLevel !== undefined && o.isolationLevel !== 'read_committed' && o.isolationLevel !== 'read_uncommitted') {
-    throw new InvalidOptionError('isolationLevel', "'read_committed' or 'read_uncommitted'", o.isolationLevel);
+  if (
+    o.isolationLevel !== undefined &&
+    o.isolationLevel !== 'read_committed' &&
+    o.isolationLevel !== 'read_uncommitted'
+  ) {
+    throw new InvalidOptionError(
+      'isolationLevel',
+      "'read_committed' or 'read_uncommitted'",
+      o.isolationLevel,
+    );
   }
-  if (o.offsetOutOfRange !== undefined && o.offsetOutOfRange !== 'fail' && o.offsetOutOfRange !== 'earliest' && o.offsetOutOfRange !== 'latest') {
-    throw new InvalidOptionError('offsetOutOfRange', "'fail' (the default), 'earliest' or 'latest'", o.offsetOutOfRange);
+  if (
+    o.offsetOutOfRange !== undefined &&
+    o.offsetOutOfRange !== 'fail' &&
+    o.offsetOutOfRange !== 'earliest' &&
+    o.offsetOutOfRange !== 'latest'
+  ) {
+    throw new InvalidOptionError(
+      'offsetOutOfRange',
+      "'fail' (the default), 'earliest' or 'latest'",
+      o.offsetOutOfRange,
+    );
   }
   const bp = o.backpressure;
   if (isPlainObject(bp)) {
     const keys = ['initialRate', 'minRate', 'proportional', 'integral', 'derivative'];
     for (const k of Object.keys(bp)) {
-      if (!keys.includes(k)) throw new InvalidOptionError(`backpressure.${k}`, `one of ${keys.join(', ')}`, bp[k]);
+      if (!keys.includes(k))
+        throw new InvalidOptionError(`backpressure.${k}`, `one of ${keys.join(', ')}`, bp[k]);
     }
   } else if (bp !== undefined && typeof bp !== 'boolean') {
     // validateRateOptions names the option for a non-boolean; an array is refused here, not there.
-    throw new InvalidOptionError('backpressure', 'true, false or { initialRate, minRate, proportional, integral, derivative }', bp);
+    throw new InvalidOptionError(
+      'backpressure',
+      'true, false or { initialRate, minRate, proportional, integral, derivative }',
+      bp,
+    );
   }
   validateRateOptions(rateOptionsOf(options));
 }
