@@ -28,7 +28,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StreamingContext } from '../src/core/context.js';
 import { silentLogger } from '../src/core/logger.js';
 import { KafkaAdmin, createDirectStream, librdkafkaVersion } from '../src/kafka/index.js';
-import { CONSUME_BATCH, directConsumerConfig, tuneDirectConsumer } from '../src/kafka/direct-source.js';
+import {
+  CONSUME_BATCH,
+  DIRECT_TOPIC_CONFIG,
+  directConsumerConfig,
+  tuneDirectConsumer,
+} from '../src/kafka/direct-source.js';
 import { KafkaConsumer, call, type RdKafkaConsumer, type RdMessage } from '../src/kafka/rdkafka.js';
 import { ensureKafka } from '../src/services/kafka.js';
 import { kafkaVersion, runConsumerPerformance, runProducerPerformance } from './consumer-perf.js';
@@ -83,7 +88,9 @@ export interface KafkaDirectBenchResult {
   /** (b) the raw consume loop, same client and settings. */
   readonly raw: Throughput;
   /** (c) Kafka's ConsumerPerformance: nMsg.sec (whole run) and fetch.nMsg.sec (after the group join). */
-  readonly consumerPerformance: { readonly nMsgSec: number; readonly fetchNMsgSec: number; readonly mbSec: number } | { readonly error: string };
+  readonly consumerPerformance:
+    | { readonly nMsgSec: number; readonly fetchNMsgSec: number; readonly mbSec: number }
+    | { readonly error: string };
   /** engine / raw, best runs. */
   readonly ratioEngineToRaw: number;
   /** engine / raw, median runs. */
@@ -92,7 +99,9 @@ export interface KafkaDirectBenchResult {
   readonly loadAverage: { readonly before: number; readonly after: number };
 }
 
-export async function runKafkaDirectBench(options: KafkaDirectBenchOptions = {}): Promise<KafkaDirectBenchResult> {
+export async function runKafkaDirectBench(
+  options: KafkaDirectBenchOptions = {},
+): Promise<KafkaDirectBenchResult> {
   const wanted = options.records ?? Number(process.env.BENCH_RECORDS ?? 1_000_000);
   const rounds = options.rounds ?? Number(process.env.BENCH_ROUNDS ?? 3);
   const log = options.log ?? ((l: string) => process.stderr.write(`${l}\n`));
@@ -123,7 +132,9 @@ export async function runKafkaDirectBench(options: KafkaDirectBenchOptions = {})
     const raw = await rawLoop(bootstrapServers, topic, starts, records);
     rawRuns.push(records / raw.seconds);
     rawCpu.push(round3((raw.cpuSeconds * 1e6) / records));
-    log(`round ${round}: raw    ${fmt(records / raw.seconds)} records/s (${raw.seconds.toFixed(2)} s, ${raw.cpuSeconds.toFixed(2)} s CPU)`);
+    log(
+      `round ${round}: raw    ${fmt(records / raw.seconds)} records/s (${raw.seconds.toFixed(2)} s, ${raw.cpuSeconds.toFixed(2)} s CPU)`,
+    );
     collectGarbage();
     const engine = await enginePipeline(bootstrapServers, topic, records);
     engineRuns.push(records / engine.seconds);
@@ -161,11 +172,20 @@ export async function runKafkaDirectBench(options: KafkaDirectBenchOptions = {})
       cpuMicrosPerRecord: engineCpu,
       batches: engineBatches,
     },
-    raw: { recordsPerSec: Math.round(rawBest), medianRecordsPerSec: Math.round(median(rawRuns)), seconds: round3(records / rawBest), runs: rawRuns.map(Math.round), cpuMicrosPerRecord: rawCpu },
+    raw: {
+      recordsPerSec: Math.round(rawBest),
+      medianRecordsPerSec: Math.round(median(rawRuns)),
+      seconds: round3(records / rawBest),
+      runs: rawRuns.map(Math.round),
+      cpuMicrosPerRecord: rawCpu,
+    },
     consumerPerformance: cp,
     ratioEngineToRaw: Math.round((engineBest / rawBest) * 1000) / 1000,
     medianRatioEngineToRaw: Math.round((median(engineRuns) / median(rawRuns)) * 1000) / 1000,
-    loadAverage: { before: Math.round(loadBefore * 100) / 100, after: Math.round(os.loadavg()[0]! * 100) / 100 },
+    loadAverage: {
+      before: Math.round(loadBefore * 100) / 100,
+      after: Math.round(os.loadavg()[0]! * 100) / 100,
+    },
   };
   if (options.write ?? true) writeResult(result);
   return result;
@@ -215,13 +235,17 @@ async function rawLoop(
       clientId: 'sluice-bench-raw',
       isolationLevel: 'read_committed',
     }) as never,
-    {},
+    { ...DIRECT_TOPIC_CONFIG },
   );
   await call((cb) => consumer.connect({ timeout: 10_000, topic }, cb as never));
   try {
     tuneDirectConsumer(consumer);
     consumer.assign(
-      Array.from({ length: PARTITIONS }, (_, partition) => ({ topic, partition, offset: starts.get(`${topic}:${partition}`)! })),
+      Array.from({ length: PARTITIONS }, (_, partition) => ({
+        topic,
+        partition,
+        offset: starts.get(`${topic}:${partition}`)!,
+      })),
     );
     const started = performance.now();
     const cpu = process.cpuUsage();
@@ -247,7 +271,11 @@ async function enginePipeline(
   topic: string,
   records: number,
 ): Promise<{ seconds: number; cpuSeconds: number; batches: number }> {
-  const ctx = new StreamingContext({ batchInterval: 200, pipelineId: `sluice-bench-engine-${Date.now()}`, logger: silentLogger });
+  const ctx = new StreamingContext({
+    batchInterval: 200,
+    pipelineId: `sluice-bench-engine-${Date.now()}`,
+    logger: silentLogger,
+  });
   let firstBatch: number | undefined;
   let cpu: NodeJS.CpuUsage | undefined;
   let batches = 0;
@@ -261,7 +289,13 @@ async function enginePipeline(
   let total = 0;
   let finished!: (r: { end: number; cpu: NodeJS.CpuUsage }) => void;
   const done = new Promise<{ end: number; cpu: NodeJS.CpuUsage }>((resolve) => (finished = resolve));
-  createDirectStream(ctx, { name: 'bench', topics: [topic], bootstrapServers, startingOffsets: 'earliest', valueDeserializer: 'bytes' })
+  createDirectStream(ctx, {
+    name: 'bench',
+    topics: [topic],
+    bootstrapServers,
+    startingOffsets: 'earliest',
+    valueDeserializer: 'bytes',
+  })
     .count()
     .foreachBatch((batch) => {
       for (const n of batch.collect()) total += n;
@@ -310,7 +344,10 @@ function writeResult(r: KafkaDirectBenchResult): void {
 }
 
 export function toMarkdown(r: KafkaDirectBenchResult): string {
-  const cp = 'error' in r.consumerPerformance ? `failed: ${r.consumerPerformance.error.split('\n')[0]}` : `${fmt(r.consumerPerformance.nMsgSec)} (fetch only ${fmt(r.consumerPerformance.fetchNMsgSec)})`;
+  const cp =
+    'error' in r.consumerPerformance
+      ? `failed: ${r.consumerPerformance.error.split('\n')[0]}`
+      : `${fmt(r.consumerPerformance.nMsgSec)} (fetch only ${fmt(r.consumerPerformance.fetchNMsgSec)})`;
   return [
     `## Kafka direct stream — ${r.date}`,
     '',

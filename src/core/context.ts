@@ -153,6 +153,8 @@ export class StreamingContext {
   #commitPlan: CommitPlan | undefined;
   #ledger = new BadRecordLedger();
   #lastCommittedBatch: number | undefined;
+  /** Positions moved by offset resets, written to the store before the next offsets. */
+  #pendingResets: { group: string; topic: string; partition: number; offset: number }[] = [];
   #nextBatchTime: number | undefined;
   #commitsSinceStart = 0;
   #batchTime = 0;
@@ -326,6 +328,14 @@ export class StreamingContext {
           reportOffsetReset: (event) => {
             const full = { ...event, input: input.name };
             this.logger.warn(full, 'stored offset out of range: reset by policy');
+            // The next batch starts at resetTo; the store must hold it too, or its compare-and-set
+            // would refuse the batch.
+            this.#pendingResets.push({
+              group,
+              topic: event.topic,
+              partition: event.partition,
+              offset: event.resetTo,
+            });
             this.#emit((l) => l.onOffsetReset?.(full));
           },
           reportBadRecord: (letter, error) =>
@@ -642,6 +652,7 @@ export class StreamingContext {
         });
       }
       const offsetsByGroup = this.#offsetsByGroup(plans);
+      if (this.#pendingResets.length && store) await this.#applyResets(store);
       // 3. Compute. Stateful operators run every batch, whatever their outputs' slides.
       for (const s of this.#graph.stateful) await s.force(run);
       for (const output of this.#graph.outputs) if (!output.late) await output.prepare(run);
@@ -681,6 +692,13 @@ export class StreamingContext {
       throw e;
     }
     this.#record(time, start, inputs, outputs, run.badRecords);
+  }
+
+  async #applyResets(store: OffsetStore): Promise<void> {
+    const byGroup = new Map<string, { topic: string; partition: number; offset: number }[]>();
+    for (const r of this.#pendingResets) byGroup.set(r.group, [...(byGroup.get(r.group) ?? []), r]);
+    for (const [group, offsets] of byGroup) await store.set(group, offsets);
+    this.#pendingResets = [];
   }
 
   #offsetsByGroup(plans: { source: Source<unknown>; plan: InputPlan }[]): Map<string, OffsetRange[]> {

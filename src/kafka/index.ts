@@ -25,6 +25,7 @@ export {
   type KafkaValueOf,
   type PartitionOffsets,
   type StartingOffsets,
+  type OffsetOutOfRangePolicy,
 } from './direct-source.js';
 export {
   bytesDeserializer,

@@ -10,6 +10,7 @@ import {
 } from '../../src/core/memory-sink.js';
 import { InMemoryOffsetStore, type OffsetStore } from '../../src/core/offsets.js';
 import type { Sink } from '../../src/core/sink.js';
+import type { Source } from '../../src/core/source.js';
 import { TestDriver } from '../../src/core/testing/driver.js';
 
 const TOPIC = 'orders';
@@ -346,5 +347,55 @@ describe('delivery guarantees', () => {
     await driver.stop();
     assert.deepEqual(staged.sort(), ['a', 'b', 'c']);
     assert.equal((await store.read('p', [TOPIC])).length, 2);
+  });
+});
+
+describe('offset resets', () => {
+  it('a batch that starts at a reset position commits with a compare-and-set store (the store is moved first)', async () => {
+    const store = new InMemoryOffsetStore();
+    await store.set('p', [{ topic: 't', partition: 0, offset: 3 }]);
+    let report!: (e: Parameters<Parameters<Source<number>['open']>[0]['reportOffsetReset']>[0]) => void;
+    let from = 3;
+    const source: Source<number> = {
+      kind: 'resetting',
+      replayable: true,
+      offsetGroup: (id) => id,
+      describe: () => ({}),
+      open: async (ctx) => {
+        report = ctx.reportOffsetReset;
+      },
+      plan: async () => {
+        if (from === 3) {
+          // Offsets 3-9 were deleted by retention: the source moves to the log start.
+          report({
+            topic: 't',
+            partition: 0,
+            storedOffset: 3,
+            logStartOffset: 10,
+            endOffset: 12,
+            resetTo: 10,
+            policy: 'earliest',
+            recordsLost: 7,
+          });
+          from = 10;
+        }
+        const r = { topic: 't', partition: 0, fromOffset: from, untilOffset: 12 };
+        from = 12;
+        return { offsetRanges: [r], metrics: { recordsLost: 7 } };
+      },
+      fetch: async () => [[10, 11]],
+      close: async () => {},
+    };
+    const resets: unknown[] = [];
+    const driver = new TestDriver({ offsetStore: store, pipelineId: 'p' });
+    driver.context.addListener({ onOffsetReset: (e) => void resets.push(e) });
+    driver.collect(driver.context.stream(source, { name: 'in' }));
+    await driver.start();
+    const info = await driver.advance();
+    await driver.stop();
+    assert.equal(info.status, 'completed');
+    assert.deepEqual(await store.read('p', ['t']), [{ topic: 't', partition: 0, offset: 12 }]);
+    assert.equal(resets.length, 1);
+    assert.equal(info.inputs[0]!.metrics?.recordsLost, 7);
   });
 });
