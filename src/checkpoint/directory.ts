@@ -12,6 +12,7 @@ import { InvalidOptionError, SluiceError } from '../core/errors.js';
 import { checkCompareAndSet, type PartitionOffset } from '../core/offsets.js';
 import type { OffsetRange } from '../core/source.js';
 import { writeFileAtomic } from '../sources/atomic-file.js';
+import { checkGroup, checkOffset, isOffset, key } from './offset-store.js';
 
 export interface CheckpointDirectoryOptions {
   /** The checkpoint directory (one per pipeline). Created when missing. */
@@ -585,9 +586,9 @@ function untils(ranges: readonly OffsetRange[]): PartitionOffset[] {
 
 function checkRanges(group: string, ranges: readonly OffsetRange[], stored: readonly GroupOffset[]): void {
   const mine = new Map(
-    stored.filter((o) => o.group === group).map((o) => [tp(o.topic, o.partition), o.offset]),
+    stored.filter((o) => o.group === group).map((o) => [key(o.topic, o.partition), o.offset]),
   );
-  checkCompareAndSet(group, ranges, (t, p) => mine.get(tp(t, p)));
+  checkCompareAndSet(group, ranges, (t, p) => mine.get(key(t, p)));
 }
 
 /** `current` with `updates` of `group` applied (the last update of a partition wins), sorted. */
@@ -609,27 +610,6 @@ function merge(
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function tp(topic: string, partition: number): string {
-  return JSON.stringify([topic, partition]);
-}
-
-function isOffset(n: unknown): n is number {
-  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
-}
-
-function checkOffset(o: GroupOffset): void {
-  if (typeof o.topic !== 'string' || o.topic === '')
-    throw new InvalidOptionError('topic', 'a non-empty topic name', o.topic);
-  if (!isOffset(o.partition)) throw new InvalidOptionError('partition', 'an integer >= 0', o.partition);
-  if (!isOffset(o.offset))
-    throw new RangeError(`Offset ${String(o.offset)} is not an integer between 0 and 2^53 - 1`);
-}
-
-function checkGroup(group: string): void {
-  if (typeof group !== 'string' || group === '')
-    throw new InvalidOptionError('group', 'a non-empty string', group);
 }
 
 /** The tail of the chain of commits of each directory (absolute path), shared by every instance in the process. */

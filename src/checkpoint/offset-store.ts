@@ -220,15 +220,18 @@ function sorted(offsets: PartitionOffset[]): PartitionOffset[] {
   return offsets.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition));
 }
 
-function key(topic: string, partition: number): string {
+/** @internal shared with CheckpointDirectory */
+export function key(topic: string, partition: number): string {
   return JSON.stringify([topic, partition]);
 }
 
-function isOffset(n: unknown): n is number {
+/** @internal shared with CheckpointDirectory */
+export function isOffset(n: unknown): n is number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
 }
 
-function checkOffset(o: PartitionOffset): void {
+/** @internal shared with CheckpointDirectory */
+export function checkOffset(o: PartitionOffset): void {
   if (typeof o.topic !== 'string' || o.topic === '')
     throw new InvalidOptionError('topic', 'a non-empty topic name', o.topic);
   if (!isOffset(o.partition)) throw new InvalidOptionError('partition', 'an integer >= 0', o.partition);
@@ -236,7 +239,8 @@ function checkOffset(o: PartitionOffset): void {
     throw new RangeError(`Offset ${String(o.offset)} is not an integer between 0 and 2^53 - 1`);
 }
 
-function checkGroup(group: string): void {
+/** @internal shared with CheckpointDirectory */
+export function checkGroup(group: string): void {
   if (typeof group !== 'string' || group === '')
     throw new InvalidOptionError('group', 'a non-empty string', group);
 }
