@@ -50,7 +50,7 @@ import {
   accessLogEtl,
   sampleAccessLogLine,
   type SampleMalformation,
-} from '../src/etl/access-log.js';
+} from '../examples/lib/access-log.js';
 import {
   KafkaAdmin,
   KafkaSink,

@@ -11,7 +11,7 @@
  *   BENCH_SIZES=1000,50000 BENCH_ROUNDS=9 node --import tsx bench/sql.ts
  */
 import os from 'node:os';
-import { SqlEngine } from '../src/sql/index.js';
+import { SqlEngine } from '../src/duckdb/index.js';
 
 interface Sale {
   category: string;

@@ -55,7 +55,7 @@ import {
   createDirectStream,
   kafkaDeadLetterSink,
 } from 'sluice/kafka';
-import { AccessLogError, accessLogEtl, checkTimeZone } from '../src/etl/access-log.js';
+import { AccessLogError, accessLogEtl, checkTimeZone } from './lib/access-log.js';
 
 export interface AccessLogEtlOptions {
   readonly inputTopic: string;

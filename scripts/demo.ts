@@ -41,7 +41,7 @@ import {
   checkTimeZone,
   sampleAccessLogLine,
   type SampleMalformation,
-} from '../src/etl/access-log.js';
+} from '../examples/lib/access-log.js';
 import { buildAccessLogEtl, formatEtlBatch } from '../examples/kafka-etl.js';
 
 const INPUT = process.env.SLUICE_DEMO_TOPIC ?? 'sluice-demo-access-log';

@@ -6,7 +6,7 @@ import * as checkpoint from '../src/checkpoint/directory.js';
 import * as core from '../src/core/errors.js';
 import { KafkaProducerFencedError } from '../src/kafka/transactions.js';
 import * as redis from '../src/redis/errors.js';
-import * as sql from '../src/sql/errors.js';
+import * as sql from '../src/duckdb/errors.js';
 import * as zookeeper from '../src/zookeeper/errors.js';
 
 // Adapters keep their own error classes next to their code; the codes form one catalogue.

@@ -11,7 +11,7 @@ import type {
 import { InvalidOptionError, SluiceError } from '../core/errors.js';
 import { checkCompareAndSet, type PartitionOffset } from '../core/offsets.js';
 import type { OffsetRange } from '../core/source.js';
-import { writeFileAtomic } from '../sources/atomic-file.js';
+import { writeFileAtomic } from '../fs/atomic-file.js';
 import { checkGroup, checkOffset, isOffset, key } from './offset-store.js';
 
 export interface CheckpointDirectoryOptions {

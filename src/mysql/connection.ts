@@ -1,6 +1,6 @@
 import mysql from 'mysql2/promise';
 import { InvalidOptionError } from '../core/errors.js';
-import type { ConnectionDialect, ResolvedPool } from '../sql-stores/dialect.js';
+import type { ConnectionDialect, ResolvedPool } from '../relational/dialect.js';
 
 /** Where to connect: an existing pool (the caller ends it), or a URL / options for a pool Sluice owns. */
 export interface MySqlConnectionOptions {

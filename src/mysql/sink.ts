@@ -1,6 +1,6 @@
 import type mysql from 'mysql2/promise';
 import { InvalidOptionError } from '../core/errors.js';
-import { SqlSink, type SinkDialect, type SqlSinkOptions } from '../sql-stores/sink.js';
+import { SqlSink, type SinkDialect, type SqlSinkOptions } from '../relational/sink.js';
 import { mysqlConnection, resolvePool, type MySqlConnectionOptions } from './connection.js';
 import { MySqlOffsetStore } from './offset-store.js';
 

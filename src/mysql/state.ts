@@ -1,5 +1,5 @@
 import type mysql from 'mysql2/promise';
-import { stateTableNames, type CheckpointRow, type StateDialect } from '../sql-stores/state.js';
+import { stateTableNames, type CheckpointRow, type StateDialect } from '../relational/state.js';
 import { mysqlConnection, placeholders } from './connection.js';
 
 /**

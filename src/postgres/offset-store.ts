@@ -1,11 +1,11 @@
 import type pg from 'pg';
-import { toOffset } from '../sql-stores/dialect.js';
+import { toOffset } from '../relational/dialect.js';
 import {
   SqlOffsetStore,
   type OffsetDialect,
   type OffsetRow,
   type SqlOffsetStoreOptions,
-} from '../sql-stores/offset-store.js';
+} from '../relational/offset-store.js';
 import {
   postgresConnection,
   quoteIdentifier,

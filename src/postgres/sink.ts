@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { SqlSink, type SinkDialect, type SqlSinkOptions } from '../sql-stores/sink.js';
+import { SqlSink, type SinkDialect, type SqlSinkOptions } from '../relational/sink.js';
 import { postgresConnection, resolvePool, type PostgresConnectionOptions } from './connection.js';
 import { PostgresOffsetStore } from './offset-store.js';
 

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { stateTableNames, type CheckpointRow, type StateDialect } from '../sql-stores/state.js';
+import { stateTableNames, type CheckpointRow, type StateDialect } from '../relational/state.js';
 import { postgresConnection } from './connection.js';
 
 /**

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { InvalidOptionError, SourceError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { InputPlan, Source, SourceContext } from '../core/source.js';
-import { removeLeftoverTempFiles, writeFileAtomic } from './atomic-file.js';
+import { removeLeftoverTempFiles, writeFileAtomic } from '../fs/atomic-file.js';
 
 /** Options of {@link DirectorySource}. */
 export interface DirectorySourceOptions {

@@ -6,7 +6,7 @@ import {
   SAMPLE_MALFORMATIONS,
   accessLogEtl,
   sampleAccessLogLine,
-} from '../../src/etl/access-log.js';
+} from '../../examples/lib/access-log.js';
 import { createTopic, deleteTopic, produce, type TestRecord } from '../helpers/kafka.js';
 import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
 import { ChildRun } from './child-process.js';

@@ -9,7 +9,7 @@ import {
   type MySqlSinkOptions,
 } from '../../src/mysql/index.js';
 import { ensureMariaDb } from '../../src/services/databases.js';
-import type { SqlFixture } from '../sql-stores/fixture.js';
+import type { SqlFixture } from '../relational/fixture.js';
 
 let url: Promise<string> | undefined;
 /** The shared server's URL (SLUICE_MYSQL_URL or the local default, started if down). */

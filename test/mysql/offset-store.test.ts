@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { offsetStoreTests, range } from '../sql-stores/offset-store.js';
+import { offsetStoreTests, range } from '../relational/offset-store.js';
 import { mysqlFixture, uniqueTable } from './helpers.js';
 
 offsetStoreTests(await mysqlFixture(), (open) => {

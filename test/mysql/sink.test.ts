@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { InvalidOptionError } from '../../src/core/errors.js';
-import { sinkCtx, sinkTests } from '../sql-stores/sink.js';
+import { sinkCtx, sinkTests } from '../relational/sink.js';
 import { mysqlFixture } from './helpers.js';
 
 sinkTests(await mysqlFixture(), ({ table, make }) => {

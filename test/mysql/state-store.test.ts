@@ -1,4 +1,4 @@
-import { stateStoreTests } from '../sql-stores/state-store.js';
+import { stateStoreTests } from '../relational/state-store.js';
 import { mysqlFixture } from './helpers.js';
 
 stateStoreTests(await mysqlFixture());

@@ -1,4 +1,4 @@
-import { statefulTransactionTests } from '../sql-stores/stateful-transaction.js';
+import { statefulTransactionTests } from '../relational/stateful-transaction.js';
 import { mysqlFixture } from './helpers.js';
 
 // A transactional MySqlSink on the MySqlOffsetStore that is the pipeline's checkpoint: each batch's

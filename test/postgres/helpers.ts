@@ -9,7 +9,7 @@ import {
   type PostgresSinkOptions,
 } from '../../src/postgres/index.js';
 import { ensurePostgres } from '../../src/services/databases.js';
-import type { SqlFixture } from '../sql-stores/fixture.js';
+import type { SqlFixture } from '../relational/fixture.js';
 
 let url: Promise<string> | undefined;
 /** The shared server's URL (SLUICE_POSTGRES_URL or the local default, started if down). */

@@ -1,4 +1,4 @@
-import { sinkTests } from '../sql-stores/sink.js';
+import { sinkTests } from '../relational/sink.js';
 import { postgresFixture } from './helpers.js';
 
 sinkTests(await postgresFixture());

@@ -1,4 +1,4 @@
-import { statefulTransactionTests } from '../sql-stores/stateful-transaction.js';
+import { statefulTransactionTests } from '../relational/stateful-transaction.js';
 import { postgresFixture } from './helpers.js';
 
 // A transactional PostgresSink on the PostgresOffsetStore that is the pipeline's checkpoint: each

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { InvalidOptionError, SourceError } from '../../src/core/errors.js';
 import type { InputPlan } from '../../src/core/source.js';
-import { removeLeftoverTempFiles } from '../../src/sources/atomic-file.js';
+import { removeLeftoverTempFiles } from '../../src/fs/atomic-file.js';
 import {
   DEFAULT_TRACKING_FILE,
   DirectorySource,

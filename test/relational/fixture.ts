@@ -1,5 +1,5 @@
-import type { SqlOffsetStore } from '../../src/sql-stores/offset-store.js';
-import type { SqlSink, SqlSinkOptions } from '../../src/sql-stores/sink.js';
+import type { SqlOffsetStore } from '../../src/relational/offset-store.js';
+import type { SqlSink, SqlSinkOptions } from '../../src/relational/sink.js';
 
 export type Store<Pool, Conn> = SqlOffsetStore<Pool, Conn>;
 export type Sink<T, Pool, Conn> = SqlSink<T, Pool, Conn, Store<Pool, Conn>>;
@@ -11,7 +11,7 @@ export interface Where<Pool> {
 }
 
 /**
- * One real server for the shared SQL store and sink tests (test/sql-stores/*.ts): the adapter's
+ * One real server for the shared SQL store and sink tests (test/relational/*.ts): the adapter's
  * classes, a plain pool independent of them, and what differs in the SQL a test sends or the
  * messages the server gives.
  */

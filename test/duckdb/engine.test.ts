@@ -13,7 +13,7 @@ import {
   SqlSchemaError,
   inferColumns,
   type SqlRow,
-} from '../../src/sql/index.js';
+} from '../../src/duckdb/index.js';
 
 let sql: SqlEngine;
 before(async () => {

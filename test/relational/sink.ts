@@ -4,7 +4,7 @@ import { Batch } from '../../src/core/batch.js';
 import { InvalidOptionError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { SinkContext } from '../../src/core/sink.js';
-import type { SqlSinkOptions } from '../../src/sql-stores/sink.js';
+import type { SqlSinkOptions } from '../../src/relational/sink.js';
 import { sinkConformance } from '../conformance/sink.js';
 import type { Sink, SqlFixture, Store, Where } from './fixture.js';
 

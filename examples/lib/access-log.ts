@@ -24,6 +24,7 @@
  * records.tryMap((r) => etl(r.value ?? ''), { name: 'parse-access-log' });
  * ```
  */
+import { SluiceError } from 'sluice';
 
 /** Wraps every field of an input line. */
 export const MARKER = '<<<!>>>';
@@ -82,7 +83,7 @@ const CODES: Record<AccessLogErrorKind, string> = {
  * carries): `expected 15 fields, got 14`, `field 3 is not wrapped in <<<!>>>: '58.223.1.112'`,
  * `bad time '20181311132902' (field 2): month 13 is not 1-12`.
  */
-export class AccessLogError extends Error {
+export class AccessLogError extends SluiceError {
   /** Stable code per kind, e.g. `ACCESS_LOG_FIELD_COUNT`. */
   readonly code: string;
   constructor(
@@ -91,8 +92,8 @@ export class AccessLogError extends Error {
     /** The field at fault, when one is. */
     readonly field?: number,
   ) {
-    super(reason);
-    this.name = 'AccessLogError';
+    // No hint: the message is the reason alone, as a dead letter carries it.
+    super(reason, '');
     this.code = CODES[kind];
   }
 
@@ -237,13 +238,13 @@ export function accessLogEtl(options: AccessLogOptions): (line: string | null) =
 }
 
 /** A time zone name Intl does not know. */
-export class InvalidTimeZoneError extends RangeError {
+export class InvalidTimeZoneError extends SluiceError {
   readonly code = 'ACCESS_LOG_INVALID_TIME_ZONE';
   constructor(readonly timeZone: unknown) {
     super(
-      `Invalid option 'timeZone': got ${JSON.stringify(timeZone)}. Accepted: an IANA time zone name such as 'Asia/Shanghai', 'Europe/Berlin' or 'UTC'`,
+      `Invalid option 'timeZone': got ${JSON.stringify(timeZone)}`,
+      "Accepted: an IANA time zone name such as 'Asia/Shanghai', 'Europe/Berlin' or 'UTC'",
     );
-    this.name = 'InvalidTimeZoneError';
   }
 }
 

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { DeadLetter } from '../../src/core/bad-records.js';
-import { InMemorySink } from '../../src/core/memory-sink.js';
-import { TestDriver } from '../../src/core/testing/driver.js';
+import type { DeadLetter } from '../../../src/core/bad-records.js';
+import { InMemorySink } from '../../../src/core/memory-sink.js';
+import { TestDriver } from '../../../src/core/testing/driver.js';
+import { SluiceError } from '../../../src/core/errors.js';
 import {
   AccessLogError,
   FIELD_COUNT,
@@ -20,7 +21,7 @@ import {
   type AccessLogErrorKind,
   type Disambiguation,
   type SampleMalformation,
-} from '../../src/etl/access-log.js';
+} from '../../../examples/lib/access-log.js';
 
 const wrap = (fields: readonly string[]) => fields.map((f) => `${MARKER}${f}${MARKER}`).join(',');
 
@@ -334,8 +335,9 @@ describe('access-log parser: options', () => {
         () => compileParser({ timeZone } as never),
         (e: unknown) =>
           e instanceof InvalidTimeZoneError &&
-          e instanceof RangeError &&
+          e instanceof SluiceError &&
           e.code === 'ACCESS_LOG_INVALID_TIME_ZONE' &&
+          /^Accepted: an IANA time zone name/.test(e.hint) &&
           /an IANA time zone name such as 'Asia\/Shanghai'/.test(e.message),
         String(timeZone),
       );

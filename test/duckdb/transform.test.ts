@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { OperatorError } from '../../src/core/errors.js';
 import { TestDriver } from '../../src/core/testing/driver.js';
-import { SqlEngine, SqlError, sqlTransform } from '../../src/sql/index.js';
+import { SqlEngine, SqlError, sqlTransform } from '../../src/duckdb/index.js';
 
 let sql: SqlEngine;
 before(async () => {
