@@ -16,7 +16,7 @@
  * `<WATCH_DIR>/.sluice-read-files.json`, so a restart does not read them again). Each batch prints
  * Spark's header (`Time: <ms> ms`) and one `(word,count)` line per word of the files it read.
  */
-import { definePipeline } from 'sluice';
+import { definePipeline, textFileStream } from 'sluice';
 
 const directory = process.env.WATCH_DIR ?? '/tmp/sluice-incoming';
 const batchInterval = Number(process.env.BATCH_INTERVAL_MS ?? 1000);
@@ -26,8 +26,7 @@ export default definePipeline({
   pipelineId: 'directory-wordcount',
   batchInterval,
   build(ctx) {
-    ctx
-      .textFileStream(directory, { name: 'files' })
+    textFileStream(ctx, directory, { name: 'files' })
       .flatMap((line) => line.split(/\s+/).filter((w) => w !== ''), { name: 'words' })
       .countByValue({ name: 'counts' })
       .print(printLimit, { name: 'print-counts' });

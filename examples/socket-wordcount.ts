@@ -14,7 +14,7 @@
  * Each batch prints Spark's header (`Time: <ms> ms`) and one `(word,count)` line per word seen in
  * that batch's lines. The socket source is at-most-once: lines sent while the job is down are lost.
  */
-import { definePipeline } from 'sluice';
+import { definePipeline, socketTextStream } from 'sluice';
 
 const host = process.env.SOCKET_HOST ?? '127.0.0.1';
 const port = Number(process.env.SOCKET_PORT ?? 9999);
@@ -25,8 +25,7 @@ export default definePipeline({
   pipelineId: 'socket-wordcount',
   batchInterval,
   build(ctx) {
-    ctx
-      .socketTextStream(host, port, { name: 'lines' })
+    socketTextStream(ctx, host, port, { name: 'lines' })
       .flatMap((line) => line.split(/\s+/).filter((w) => w !== ''), { name: 'words' })
       .mapToPair((word) => [word, 1], { name: 'pairs' })
       .reduceByKey((a, b) => a + b, { name: 'counts' })

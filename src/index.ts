@@ -1,56 +1,97 @@
 /**
  * Sluice: micro-batch stream processing for TypeScript. Spark Streaming's DStream model on
  * Node.js, with Kafka in and out (`sluice/kafka`) and a deterministic test driver (`sluice/testing`).
+ *
+ * This entry point holds what a pipeline author uses: the context and its streams, the sources
+ * that need no adapter, the contracts a custom source, sink, offset store or state store
+ * implements (with their in-memory implementations), and the error catalogue.
  */
+
+// The context, pipeline files and what a running job reports.
 export { StreamingContext } from './core/context.js';
-export type {
-  StreamingContextOptions,
-  StreamingListener,
-  BatchInfo,
-  InputInfo,
-  StopOptions,
-  ContextState,
-} from './core/context.js';
-export { DStream, formatRecord } from './core/dstream.js';
-export type { Named, ShuffleOptions, PrintOptions } from './core/dstream.js';
-export { Batch } from './core/batch.js';
-export type { PairInput } from './core/batch.js';
-export type { Pair } from './core/keys.js';
-export type { BatchContext, PipelinePlan, PlanNode } from './core/graph.js';
-export { describePlan } from './core/graph.js';
-export { SystemClock, ManualClock } from './core/clock.js';
-export type { Clock } from './core/clock.js';
-export { QueueSource } from './core/queue-source.js';
-export type { QueueSourceOptions } from './core/queue-source.js';
-export type { Source, SourceContext, InputPlan, OffsetRange } from './core/source.js';
-export { rangeSize } from './core/source.js';
-export type { Logger } from './core/logger.js';
-export { createLogger, silentLogger } from './core/logger.js';
-export * from './core/errors.js';
-export { definePipeline, isPipelineDefinition } from './core/pipeline.js';
+export type { ContextState, StopOptions, StreamingContextOptions, StreamingListener } from './core/context.js';
+export { definePipeline } from './core/pipeline.js';
 export type { PipelineDefinition } from './core/pipeline.js';
-export { InMemoryOffsetStore, checkCompareAndSet } from './core/offsets.js';
-export type { OffsetStore, PartitionOffset, OffsetStoreCapabilities } from './core/offsets.js';
-export { GUARANTEES, isTransactionalSink, isTransactionalStore } from './core/sink.js';
-export type { Guarantee, Sink, SinkContext, TransactionalOffsetStore, TransactionalSink } from './core/sink.js';
+export type { BatchInfo, InputInfo } from './core/batch-protocol.js';
+export type { CommitPlan } from './core/commit-plan.js';
+export type { PipelinePlan, PlanNode } from './core/graph.js';
+
+// Streams, batches and state.
+export { DStream } from './core/dstream.js';
+export type {
+  ForeachBatchOptions,
+  Named,
+  OutputOptions,
+  PrintOptions,
+  ShuffleOptions,
+  TryMapOptions,
+  WindowOptions,
+} from './core/dstream.js';
+export { Batch } from './core/batch.js';
+export type { BatchContext, PairInput } from './core/batch.js';
+export type { Pair } from './core/keys.js';
+export { State } from './core/stateful.js';
+export type { MapWithStateSpec } from './core/stateful.js';
+
+// Sources: the contract, the sources that need no adapter, the in-memory ones.
+export type {
+  BatchFeedback,
+  InputMetrics,
+  InputPlan,
+  OffsetResetEvent,
+  Source,
+  SourceContext,
+} from './core/source.js';
+export { socketTextStream, SocketTextSource, textFileStream, DirectorySource } from './sources/index.js';
+export type { DirectorySourceOptions, SocketTextSourceOptions } from './sources/index.js';
+export { QueueSource, queueStream } from './core/queue-source.js';
+export type { QueueSourceOptions } from './core/queue-source.js';
+export { InMemoryLog, InMemoryLogSource } from './core/memory-log.js';
+export type { InMemoryLogSourceOptions, LogRecord } from './core/memory-log.js';
+export type { RateOptions } from './core/rate.js';
+export type { BadRecordCounts, BadRecordPolicy, BadRecordsOptions, DeadLetter } from './core/bad-records.js';
+
+// Offsets, state and outputs: the contracts and their in-memory implementations.
+export { InMemoryOffsetStore, rangeSize } from './core/offsets.js';
+export type { OffsetRange, OffsetStore, OffsetStoreCapabilities, PartitionOffset } from './core/offsets.js';
+export { InMemoryCheckpointStore } from './core/state.js';
+export type {
+  CheckpointMeta,
+  CheckpointOperator,
+  OperatorState,
+  StateDelta,
+  StateStore,
+  StateUpdate,
+} from './core/state.js';
+export type { TransactionalOffsetStore } from './core/transactional-store.js';
+export type { Guarantee, Sink, SinkContext, TransactionalSink } from './core/sink.js';
 export {
   InMemorySink,
   InMemoryTransaction,
   InMemoryTransactionalSink,
   InMemoryTransactionalStore,
 } from './core/memory-sink.js';
-export { InMemoryLog, InMemoryLogSource } from './core/memory-log.js';
-export type { LogRecord, InMemoryLogSourceOptions } from './core/memory-log.js';
-export { PidRateEstimator, RateController, validateRateOptions } from './core/rate.js';
-export type { RateOptions } from './core/rate.js';
-export { BadRecordLedger, originOf, validateBadRecords, BAD_RECORD_POLICIES } from './core/bad-records.js';
-export type { BadRecordPolicy, BadRecordsOptions, DeadLetter, BadRecordCounts } from './core/bad-records.js';
-export type { CommitPlan } from './core/context.js';
-export type { OutputOptions, ForeachBatchOptions, TryMapOptions } from './core/dstream.js';
-export type { BatchFeedback } from './core/source.js';
-export type { InputMetrics, OffsetResetEvent } from './core/source.js';
-export { State } from './core/stateful.js';
-export type { MapWithStateSpec, StateHandle } from './core/stateful.js';
-export type { WindowOptions } from './core/dstream.js';
-export { InMemoryCheckpointStore, isStateStore, compareOperators, collectState, restoreState } from './core/checkpoint.js';
-export type { StateStore, CheckpointMeta, CheckpointOperator, OperatorState, StateDelta, StateUpdate } from './core/checkpoint.js';
+
+// Errors: every error Sluice raises is a SluiceError with a stable code and a hint.
+export {
+  BrokerUnreachableError,
+  CheckpointIncompatibleError,
+  ContextStateError,
+  DeserializationError,
+  InvalidOptionError,
+  OffsetConflictError,
+  OffsetOutOfRangeError,
+  OperatorError,
+  PipelineDefinitionError,
+  ServiceStartError,
+  SluiceError,
+  SourceError,
+  TopicNotFoundError,
+} from './core/errors.js';
+export type { CheckpointDifference } from './core/errors.js';
+
+// Clock and logging.
+export { SystemClock } from './core/clock.js';
+export type { Clock } from './core/clock.js';
+export { createLogger, silentLogger } from './core/logger.js';
+export type { Logger } from './core/logger.js';

@@ -1,7 +1,20 @@
 /**
  * `sluice/checkpoint`: checkpoints on the local file system. `CheckpointDirectory` keeps a
- * pipeline's operator state and offsets together (the `checkpoint` of a StreamingContext);
- * `CheckpointDirOffsetStore` keeps offsets only.
+ * pipeline's operator state and offsets together (the `checkpoint` of a StreamingContext), in a
+ * directory whose `manifest.json` is readable; `CheckpointDirOffsetStore` keeps offsets only.
  */
-export * from './offset-store.js';
-export * from './directory.js';
+export {
+  CheckpointCorruptError,
+  CheckpointDirectory,
+  CheckpointPipelineMismatchError,
+  MANIFEST_FILE,
+  readManifest,
+  type CheckpointDirectoryOptions,
+  type CheckpointManifest,
+  type GroupOffset,
+} from './directory.js';
+export {
+  CheckpointDirOffsetStore,
+  type CheckpointDirOffsetStoreOptions,
+  type CheckpointOffsetsFile,
+} from './offset-store.js';

@@ -3,8 +3,8 @@ import { mkdir, open, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidOptionError } from '../core/errors.js';
 import { checkCompareAndSet, type OffsetStore, type PartitionOffset } from '../core/offsets.js';
-import type { OffsetRange } from '../core/source.js';
 import { removeLeftoverTempFiles, writeFileAtomic } from '../fs/atomic-file.js';
+import type { OffsetRange } from '../core/offsets.js';
 
 export interface CheckpointDirOffsetStoreOptions {
   /** The checkpoint directory; offsets go to `<dir>/offsets/<group>.json`. Created when missing. */

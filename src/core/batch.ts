@@ -1,4 +1,18 @@
 import { KeyMap, hashKey, type Pair } from './keys.js';
+import type { OffsetRange } from './offsets.js';
+
+/** What an operator sees of the batch being processed. */
+export interface BatchContext {
+  /** The batch time, in ms since the epoch: a multiple of the batch interval. */
+  readonly time: number;
+  /** The offset ranges of the inputs this stream is built from (empty for inputs without offsets). */
+  readonly offsetRanges: readonly OffsetRange[];
+  /**
+   * In an output that writes inside the offset store's transaction: the transaction handle (a
+   * `pg.PoolClient`, a mysql2 connection, ...). The batch's offsets commit with it.
+   */
+  readonly transaction?: unknown;
+}
 
 /**
  * One batch of a stream: its records split into partitions (Spark's RDD, eager and in memory).

@@ -1,32 +1,22 @@
 import { Batch } from './batch.js';
+import { validateBadRecords } from './bad-records.js';
+import { BatchProtocol, type BatchInfo } from './batch-protocol.js';
+import { Checkpointer } from './checkpointer.js';
 import { SystemClock, type Clock } from './clock.js';
-import { BadRecordLedger, validateBadRecords, type BadRecordCounts } from './bad-records.js';
+import {
+  chooseOffsetStore,
+  decideCommitPlan,
+  offsetGroupOf,
+  type CommitPlan,
+  type CommitPlanInputs,
+} from './commit-plan.js';
 import { DStream, registerBadRecords, type Named } from './dstream.js';
-import { ContextStateError, InvalidOptionError, PipelineDefinitionError, SluiceError } from './errors.js';
-import { Graph, describePlan, type BatchRun, type OutputRegistration, type PipelinePlan } from './graph.js';
+import { ContextStateError, InvalidOptionError, PipelineDefinitionError } from './errors.js';
+import { Graph, describePlan, type OutputRegistration, type PipelinePlan } from './graph.js';
 import { createLogger, type Logger } from './logger.js';
-import { QueueSource, type QueueSourceOptions } from './queue-source.js';
-import {
-  collectState,
-  compareOperators,
-  isStateStore,
-  restoreState,
-  type CheckpointMeta,
-  type StateStore,
-} from './checkpoint.js';
-import { CheckpointIncompatibleError } from './errors.js';
-import type { OffsetStore } from './offsets.js';
-import { isTransactionalStore, type Guarantee } from './sink.js';
-import {
-  rangeSize,
-  type InputMetrics,
-  type InputPlan,
-  type OffsetRange,
-  type OffsetResetEvent,
-  type Source,
-} from './source.js';
-import { DirectorySource, type DirectorySourceOptions } from '../sources/directory.js';
-import { SocketTextSource, type SocketTextSourceOptions } from '../sources/socket.js';
+import { rangeSize, type OffsetStore } from './offsets.js';
+import type { OffsetResetEvent, Source } from './source.js';
+import { isStateStore, type StateStore } from './state.js';
 
 export interface StreamingContextOptions {
   /** Milliseconds between batches (Spark's batch duration). Required, > 0. */
@@ -57,47 +47,7 @@ export interface StreamingContextOptions {
   readonly checkpointFullEvery?: number;
 }
 
-/** How the engine commits each batch, decided at start from the outputs and the offset store. */
-export interface CommitPlan {
-  readonly offsetStore: string | undefined;
-  /** `before-outputs` for at-most-once, `in-transaction` when an output commits them, else `after-outputs`. */
-  readonly offsets: 'none' | 'before-outputs' | 'after-outputs' | 'in-transaction';
-  readonly outputs: readonly { readonly name: string; readonly guarantee: Guarantee; readonly how: string }[];
-  /** The outputs that write inside the offset store's transaction (step 5 of the protocol). */
-  readonly transactionalOutputs: readonly string[];
-}
-
 export type ContextState = 'initialized' | 'active' | 'stopping' | 'stopped';
-
-/** What each input contributed to a batch. */
-export interface InputInfo {
-  readonly name: string;
-  readonly kind: string;
-  readonly numRecords: number;
-  readonly offsetRanges: readonly OffsetRange[];
-  /** Rate limit in force, lag per partition and records lost to offset resets, where the source reports them. */
-  readonly metrics?: InputMetrics;
-}
-
-/** The record of one batch, as Spark's `BatchInfo`. Times in ms since the epoch, durations in ms. */
-export interface BatchInfo {
-  readonly batchTime: number;
-  readonly processingStartTime: number;
-  readonly processingEndTime: number;
-  /** Time the batch waited for the previous one: processing start minus batch time. */
-  readonly schedulingDelay: number;
-  readonly processingTime: number;
-  /** schedulingDelay + processingTime. */
-  readonly totalDelay: number;
-  readonly numRecords: number;
-  readonly inputs: readonly InputInfo[];
-  /** Records skipped or dead-lettered in this batch, per policy owner (input or tryMap). */
-  readonly badRecords: readonly BadRecordCounts[];
-  /** Per output: its name and how long it took, in definition order. */
-  readonly outputs: readonly { readonly name: string; readonly durationMs: number }[];
-  readonly status: 'completed' | 'failed';
-  readonly error?: SluiceError | Error;
-}
 
 /** Receives the context's events (Spark's `StreamingListener`). Exceptions thrown here are logged and ignored. */
 export interface StreamingListener {
@@ -119,11 +69,15 @@ export interface StopOptions {
  * `batchInterval` ms it builds one batch from each input and runs the pipeline on it; batches
  * never overlap, and one that runs long delays the next (its scheduling delay grows).
  *
+ * The context is the lifecycle only: it decides the commit plan and restores the checkpoint at
+ * start, opens and closes sources and sinks, schedules batches and tells listeners. How one
+ * batch is read, written and committed is the batch protocol (`batch-protocol.ts`).
+ *
  * @example
  * ```ts
- * import { StreamingContext } from 'sluice';
+ * import { StreamingContext, socketTextStream } from 'sluice';
  * const ctx = new StreamingContext({ batchInterval: 1000, stopGracefullyOnSignals: true });
- * ctx.socketTextStream('127.0.0.1', 9999)
+ * socketTextStream(ctx, '127.0.0.1', 9999)
  *   .flatMap((l) => l.split(' '))
  *   .countByValue()
  *   .print();
@@ -132,6 +86,7 @@ export interface StopOptions {
  * ```
  */
 export class StreamingContext {
+  /** Milliseconds between batches. */
   readonly batchInterval: number;
   readonly pipelineId: string;
   readonly clock: Clock;
@@ -149,15 +104,9 @@ export class StreamingContext {
   #signalHandler: (() => void) | undefined;
   #openedSources: Source<unknown>[] = [];
   #openedOutputs: OutputRegistration[] = [];
-  #offsetStore: OffsetStore | undefined;
   #commitPlan: CommitPlan | undefined;
-  #ledger = new BadRecordLedger();
-  #lastCommittedBatch: number | undefined;
-  /** Positions moved by offset resets, written to the store before the next offsets. */
-  #pendingResets: { group: string; topic: string; partition: number; offset: number }[] = [];
+  #protocol: BatchProtocol | undefined;
   #nextBatchTime: number | undefined;
-  #commitsSinceStart = 0;
-  #batchTime = 0;
 
   constructor(options: StreamingContextOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -216,7 +165,11 @@ export class StreamingContext {
     return this.#batches;
   }
 
-  /** A stream fed by any {@link Source}. Adapters (Kafka, ...) build their streams with this. */
+  /**
+   * A stream fed by any {@link Source}: the one way inputs enter a pipeline. Each source module
+   * also has a function that calls this, e.g. `createDirectStream(ctx, ...)` (sluice/kafka),
+   * `socketTextStream(ctx, ...)`, `textFileStream(ctx, ...)`, `queueStream(ctx, ...)`.
+   */
   stream<T>(source: Source<T>, opts?: Named): DStream<T> {
     const stream = new DStream<T>(this.#graph, {
       kind: source.kind,
@@ -234,30 +187,6 @@ export class StreamingContext {
     return stream;
   }
 
-  /** A stream of the batches pushed into `queue` (Spark's `queueStream`). */
-  queueStream<T>(queue: QueueSource<T> | QueueSourceOptions<T> = {}, opts?: Named): DStream<T> {
-    return this.stream(queue instanceof QueueSource ? queue : new QueueSource<T>(queue), opts);
-  }
-
-  /** Lines of text from a TCP server, e.g. `nc -lk 9999` (Spark's `socketTextStream`). At-most-once. */
-  socketTextStream(
-    host: string,
-    port: number,
-    options: Omit<SocketTextSourceOptions, 'host' | 'port'> & Named = {},
-  ): DStream<string> {
-    const { name, ...rest } = options;
-    return this.stream(new SocketTextSource({ host, port, ...rest }), { name });
-  }
-
-  /** Lines of the files moved into `directory`, each file read once (Spark's `textFileStream`). */
-  textFileStream(
-    directory: string,
-    options: Omit<DirectorySourceOptions, 'directory'> & Named = {},
-  ): DStream<string> {
-    const { name, ...rest } = options;
-    return this.stream(new DirectorySource({ directory, ...rest }), { name });
-  }
-
   /** The union of several streams of the same type. */
   union<T>(streams: DStream<T>[], opts?: Named): DStream<T> {
     const [first, ...rest] = streams;
@@ -267,7 +196,7 @@ export class StreamingContext {
 
   /** The pipeline's plan: every operator with its name, kind, parents and options. */
   plan(): PipelinePlan {
-    return this.#graph.plan(this.pipelineId, this.batchInterval);
+    return this.#graph.plan(this.pipelineId);
   }
 
   /** The plan as text (default) or as JSON text. */
@@ -285,9 +214,15 @@ export class StreamingContext {
     if (i >= 0) this.#listeners.splice(i, 1);
   }
 
+  /** How each batch will be committed: which output gives which guarantee, where offsets go. */
+  commitPlan(): CommitPlan {
+    return this.#commitPlan ?? decideCommitPlan(this.#commitPlanInputs());
+  }
+
   /**
-   * Opens every source and starts the batch loop. Resolves once running; rejects (and opens
-   * nothing further) if the pipeline is invalid or a source cannot be opened.
+   * Decides the commit plan (refusing impossible guarantees), restores the checkpoint, opens every
+   * source and sink and starts the batch loop. Resolves once running; rejects (and opens nothing
+   * further) if the pipeline is invalid or a source cannot be opened.
    */
   async start(): Promise<void> {
     if (this.#state !== 'initialized') {
@@ -310,52 +245,32 @@ export class StreamingContext {
         this.#state,
       );
     });
-    this.#offsetStore = this.#chooseOffsetStore();
-    this.#commitPlan = this.#resolveCommitPlan();
-    await this.#restoreCheckpoint();
+    const planInputs = this.#commitPlanInputs();
+    const offsetStore = chooseOffsetStore(planInputs);
+    const commitPlan = decideCommitPlan(planInputs, offsetStore);
+    this.#commitPlan = commitPlan;
+    const checkpointer = new Checkpointer({
+      pipelineId: this.pipelineId,
+      handles: this.#graph.stateful.map((s) => s.handle),
+      fullEvery: this.#options.checkpointFullEvery ?? 10,
+      fingerprint: () => this.plan().fingerprint,
+    });
+    if (this.#options.checkpoint) await checkpointer.restore(this.#options.checkpoint, this.logger);
+    const protocol = new BatchProtocol({
+      pipelineId: this.pipelineId,
+      clock: this.clock,
+      inputs: this.#graph.inputs,
+      outputs: this.#graph.outputs,
+      stateful: this.#graph.stateful,
+      offsetStore,
+      commitPlan,
+      checkpointer,
+      groupOf: (source) => offsetGroupOf(source, this.pipelineId),
+    });
+    this.#protocol = protocol;
     this.#state = 'active';
     try {
-      for (const input of this.#graph.inputs) {
-        const group = this.#groupOf(input.source);
-        await input.source.open({
-          pipelineId: this.pipelineId,
-          name: input.name,
-          clock: this.clock,
-          batchInterval: this.batchInterval,
-          logger: this.logger.child({ input: input.name }),
-          signal: this.#stopSources.signal,
-          storedOffsets: async (topics) => (this.#offsetStore ? this.#offsetStore.read(group, topics) : []),
-          reportOffsetReset: (event) => {
-            const full = { ...event, input: input.name };
-            this.logger.warn(full, 'stored offset out of range: reset by policy');
-            // The next batch starts at resetTo; the store must hold it too, or its compare-and-set
-            // would refuse the batch.
-            this.#pendingResets.push({
-              group,
-              topic: event.topic,
-              partition: event.partition,
-              offset: event.resetTo,
-            });
-            this.#emit((l) => l.onOffsetReset?.(full));
-          },
-          reportBadRecord: (letter, error) =>
-            this.#ledger.handle(
-              input.source.badRecords?.policy ?? 'fail',
-              { ...letter, input: input.name, batchTime: this.#batchTime },
-              error,
-            ),
-        });
-        this.#openedSources.push(input.source);
-      }
-      for (const output of this.#graph.outputs) {
-        await output.open?.({
-          pipelineId: this.pipelineId,
-          name: output.name,
-          logger: this.logger.child({ output: output.name }),
-          signal: this.#stopSources.signal,
-        });
-        this.#openedOutputs.push(output);
-      }
+      await this.#openSources(offsetStore, protocol);
     } catch (e) {
       await this.#closeSources();
       this.#state = 'stopped';
@@ -368,166 +283,13 @@ export class StreamingContext {
     // As Spark's RecurringTimer: the first batch time is the next multiple of the interval.
     // A restored stateful pipeline continues at the batch after its checkpoint and catches up batch
     // by batch (as Spark reschedules the batches it missed), so windows and state see every batch.
+    const restored = checkpointer.lastCommittedBatch;
     const firstBatchTime =
-      this.#lastCommittedBatch !== undefined
-        ? this.#lastCommittedBatch + this.batchInterval
+      restored !== undefined
+        ? restored + this.batchInterval
         : (Math.floor(now / this.batchInterval) + 1) * this.batchInterval;
-    // Slides count from the epoch, so window boundaries stay put across restarts.
-    this.#graph.zeroTime = 0;
     this.logger.info({ batchInterval: this.batchInterval, firstBatchTime }, 'streaming context started');
     this.#loop = this.#runLoop(firstBatchTime);
-  }
-
-  /** How each batch will be committed: which output gives which guarantee, where offsets go. */
-  commitPlan(): CommitPlan {
-    return this.#commitPlan ?? this.#resolveCommitPlan();
-  }
-
-  /**
-   * Decides, before anything starts, how each output's guarantee is met; refuses a combination
-   * that cannot give what was asked, saying why and what would work.
-   */
-  /**
-   * The offset store: the one given; else, for a stateful pipeline, the checkpoint (state and
-   * offsets commit together); else the input's own (Kafka's group commits), else the checkpoint.
-   */
-  #chooseOffsetStore(): OffsetStore | undefined {
-    if (this.#options.offsetStore) return this.#options.offsetStore;
-    if (this.#graph.stateful.length && this.#options.checkpoint) return this.#options.checkpoint;
-    return (
-      this.#graph.inputs.map((i) => i.source.defaultOffsetStore?.()).find((s) => s !== undefined) ??
-      this.#options.checkpoint
-    );
-  }
-
-  /** Loads the last checkpoint into the stateful operators; refuses one this pipeline cannot take. */
-  async #restoreCheckpoint(): Promise<void> {
-    const checkpoint = this.#options.checkpoint;
-    if (!checkpoint) return;
-    const cp = await checkpoint.loadCheckpoint(this.pipelineId);
-    if (!cp) {
-      this.logger.info({ checkpoint: checkpoint.describe() }, 'no checkpoint yet: starting fresh');
-      return;
-    }
-    const handles = this.#graph.stateful.map((s) => s.handle);
-    const diffs = compareOperators(cp.meta.operators, handles);
-    if (diffs.length) {
-      const where = checkpoint.describe();
-      throw new CheckpointIncompatibleError(String(where.dir ?? where.location ?? checkpoint.kind), diffs);
-    }
-    for (const h of handles) {
-      const stored = cp.state.get(h.name);
-      if (stored) restoreState(h, stored);
-    }
-    this.#lastCommittedBatch = cp.meta.batchTime;
-    this.logger.info(
-      {
-        batchTime: cp.meta.batchTime,
-        fingerprint: cp.meta.fingerprint,
-        sameShape: cp.meta.fingerprint === this.plan().fingerprint,
-      },
-      'resumed from checkpoint',
-    );
-  }
-
-  #resolveCommitPlan(): CommitPlan {
-    const store = this.#offsetStore ?? this.#chooseOffsetStore();
-    const hasOffsets = this.#graph.inputs.some((i) => i.source.offsetGroup !== undefined);
-    const notReplayable = this.#graph.inputs.filter((i) => !i.source.replayable).map((i) => i.name);
-    const storeName = store ? store.kind : undefined;
-    const outputs: { name: string; guarantee: Guarantee; how: string }[] = [];
-    const transactionalOutputs: string[] = [];
-    const stateful = this.#graph.stateful.length > 0;
-    for (const out of this.#graph.outputs) {
-      const inStoreTransaction = Boolean(out.transactional && store && out.transactional.store === store);
-      const canExactlyOnce = out.idempotent || inStoreTransaction;
-      const ceiling: Guarantee = notReplayable.length
-        ? 'at-most-once'
-        : canExactlyOnce
-          ? 'exactly-once'
-          : 'at-least-once';
-      const wanted = out.guarantee ?? ceiling;
-      if (rank(wanted) > rank(ceiling)) {
-        throw new PipelineDefinitionError(
-          `Output '${out.name}' (${out.kind}) cannot be ${wanted}: ${whyNot(out, wanted, notReplayable, store)}`,
-          howTo(out, wanted, notReplayable, store),
-        );
-      }
-      let how: string;
-      if (wanted === 'exactly-once' && !out.idempotent) {
-        // Every such output writes in the same transaction, which then commits the offsets once.
-        transactionalOutputs.push(out.name);
-        how = `writes and offsets in one ${storeName} transaction`;
-      } else if (wanted === 'exactly-once') {
-        how = hasOffsets || stateful ? 'idempotent writes, then offsets' : 'idempotent writes';
-      } else if (wanted === 'at-least-once') {
-        how = hasOffsets || stateful ? 'write, then offsets' : 'write (no offsets to save)';
-      } else {
-        how = hasOffsets || stateful ? 'offsets, then write' : 'write (input not replayable)';
-      }
-      outputs.push({ name: out.name, guarantee: wanted, how });
-    }
-    const atMostOnce = outputs.filter(
-      (o) => o.guarantee === 'at-most-once' && hasOffsets && !notReplayable.length,
-    );
-    if (atMostOnce.length && atMostOnce.length !== outputs.length) {
-      throw new PipelineDefinitionError(
-        `Output '${atMostOnce[0]!.name}' is at-most-once but '${outputs.find((o) => o.guarantee !== 'at-most-once')!.name}' is not`,
-        'At-most-once saves offsets before writing and the others after: run them as separate pipelines, or give them one guarantee',
-      );
-    }
-    if (hasOffsets && !store) {
-      throw new PipelineDefinitionError(
-        'The pipeline reads offsets but has no offset store',
-        'Pass offsetStore to the StreamingContext',
-      );
-    }
-    if (stateful && !this.#options.checkpoint) {
-      throw new PipelineDefinitionError(
-        `Operators ${this.#graph.stateful.map((s) => `'${s.handle.name}'`).join(', ')} keep state across batches but the context has no checkpoint`,
-        "Pass checkpoint: new CheckpointDirectory({ dir }) (from 'sluice/checkpoint') to the StreamingContext",
-      );
-    }
-    if (stateful && hasOffsets && store !== this.#options.checkpoint) {
-      throw new PipelineDefinitionError(
-        `State is kept in the checkpoint (${this.#options.checkpoint!.kind}) but offsets in ${store?.kind}`,
-        'State and offsets must commit together: leave offsetStore unset (the checkpoint keeps them) or pass the checkpoint as offsetStore',
-      );
-    }
-    if (stateful && transactionalOutputs.length && store !== this.#options.checkpoint) {
-      throw new PipelineDefinitionError(
-        `Output(s) ${transactionalOutputs.map((o) => `'${o}'`).join(', ')} commit in a ${storeName} transaction, but the operators' state is kept in ${this.#options.checkpoint!.kind}`,
-        'Use one store that keeps state in the transaction as both checkpoint and offset store (e.g. the PostgreSQL store), or make the output idempotent',
-      );
-    }
-    const groups = new Set(
-      this.#graph.inputs.filter((i) => i.source.offsetGroup).map((i) => this.#groupOf(i.source)),
-    );
-    if (stateful && groups.size > 1) {
-      throw new PipelineDefinitionError(
-        `Inputs use several offset groups (${[...groups].join(', ')}) but state commits with one`,
-        'Give every input the same group id',
-      );
-    }
-    if (transactionalOutputs.length && groups.size > 1) {
-      throw new PipelineDefinitionError(
-        `Inputs use several offset groups (${[...groups].join(', ')}) but one output commits offsets in its transaction`,
-        'Give every input the same group id',
-      );
-    }
-    const offsets: CommitPlan['offsets'] =
-      !hasOffsets && !stateful
-        ? 'none'
-        : transactionalOutputs.length
-          ? 'in-transaction'
-          : atMostOnce.length
-            ? 'before-outputs'
-            : 'after-outputs';
-    return { offsetStore: storeName, offsets, outputs, transactionalOutputs };
-  }
-
-  #groupOf(source: Source<unknown>): string {
-    return source.offsetGroup?.(this.pipelineId) ?? this.pipelineId;
   }
 
   /** Resolves when the context has stopped; rejects with the error that stopped it, if any. */
@@ -558,7 +320,56 @@ export class StreamingContext {
     return this.#nextBatchTime;
   }
 
+  #commitPlanInputs(): CommitPlanInputs {
+    return {
+      pipelineId: this.pipelineId,
+      inputs: this.#graph.inputs,
+      outputs: this.#graph.outputs,
+      statefulOperators: this.#graph.stateful.map((s) => s.handle.name),
+      offsetStore: this.#options.offsetStore,
+      checkpoint: this.#options.checkpoint,
+    };
+  }
+
+  async #openSources(offsetStore: OffsetStore | undefined, protocol: BatchProtocol): Promise<void> {
+    for (const input of this.#graph.inputs) {
+      const group = offsetGroupOf(input.source, this.pipelineId);
+      await input.source.open({
+        pipelineId: this.pipelineId,
+        name: input.name,
+        clock: this.clock,
+        batchInterval: this.batchInterval,
+        logger: this.logger.child({ input: input.name }),
+        signal: this.#stopSources.signal,
+        storedOffsets: async (topics) => (offsetStore ? offsetStore.read(group, topics) : []),
+        reportOffsetReset: (event) => {
+          const full = { ...event, input: input.name };
+          this.logger.warn(full, 'stored offset out of range: reset by policy');
+          protocol.positionMoved(group, {
+            topic: event.topic,
+            partition: event.partition,
+            offset: event.resetTo,
+          });
+          this.#emit((l) => l.onOffsetReset?.(full));
+        },
+        reportBadRecord: (letter, error) =>
+          protocol.badRecord(input.name, input.source.badRecords?.policy ?? 'fail', letter, error),
+      });
+      this.#openedSources.push(input.source);
+    }
+    for (const output of this.#graph.outputs) {
+      await output.open?.({
+        pipelineId: this.pipelineId,
+        name: output.name,
+        logger: this.logger.child({ output: output.name }),
+        signal: this.#stopSources.signal,
+      });
+      this.#openedOutputs.push(output);
+    }
+  }
+
   async #runLoop(firstBatchTime: number): Promise<void> {
+    const protocol = this.#protocol!;
     let time = firstBatchTime;
     try {
       this.#nextBatchTime = time;
@@ -569,23 +380,19 @@ export class StreamingContext {
           break; // stop() aborted the wait
         }
         if (this.#state !== 'active') break;
-        await this.#runBatch(time);
+        this.#emit((l) => l.onBatchStarted?.(time));
+        const { info, error } = await protocol.run(time);
+        this.#record(info);
+        if (error) throw error;
         time += this.batchInterval;
       }
     } catch (e) {
       this.#failure = e as Error;
       this.logger.error({ err: e }, 'batch failed; stopping the context');
     }
-    if (!this.#failure && this.#graph.stateful.length && this.#lastCommittedBatch !== undefined) {
-      // A graceful stop leaves a full checkpoint, so the next start restores without deltas.
+    if (!this.#failure) {
       try {
-        this.#commitsSinceStart = 0;
-        await this.#commitState(
-          this.#offsetStore as StateStore,
-          this.pipelineId,
-          [],
-          this.#lastCommittedBatch,
-        );
+        await protocol.finalCheckpoint();
       } catch (e) {
         this.logger.warn({ err: e }, 'the final checkpoint failed; the last batch checkpoint stands');
       }
@@ -600,194 +407,20 @@ export class StreamingContext {
     else this.#termination.resolve();
   }
 
-  /**
-   * One batch, start to finish. THE COMMIT PROTOCOL, in order; a failure at any step stops the
-   * job before the later steps, so a failed batch is never recorded as read: a restart reads it
-   * again from the stored offsets (and a transaction in progress rolls back).
-   *   1. Fix each input's content (its offset ranges) before reading any record.
-   *   2. Fetch exactly that content (records that cannot be read go to the bad-record policy).
-   *   3. Run the graph: compute every output's batch, each stream once; dead letters last.
-   *   4. At-most-once only: save the offsets now, before any output (a crash then loses the batch).
-   *   5. Write the outputs that commit on their own, in definition order (idempotent and
-   *      at-least-once outputs, dead-letter sinks).
-   *   6. Exactly-once transactional outputs: their writes AND the batch's offsets in ONE transaction
-   *      of the offset store; the offsets are a compare-and-set from each range's fromOffset, so a
-   *      replayed batch or a second instance rolls back with OffsetConflictError. Otherwise save the
-   *      offsets now, after the outputs (at-least-once; exactly-once with idempotent outputs),
-   *      compare-and-set where the store can.
-   *   7. Tell each source the batch is committed, and record the batch as done.
-   */
-  async #runBatch(time: number): Promise<void> {
-    const start = this.clock.now();
-    this.#emit((l) => l.onBatchStarted?.(time));
-    const inputs: InputInfo[] = [];
-    const outputs: { name: string; durationMs: number }[] = [];
-    const plans: { source: Source<unknown>; plan: InputPlan }[] = [];
-    const commit = this.#commitPlan!;
-    const store = this.#offsetStore;
-    const run: BatchRun = { time, inputs: new Map(), computed: new Map(), badRecords: new BadRecordLedger() };
-    this.#ledger = run.badRecords;
-    this.#batchTime = time;
-    const timed = async (name: string, work: () => Promise<void>) => {
-      const t0 = this.clock.now();
-      await work();
-      outputs.push({ name, durationMs: this.clock.now() - t0 });
-    };
-    try {
-      // 1. Fix the content.
-      for (const input of this.#graph.inputs) {
-        plans.push({ source: input.source, plan: await input.source.plan(time) });
-      }
-      // 2. Fetch it.
-      for (const [i, input] of this.#graph.inputs.entries()) {
-        const { plan } = plans[i]!;
-        const batch = new Batch(await input.source.fetch(plan));
-        (run.inputs as Map<string, unknown>).set(input.name, { batch, offsetRanges: plan.offsetRanges });
-        inputs.push({
-          name: input.name,
-          kind: input.source.kind,
-          numRecords: batch.size,
-          offsetRanges: plan.offsetRanges,
-          ...(plan.metrics ? { metrics: plan.metrics } : {}),
-        });
-      }
-      const offsetsByGroup = this.#offsetsByGroup(plans);
-      if (this.#pendingResets.length && store) await this.#applyResets(store);
-      // 3. Compute. Stateful operators run every batch, whatever their outputs' slides.
-      for (const s of this.#graph.stateful) await s.force(run);
-      for (const output of this.#graph.outputs) if (!output.late) await output.prepare(run);
-      for (const output of this.#graph.outputs) if (output.late) await output.prepare(run);
-      // 4. At-most-once: offsets first.
-      if (commit.offsets === 'before-outputs') await this.#saveOffsets(store!, offsetsByGroup, time);
-      // 5. Outputs that commit on their own.
-      const inTransaction = new Set(commit.transactionalOutputs);
-      for (const output of this.#graph.outputs) {
-        if (!inTransaction.has(output.name)) await timed(output.name, () => output.run(run));
-      }
-      // 6. The transactional outputs with the offsets, or the offsets alone.
-      if (inTransaction.size) {
-        const [group, ranges] = [...offsetsByGroup][0] ?? [this.pipelineId, []];
-        const txStore = this.#graph.outputs.find((o) => inTransaction.has(o.name))!.transactional!.store;
-        // A stateful pipeline's state commits in the same transaction (the store is its checkpoint).
-        const checkpoint = this.#graph.stateful.length ? this.#stateCheckpoint(time) : undefined;
-        await txStore.transaction(
-          group,
-          ranges,
-          async (tx) => {
-            for (const output of this.#graph.outputs) {
-              if (inTransaction.has(output.name))
-                await timed(output.name, () => output.transactional!.run(run, tx));
-            }
-          },
-          checkpoint,
-        );
-        if (checkpoint) this.#stateCommitted(time);
-      } else if (commit.offsets === 'after-outputs') {
-        await this.#saveOffsets(store!, offsetsByGroup, time);
-      }
-      // 7. Commit the sources' own bookkeeping.
-      for (const { source, plan } of plans) await source.commit?.(plan);
-    } catch (e) {
-      this.#record(time, start, inputs, outputs, run.badRecords, e as Error);
-      throw e;
-    }
-    this.#record(time, start, inputs, outputs, run.badRecords);
-  }
-
-  async #applyResets(store: OffsetStore): Promise<void> {
-    const byGroup = new Map<string, { topic: string; partition: number; offset: number }[]>();
-    for (const r of this.#pendingResets) byGroup.set(r.group, [...(byGroup.get(r.group) ?? []), r]);
-    for (const [group, offsets] of byGroup) await store.set(group, offsets);
-    this.#pendingResets = [];
-  }
-
-  #offsetsByGroup(plans: { source: Source<unknown>; plan: InputPlan }[]): Map<string, OffsetRange[]> {
-    const byGroup = new Map<string, OffsetRange[]>();
-    for (const { source, plan } of plans) {
-      if (!source.offsetGroup || plan.offsetRanges.length === 0) continue;
-      const group = this.#groupOf(source);
-      byGroup.set(group, [...(byGroup.get(group) ?? []), ...plan.offsetRanges]);
-    }
-    return byGroup;
-  }
-
-  /** Saves the batch's offsets and, for a stateful pipeline, its state with them in one commit. */
-  async #saveOffsets(store: OffsetStore, byGroup: Map<string, OffsetRange[]>, time: number): Promise<void> {
-    if (this.#graph.stateful.length) {
-      const [group, ranges] = [...byGroup][0] ?? [this.pipelineId, []];
-      await this.#commitState(store as StateStore, group, ranges, time);
-      return;
-    }
-    for (const [group, ranges] of byGroup) {
-      await store.write(group, ranges, { compareAndSet: store.capabilities.compareAndSet });
-    }
-  }
-
-  async #commitState(
-    store: StateStore,
-    group: string,
-    ranges: readonly OffsetRange[],
-    time: number,
-  ): Promise<void> {
-    const { meta, update } = this.#stateCheckpoint(time);
-    await store.commitBatch(group, ranges, meta, update);
-    this.#stateCommitted(time);
-  }
-
-  /** The operators' state for the checkpoint of `time`: full every N commits, changed keys between. */
-  #stateCheckpoint(time: number) {
-    const handles = this.#graph.stateful.map((s) => s.handle);
-    const every = this.#options.checkpointFullEvery ?? 10;
-    // The first commit after a start is full, so deltas never pile up across restarts.
-    const full = this.#commitsSinceStart % every === 0;
-    const meta: CheckpointMeta = {
-      pipelineId: this.pipelineId,
-      fingerprint: this.plan().fingerprint,
-      operators: handles.map((h) => ({ name: h.name, kind: h.kind })),
-      batchTime: time,
-    };
-    return { meta, update: collectState(handles, full) };
-  }
-
-  #stateCommitted(time: number): void {
-    this.#commitsSinceStart++;
-    this.#lastCommittedBatch = time;
-  }
-
-  #record(
-    time: number,
-    start: number,
-    inputs: InputInfo[],
-    outputs: { name: string; durationMs: number }[],
-    ledger: BadRecordLedger,
-    error?: Error,
-  ): void {
-    const end = this.clock.now();
-    const info: BatchInfo = {
-      batchTime: time,
-      processingStartTime: start,
-      processingEndTime: end,
-      schedulingDelay: start - time,
-      processingTime: end - start,
-      totalDelay: end - time,
-      numRecords: inputs.reduce((n, i) => n + i.numRecords, 0),
-      inputs,
-      outputs,
-      badRecords: ledger.counts(),
-      status: error ? 'failed' : 'completed',
-      ...(error ? { error } : {}),
-    };
+  /** Keeps the batch's record, feeds rate control and tells the listeners. */
+  #record(info: BatchInfo): void {
+    const error = info.status === 'failed';
     this.#batches.push(info);
     // Before listeners hear of this batch, so one that waits for the next knows its time.
-    this.#nextBatchTime = time + this.batchInterval;
+    this.#nextBatchTime = info.batchTime + this.batchInterval;
     if (this.#batches.length > (this.#options.retainedBatches ?? 1000)) this.#batches.shift();
     this.logger.debug(
       {
-        batchTime: time,
+        batchTime: info.batchTime,
         records: info.numRecords,
         schedulingDelay: info.schedulingDelay,
         processingTime: info.processingTime,
-        offsetRanges: inputs.flatMap((i) =>
+        offsetRanges: info.inputs.flatMap((i) =>
           i.offsetRanges.map(
             (r) => `${r.topic}-${r.partition}:${r.fromOffset}-${r.untilOffset}(${rangeSize(r)})`,
           ),
@@ -798,8 +431,8 @@ export class StreamingContext {
     if (!error) {
       for (const input of this.#graph.inputs) {
         input.source.onBatchCompleted?.({
-          batchTime: time,
-          numRecords: inputs.find((i) => i.name === input.name)?.numRecords ?? 0,
+          batchTime: info.batchTime,
+          numRecords: info.inputs.find((i) => i.name === input.name)?.numRecords ?? 0,
           processingTime: info.processingTime,
           schedulingDelay: info.schedulingDelay,
         });
@@ -851,46 +484,4 @@ export class StreamingContext {
     process.removeListener('SIGTERM', this.#signalHandler);
     this.#signalHandler = undefined;
   }
-}
-
-const RANK: Record<Guarantee, number> = { 'at-most-once': 0, 'at-least-once': 1, 'exactly-once': 2 };
-function rank(g: Guarantee): number {
-  return RANK[g];
-}
-
-function whyNot(
-  out: OutputRegistration,
-  wanted: Guarantee,
-  notReplayable: string[],
-  store: OffsetStore | undefined,
-): string {
-  if (notReplayable.length)
-    return `input ${notReplayable.map((n) => `'${n}'`).join(', ')} cannot be read again after a crash`;
-  if (wanted === 'exactly-once' && out.transactional && store && out.transactional.store !== store) {
-    return `it commits in a ${out.transactional.store.kind} transaction but the offsets are kept in ${store.kind}`;
-  }
-  return `it is neither idempotent nor able to write in the offset store's transaction${store ? ` (offsets in ${store.kind})` : ''}`;
-}
-
-function howTo(
-  out: OutputRegistration,
-  wanted: Guarantee,
-  notReplayable: string[],
-  store: OffsetStore | undefined,
-): string {
-  if (notReplayable.length)
-    return 'Read from a replayable input (Kafka, a directory), or ask for at-most-once';
-  const options = ['make the output idempotent (upsert on a key the records carry)'];
-  if (out.transactional && store && out.transactional.store !== store) {
-    options.unshift(
-      `keep the offsets in the output's store (offsetStore: the ${out.transactional.store.kind} store)`,
-    );
-  } else if (isTransactionalStore(store)) {
-    options.push(
-      `write inside the ${store.kind} offset store's transaction (foreachBatch with { transaction })`,
-    );
-  } else {
-    options.push('use a transactional output together with its store as the offset store');
-  }
-  return `To get ${wanted}: ${options.join('; or ')}; or ask for at-least-once`;
 }

@@ -1,7 +1,7 @@
 import { originOf, validateBadRecords, type BadRecordsOptions, type DeadLetter } from './bad-records.js';
-import { Batch, type PairInput } from './batch.js';
+import { Batch, type PairInput, type BatchContext } from './batch.js';
 import { OperatorError, PipelineDefinitionError } from './errors.js';
-import { COMPUTE, type BatchContext, type BatchRun, type Graph } from './graph.js';
+import { COMPUTE, type BatchRun, type Graph } from './graph.js';
 import type { SinkContext } from './sink.js';
 import type { Pair } from './keys.js';
 import {
@@ -10,16 +10,14 @@ import {
   updateState,
   windowState,
   type MapWithStateSpec,
-  type StateHandle,
 } from './stateful.js';
-import {
-  GUARANTEES,
-  isTransactionalSink,
-  type Guarantee,
-  type Sink,
-  type TransactionalOffsetStore,
-} from './sink.js';
-import type { OffsetRange } from './source.js';
+import type { StateHandle } from './state.js';
+import { GUARANTEES, isTransactionalSink, type Guarantee, type Sink } from './sink.js';
+import { type TransactionalOffsetStore } from './transactional-store.js';
+import type { OffsetRange } from './offsets.js';
+
+/** The internal form of `writeTo`; not part of the public API. */
+const WRITE_TO = Symbol('sluice.writeTo');
 
 /** Every operator takes an optional name; without one it is named `<kind>-<n>`. */
 export interface Named {
@@ -105,7 +103,7 @@ export class DStream<T> {
   readonly #input: boolean;
   readonly #isStateful: boolean;
 
-  /** @internal Streams are made by a context (`ctx.stream`, `ctx.queueStream`, ...) and by operators. */
+  /** @internal Streams are made by `ctx.stream(source)` and by operators. */
   constructor(
     graph: Graph,
     init: {
@@ -142,7 +140,7 @@ export class DStream<T> {
         'Window the streams to the same slide before combining them',
       );
     }
-    this.slideMs = init.slideMs ?? init.parents[0]?.slideMs ?? graph.batchIntervalMs;
+    this.slideMs = init.slideMs ?? init.parents[0]?.slideMs ?? graph.batchInterval;
     this.inputNames = init.input
       ? new Set([this.name])
       : new Set(init.parents.flatMap((p) => [...p.inputNames]));
@@ -659,7 +657,12 @@ export class DStream<T> {
    * Writes every batch to `sink`. The guarantee is checked against the sink and the offset store
    * when the context starts: a combination that cannot give it is refused with the reason.
    */
-  writeTo(sink: Sink<T>, opts?: OutputOptions & { /** @internal */ readonly late?: boolean }): void {
+  writeTo(sink: Sink<T>, opts?: OutputOptions): void {
+    this[WRITE_TO](sink, opts, false);
+  }
+
+  /** @internal `writeTo`, or (late) an output computed after every other: the dead-letter sinks. */
+  [WRITE_TO](sink: Sink<T>, opts: OutputOptions | undefined, late: boolean): void {
     const transactional = isTransactionalSink(sink)
       ? {
           store: sink.store,
@@ -676,7 +679,7 @@ export class DStream<T> {
         transactional,
         open: (ctx) => sink.open(ctx),
         close: () => sink.close(),
-        late: opts?.late,
+        late,
       },
     );
   }
@@ -774,11 +777,11 @@ export function registerBadRecords(graph: Graph, owner: string, options: BadReco
     input: false,
     compute: (_p, _c, run) => new Batch([run.badRecords.letters(owner)]),
   });
-  letters.writeTo(options.deadLetter, {
-    name: `${owner}.dead-letter-sink`,
-    guarantee: options.guarantee,
-    late: true,
-  });
+  letters[WRITE_TO](
+    options.deadLetter,
+    { name: `${owner}.dead-letter-sink`, guarantee: options.guarantee },
+    true,
+  );
 }
 
 /** Names the inner nodes of a composite operator after the user's name, so they stay stable. */

@@ -1,25 +1,16 @@
 import { createHash } from 'node:crypto';
 import type { BadRecordLedger } from './bad-records.js';
 import type { Batch } from './batch.js';
+// TEMP re-export while adapters move to batch.js
+export type { BatchContext } from './batch.js';
 import { PipelineDefinitionError } from './errors.js';
-import type { Guarantee, SinkContext, TransactionalOffsetStore } from './sink.js';
-import type { OffsetRange, Source } from './source.js';
+import type { Guarantee, SinkContext } from './sink.js';
+import type { Source } from './source.js';
+import type { TransactionalOffsetStore } from './transactional-store.js';
+import type { OffsetRange } from './offsets.js';
 
 /** Internal hooks between the graph, streams and the context; not part of the public API. */
 export const COMPUTE = Symbol('sluice.compute');
-
-/** What an operator sees of the batch being processed. */
-export interface BatchContext {
-  /** The batch time, in ms since the epoch: a multiple of the batch interval. */
-  readonly time: number;
-  /** The offset ranges of the inputs this stream is built from (empty for inputs without offsets). */
-  readonly offsetRanges: readonly OffsetRange[];
-  /**
-   * In an output that writes inside the offset store's transaction: the transaction handle (a
-   * `pg.PoolClient`, a mysql2 connection, ...). The batch's offsets commit with it.
-   */
-  readonly transaction?: unknown;
-}
 
 /** One batch being processed: its inputs and the batches computed so far, each computed once. */
 export interface BatchRun {
@@ -45,7 +36,8 @@ export interface PlanNode {
 /** The inspectable, immutable plan of a pipeline. */
 export interface PipelinePlan {
   readonly pipelineId: string;
-  readonly batchIntervalMs: number;
+  /** Milliseconds between batches. */
+  readonly batchInterval: number;
   /** A hash of the nodes' names, kinds and wiring: changes when the pipeline's shape changes. */
   readonly fingerprint: string;
   readonly nodes: readonly PlanNode[];
@@ -81,13 +73,11 @@ const NAME_PATTERN = /^[A-Za-z0-9_.:\-]{1,128}$/;
 
 /** The operator graph of one context. Names are unique; derived names are `<kind>-<n>`. */
 export class Graph {
-  /** The context's batch interval: the slide of input streams. */
-  readonly batchIntervalMs: number;
-  /** Set at start: one interval before the first batch. Slides are counted from here, as in Spark. */
-  zeroTime = 0;
+  /** The context's batch interval in ms: the slide of input streams. */
+  readonly batchInterval: number;
   /** Every stateful operator's state, for checkpoints; forced every batch so windows see every batch. */
   readonly stateful: {
-    readonly handle: import('./stateful.js').StateHandle;
+    readonly handle: import('./state.js').StateHandle;
     readonly force: (run: BatchRun) => Promise<unknown>;
   }[] = [];
   readonly nodes: PlanNode[] = [];
@@ -99,13 +89,17 @@ export class Graph {
   #kindCounters = new Map<string, number>();
   #frozen: (() => never) | undefined;
 
-  constructor(batchIntervalMs: number) {
-    this.batchIntervalMs = batchIntervalMs;
+  constructor(batchInterval: number) {
+    this.batchInterval = batchInterval;
   }
 
-  /** True when `time` is a batch at which a stream sliding every `slideMs` produces a batch. */
+  /**
+   * True when `time` is a batch at which a stream sliding every `slideMs` produces a batch. Slides
+   * count from the epoch (Spark counts from one interval before the first batch), so window
+   * boundaries stay put across restarts.
+   */
   isValidTime(time: number, slideMs: number): boolean {
-    return (time - this.zeroTime) % slideMs === 0;
+    return time % slideMs === 0;
   }
 
   /** After start, the graph is immutable; `reject` throws the context's state error. */
@@ -145,12 +139,12 @@ export class Graph {
     this.nodes.push(node);
   }
 
-  plan(pipelineId: string, batchIntervalMs: number): PipelinePlan {
+  plan(pipelineId: string): PipelinePlan {
     const shape = this.nodes.map((n) => [n.name, n.kind, n.parents, n.output]);
     const fingerprint = createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16);
     return Object.freeze({
       pipelineId,
-      batchIntervalMs,
+      batchInterval: this.batchInterval,
       fingerprint,
       nodes: Object.freeze(this.nodes.map((n) => Object.freeze({ ...n }))),
     });
@@ -162,7 +156,7 @@ export function describePlan(plan: PipelinePlan): string {
   const width = Math.max(4, ...plan.nodes.map((n) => n.name.length));
   const kindWidth = Math.max(4, ...plan.nodes.map((n) => n.kind.length));
   const lines = [
-    `Pipeline '${plan.pipelineId}' — batch interval ${plan.batchIntervalMs} ms — fingerprint ${plan.fingerprint}`,
+    `Pipeline '${plan.pipelineId}' — batch interval ${plan.batchInterval} ms — fingerprint ${plan.fingerprint}`,
   ];
   for (const n of plan.nodes) {
     const from = n.parents.length ? ` <- ${n.parents.join(', ')}` : '';

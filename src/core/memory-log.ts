@@ -1,6 +1,6 @@
 import { InvalidOptionError } from './errors.js';
-import type { PartitionOffset } from './offsets.js';
-import type { InputPlan, OffsetRange, Source, SourceContext } from './source.js';
+import type { PartitionOffset, OffsetRange } from './offsets.js';
+import type { InputPlan, Source, SourceContext } from './source.js';
 
 /** A record of an {@link InMemoryLog}, with its position. */
 export interface LogRecord<T> {

@@ -1,8 +1,8 @@
-import type { Batch } from './batch.js';
-import type { BatchContext } from './graph.js';
-import { InMemoryCheckpointStore, type CheckpointMeta, type StateUpdate } from './checkpoint.js';
-import type { Sink, TransactionalOffsetStore, TransactionalSink } from './sink.js';
-import type { OffsetRange } from './source.js';
+import type { Batch, BatchContext } from './batch.js';
+import { InMemoryCheckpointStore, type CheckpointMeta, type StateUpdate } from './state.js';
+import type { Sink, TransactionalSink } from './sink.js';
+import type { TransactionalOffsetStore } from './transactional-store.js';
+import type { OffsetRange } from './offsets.js';
 
 /**
  * A sink that keeps what it is given in memory: the reference implementation of the sink contract.

@@ -1,5 +1,22 @@
 import { OffsetConflictError } from './errors.js';
-import type { OffsetRange } from './source.js';
+
+/**
+ * The records of one topic-partition that one batch reads: offsets `fromOffset` (inclusive) to
+ * `untilOffset` (exclusive), as in Spark's `OffsetRange`. A batch with nothing new for a partition
+ * has `fromOffset === untilOffset`. Offsets after the batch is committed: the next batch starts at
+ * `untilOffset`.
+ */
+export interface OffsetRange {
+  readonly topic: string;
+  readonly partition: number;
+  readonly fromOffset: number;
+  readonly untilOffset: number;
+}
+
+/** Number of offsets a range spans (an upper bound on its records: compaction and transaction markers leave gaps). */
+export function rangeSize(r: OffsetRange): number {
+  return r.untilOffset - r.fromOffset;
+}
 
 /**
  * A stored read position: `offset` is the NEXT offset to read (a batch that covered

@@ -7,12 +7,12 @@ import type { StreamingContext, StreamingContextOptions } from './context.js';
  * @example
  * ```ts
  * // wordcount.ts — run with: npx sluice run wordcount.ts
- * import { definePipeline } from 'sluice';
+ * import { definePipeline, socketTextStream } from 'sluice';
  * export default definePipeline({
  *   pipelineId: 'wordcount',
  *   batchInterval: 1000,
  *   build(ctx) {
- *     ctx.socketTextStream('127.0.0.1', 9999).flatMap((l) => l.split(' ')).countByValue().print();
+ *     socketTextStream(ctx, '127.0.0.1', 9999).flatMap((l) => l.split(' ')).countByValue().print();
  *   },
  * });
  * ```

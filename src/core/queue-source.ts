@@ -1,3 +1,5 @@
+import type { StreamingContext } from './context.js';
+import type { DStream, Named } from './dstream.js';
 import { InvalidOptionError } from './errors.js';
 import type { InputPlan, Source } from './source.js';
 
@@ -22,7 +24,7 @@ export interface QueueSourceOptions<T> {
  * @example
  * ```ts
  * const queue = new QueueSource<string>();
- * const lines = ctx.queueStream(queue);
+ * const lines = queueStream(ctx, queue);
  * queue.push(['a b', 'c']); // the next batch holds these two lines
  * ```
  */
@@ -75,4 +77,23 @@ export class QueueSource<T> implements Source<T> {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * A stream of the batches pushed into `queue` (Spark's `queueStream`); options make a new queue.
+ *
+ * @example
+ * ```ts
+ * import { QueueSource, StreamingContext, queueStream } from 'sluice';
+ * const ctx = new StreamingContext({ batchInterval: 1000 });
+ * const queue = new QueueSource<number>();
+ * queueStream(ctx, queue, { name: 'numbers' }).count().print();
+ * ```
+ */
+export function queueStream<T>(
+  ctx: StreamingContext,
+  queue: QueueSource<T> | QueueSourceOptions<T> = {},
+  opts?: Named,
+): DStream<T> {
+  return ctx.stream(queue instanceof QueueSource ? queue : new QueueSource<T>(queue), opts);
 }

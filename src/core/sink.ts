@@ -1,9 +1,9 @@
-import type { Batch } from './batch.js';
-import type { CheckpointMeta, StateUpdate } from './checkpoint.js';
-import type { BatchContext } from './graph.js';
+import type { Batch, BatchContext } from './batch.js';
 import type { Logger } from './logger.js';
-import type { OffsetStore } from './offsets.js';
-import type { OffsetRange } from './source.js';
+import { isTransactionalStore, type TransactionalOffsetStore } from './transactional-store.js';
+// TEMP re-export while adapters move to transactional-store.js / batch.js
+export { isTransactionalStore, type TransactionalOffsetStore } from './transactional-store.js';
+export type { BatchContext } from './batch.js';
 
 /**
  * What an output promises about each input record across crashes and restarts:
@@ -46,38 +46,11 @@ export interface Sink<T> {
   close(): Promise<void>;
 }
 
-/**
- * An offset store that can save a batch's offsets inside a transaction together with other
- * writes: a database whose offsets live in a table, or Kafka with a transactional producer.
- */
-export interface TransactionalOffsetStore<Tx> extends OffsetStore {
-  readonly transactional: true;
-  /**
-   * Begins a transaction, runs `fn` in it, stores the ranges' untilOffsets in it (compare-and-set
-   * from fromOffset where the store can), and commits: all of it or none of it. If `fn` throws or
-   * the offsets conflict (`OffsetConflictError`), it rolls back and rethrows. A store that is also a
-   * state store (`stateful: true`) commits `checkpoint` (the operators' state) in the same
-   * transaction; the engine passes one only to such a store.
-   */
-  transaction<R>(
-    group: string,
-    ranges: readonly OffsetRange[],
-    fn: (tx: Tx) => Promise<R>,
-    checkpoint?: { readonly meta: CheckpointMeta; readonly update: StateUpdate },
-  ): Promise<R>;
-}
-
 /** A sink that can also write a batch inside a {@link TransactionalOffsetStore}'s transaction. */
 export interface TransactionalSink<T, Tx> extends Sink<T> {
   /** The store whose transactions this sink joins. */
   readonly store: TransactionalOffsetStore<Tx>;
   writeInTransaction(tx: Tx, batch: Batch<T>, ctx: BatchContext): Promise<void>;
-}
-
-export function isTransactionalStore(
-  store: OffsetStore | undefined,
-): store is TransactionalOffsetStore<unknown> {
-  return Boolean(store && (store as Partial<TransactionalOffsetStore<unknown>>).transactional === true);
 }
 
 export function isTransactionalSink<T>(sink: Sink<T>): sink is TransactionalSink<T, unknown> {

@@ -1,25 +1,9 @@
 import type { BadRecordsOptions, DeadLetter } from './bad-records.js';
 import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
-import type { OffsetStore, PartitionOffset } from './offsets.js';
-
-/**
- * The records of one topic-partition that one batch reads: offsets `fromOffset` (inclusive) to
- * `untilOffset` (exclusive), as in Spark's `OffsetRange`. A batch with nothing new for a partition
- * has `fromOffset === untilOffset`. Offsets after the batch is committed: the next batch starts at
- * `untilOffset`.
- */
-export interface OffsetRange {
-  readonly topic: string;
-  readonly partition: number;
-  readonly fromOffset: number;
-  readonly untilOffset: number;
-}
-
-/** Number of offsets a range spans (an upper bound on its records: compaction and transaction markers leave gaps). */
-export function rangeSize(r: OffsetRange): number {
-  return r.untilOffset - r.fromOffset;
-}
+import type { OffsetRange, OffsetStore, PartitionOffset } from './offsets.js';
+// TEMP re-export while adapters move to offsets.js
+export { rangeSize, type OffsetRange } from './offsets.js';
 
 /** A stored position that was no longer valid (deleted by retention, or past the end) and was moved. */
 export interface OffsetResetEvent {

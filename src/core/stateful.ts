@@ -1,25 +1,7 @@
 import { Batch } from './batch.js';
 import { ContextStateError } from './errors.js';
 import { KeyMap, hashKey, type Pair } from './keys.js';
-
-/**
- * The state of one stateful operator, as checkpoints see it: a full snapshot that `restore`
- * accepts back. Snapshots are plain JSON-serialisable data.
- */
-export interface StateHandle {
-  /** The operator's stable name: checkpoints key state on it. */
-  readonly name: string;
-  readonly kind: string;
-  snapshot(): unknown;
-  restore(data: unknown): void;
-  /** Keyed states: the keys set and removed since the last call (then forgotten). */
-  delta?(): { readonly set: (readonly [unknown, unknown])[]; readonly removed: unknown[] };
-  /** Applies a delta on top of the restored state. */
-  applyDelta?(delta: {
-    readonly set: readonly (readonly [unknown, unknown])[];
-    readonly removed: readonly unknown[];
-  }): void;
-}
+import type { StateHandle } from './state.js';
 
 /** Tracks which keys of a keyed state changed since the last checkpoint. */
 class Dirty<K> {

@@ -15,15 +15,14 @@
  *
  * @example
  * ```ts
- * import { definePipeline } from 'sluice';
+ * import { definePipeline, socketTextStream } from 'sluice';
  * import { SqlEngine, sqlTransform } from 'sluice/sql';
  *
  * export default definePipeline({
  *   batchInterval: 1000,
  *   build(ctx) {
  *     const sql = new SqlEngine({ closeWith: ctx });
- *     ctx
- *       .socketTextStream('127.0.0.1', 9999)
+ *     socketTextStream(ctx, '127.0.0.1', 9999)
  *       .map((line) => ({ word: line.trim() }))
  *       .transform(sqlTransform(sql, 'select word, count(*) as n from batch group by word order by n desc limit $1', { params: [10] }))
  *       .print();

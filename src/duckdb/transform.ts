@@ -1,8 +1,8 @@
 import { Batch } from '../core/batch.js';
 import { InvalidOptionError } from '../core/errors.js';
-import type { BatchContext } from '../core/graph.js';
 import type { SqlEngine, SqlParams, SqlRow, SqlTables } from './engine.js';
 import { inferColumns, type SqlColumns, type SqlSchema } from './schema.js';
+import type { BatchContext } from '../core/batch.js';
 
 /** Options of {@link sqlTransform}. */
 export interface SqlTransformOptions {

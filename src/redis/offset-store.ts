@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
 import { InvalidOptionError, OffsetConflictError } from '../core/errors.js';
-import type { OffsetStore, PartitionOffset } from '../core/offsets.js';
-import type { OffsetRange } from '../core/source.js';
+import type { OffsetStore, PartitionOffset, OffsetRange } from '../core/offsets.js';
 import {
   LuaScript,
   describeRedis,

@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
-import type { Batch } from '../core/batch.js';
+import type { Batch, BatchContext } from '../core/batch.js';
 import { InvalidOptionError } from '../core/errors.js';
-import type { BatchContext } from '../core/graph.js';
 import type { Sink, SinkContext } from '../core/sink.js';
 import {
   describeRedis,

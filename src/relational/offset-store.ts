@@ -1,8 +1,6 @@
-import type { CheckpointMeta, OperatorState, StateStore, StateUpdate } from '../core/checkpoint.js';
+import type { CheckpointMeta, OperatorState, StateStore, StateUpdate } from '../core/state.js';
 import { InvalidOptionError, OffsetConflictError } from '../core/errors.js';
-import type { PartitionOffset } from '../core/offsets.js';
-import type { TransactionalOffsetStore } from '../core/sink.js';
-import type { OffsetRange } from '../core/source.js';
+import type { PartitionOffset, OffsetRange } from '../core/offsets.js';
 import { toOffset, type ConnectionDialect, type ResolvedPool } from './dialect.js';
 import {
   readCheckpoint,
@@ -11,6 +9,7 @@ import {
   type StateDialect,
   type StateTables,
 } from './state.js';
+import type { TransactionalOffsetStore } from '../core/transactional-store.js';
 
 /** A row of the offsets table as read. */
 export interface OffsetRow {

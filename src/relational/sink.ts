@@ -1,6 +1,5 @@
-import type { Batch } from '../core/batch.js';
+import type { Batch, BatchContext } from '../core/batch.js';
 import { InvalidOptionError } from '../core/errors.js';
-import type { BatchContext } from '../core/graph.js';
 import type { SinkContext, TransactionalSink } from '../core/sink.js';
 import type { ConnectionDialect, ResolvedPool } from './dialect.js';
 import type { SqlOffsetStore } from './offset-store.js';

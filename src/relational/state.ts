@@ -1,5 +1,5 @@
-import { decodeStateValue, encodeStateValue } from '../checkpoint/directory.js';
-import type { CheckpointMeta, OperatorState, StateDelta, StateUpdate } from '../core/checkpoint.js';
+import { decodeStateValue, encodeStateValue } from '../core/state-codec.js';
+import type { CheckpointMeta, OperatorState, StateDelta, StateUpdate } from '../core/state.js';
 import { InvalidOptionError } from '../core/errors.js';
 import type { ConnectionDialect } from './dialect.js';
 

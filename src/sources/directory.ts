@@ -2,6 +2,8 @@ import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidOptionError, SourceError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
+import type { StreamingContext } from '../core/context.js';
+import type { DStream, Named } from '../core/dstream.js';
 import type { InputPlan, Source, SourceContext } from '../core/source.js';
 import { removeLeftoverTempFiles, writeFileAtomic } from '../fs/atomic-file.js';
 
@@ -466,4 +468,24 @@ function globToRegExp(glob: string): RegExp {
     else re += ch.replace(/[\\^$.|+()[\]{}]/g, '\\$&');
   }
   return new RegExp(`^${re}$`, 'su');
+}
+
+/**
+ * Lines of the files moved into `directory`, each file read once (Spark's `textFileStream`).
+ * Replayable: a batch's files are recorded at plan time, so a restart reads them again.
+ *
+ * @example
+ * ```ts
+ * import { StreamingContext, textFileStream } from 'sluice';
+ * const ctx = new StreamingContext({ batchInterval: 1000 });
+ * textFileStream(ctx, '/var/spool/in', { name: 'files' }).count().print();
+ * ```
+ */
+export function textFileStream(
+  ctx: StreamingContext,
+  directory: string,
+  options: Omit<DirectorySourceOptions, 'directory'> & Named = {},
+): DStream<string> {
+  const { name, ...rest } = options;
+  return ctx.stream(new DirectorySource({ directory, ...rest }), { name });
 }

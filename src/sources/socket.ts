@@ -2,6 +2,8 @@ import net from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
 import { InvalidOptionError, SourceError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
+import type { StreamingContext } from '../core/context.js';
+import type { DStream, Named } from '../core/dstream.js';
 import type { InputPlan, Source, SourceContext } from '../core/source.js';
 
 /** Options of {@link SocketTextSource}. */
@@ -377,4 +379,25 @@ function stripCr(line: string): string {
 
 function isFiniteNumber(v: unknown): v is number {
   return typeof v === 'number' && Number.isFinite(v);
+}
+
+/**
+ * Lines of text from a TCP server, e.g. `nc -lk 9999` (Spark's `socketTextStream`). At-most-once:
+ * a socket cannot be read again after a crash.
+ *
+ * @example
+ * ```ts
+ * import { StreamingContext, socketTextStream } from 'sluice';
+ * const ctx = new StreamingContext({ batchInterval: 1000 });
+ * socketTextStream(ctx, '127.0.0.1', 9999, { name: 'lines' }).count().print();
+ * ```
+ */
+export function socketTextStream(
+  ctx: StreamingContext,
+  host: string,
+  port: number,
+  options: Omit<SocketTextSourceOptions, 'host' | 'port'> & Named = {},
+): DStream<string> {
+  const { name, ...rest } = options;
+  return ctx.stream(new SocketTextSource({ host, port, ...rest }), { name });
 }

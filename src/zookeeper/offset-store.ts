@@ -1,7 +1,7 @@
 import { InvalidOptionError } from '../core/errors.js';
 import { checkCompareAndSet, type OffsetStore, type PartitionOffset } from '../core/offsets.js';
-import type { OffsetRange } from '../core/source.js';
 import { ZkException, ZooKeeperConnection, zkCode, type ZkOp } from './client.js';
+import type { OffsetRange } from '../core/offsets.js';
 
 export interface ZooKeeperOffsetStoreOptions {
   /**

@@ -9,12 +9,11 @@ import {
   CheckpointCorruptError,
   CheckpointDirectory,
   CheckpointPipelineMismatchError,
-  decodeStateValue,
-  encodeStateValue,
   readManifest,
   type CheckpointManifest,
 } from '../../src/checkpoint/directory.js';
-import type { CheckpointMeta, StateUpdate } from '../../src/core/checkpoint.js';
+import type { CheckpointMeta, StateUpdate } from '../../src/core/state.js';
+import { decodeStateValue, encodeStateValue } from '../../src/core/state-codec.js';
 import type { DStream } from '../../src/core/dstream.js';
 import {
   CheckpointIncompatibleError,

@@ -25,7 +25,7 @@ test('sluice describe --json prints the plan as parseable JSON with the nodes in
   assert.equal(exit.code, 0, run.output());
   const plan = JSON.parse(run.stdout) as {
     pipelineId: string;
-    batchIntervalMs: number;
+    batchInterval: number;
     fingerprint: string;
     nodes: {
       name: string;
@@ -36,7 +36,7 @@ test('sluice describe --json prints the plan as parseable JSON with the nodes in
     }[];
   };
   assert.equal(plan.pipelineId, 'directory-wordcount');
-  assert.equal(plan.batchIntervalMs, 1000);
+  assert.equal(plan.batchInterval, 1000);
   assert.deepEqual(
     plan.nodes.map((n) => [n.name, n.kind, n.parents, n.output]),
     [

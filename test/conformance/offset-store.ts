@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { OffsetConflictError } from '../../src/core/errors.js';
-import type { OffsetStore } from '../../src/core/offsets.js';
-import type { OffsetRange } from '../../src/core/source.js';
+import type { OffsetStore, OffsetRange } from '../../src/core/offsets.js';
 
 /**
  * The offset store conformance suite. Every store runs it against its real server:

@@ -3,9 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { Batch } from '../../src/core/batch.js';
 import { OffsetConflictError } from '../../src/core/errors.js';
-import type { BatchContext } from '../../src/core/graph.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { isTransactionalSink, type Sink } from '../../src/core/sink.js';
+import type { BatchContext } from '../../src/core/batch.js';
 
 /**
  * What a sink's conformance run needs: a fresh sink writing to a fresh destination, a way to

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import type { CheckpointMeta, StateStore, StateUpdate } from '../../src/core/checkpoint.js';
+import type { CheckpointMeta, StateStore, StateUpdate } from '../../src/core/state.js';
 import { OffsetConflictError } from '../../src/core/errors.js';
-import { isTransactionalStore } from '../../src/core/sink.js';
+import { isTransactionalStore } from '../../src/core/transactional-store.js';
 
 /**
  * The state store conformance suite (checkpoints: operator state committed with the offsets).

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { InMemoryCheckpointStore } from '../../src/core/checkpoint.js';
+import { InMemoryCheckpointStore } from '../../src/core/state.js';
 import { StreamingContext } from '../../src/core/context.js';
+import { queueStream } from '../../src/core/queue-source.js';
 import type { DStream } from '../../src/core/dstream.js';
 import { CheckpointIncompatibleError, PipelineDefinitionError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
@@ -10,7 +11,7 @@ import { InMemoryOffsetStore } from '../../src/core/offsets.js';
 import { TestDriver } from '../../src/core/testing/driver.js';
 import { InMemoryTransactionalSink, InMemoryTransactionalStore } from '../../src/core/memory-sink.js';
 import { stateStoreConformance } from '../conformance/state-store.js';
-import type { StateStore } from '../../src/core/checkpoint.js';
+import type { StateStore } from '../../src/core/state.js';
 
 // The conformance suites open "new instances on the same place": views of one shared store.
 const checkpointShared = new InMemoryCheckpointStore();
@@ -187,8 +188,7 @@ describe('checkpoints', () => {
 
   it('refuses stateful operators without a checkpoint', async () => {
     const ctx = new StreamingContext({ batchInterval: 1000, logger: silentLogger });
-    ctx
-      .queueStream<[string, number]>()
+    queueStream<[string, number]>(ctx)
       .updateStateByKey((vs: number[], s: number | undefined) => (s ?? 0) + vs.length)
       .print();
     await assert.rejects(

@@ -4,7 +4,8 @@ import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ManualClock } from '../../src/core/clock.js';
-import { StreamingContext, type BatchInfo } from '../../src/core/context.js';
+import type { BatchInfo } from '../../src/core/batch-protocol.js';
+import { StreamingContext } from '../../src/core/context.js';
 import {
   ContextStateError,
   InvalidOptionError,
@@ -12,7 +13,7 @@ import {
   SourceError,
 } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
-import { QueueSource } from '../../src/core/queue-source.js';
+import { QueueSource, queueStream } from '../../src/core/queue-source.js';
 import type { InputPlan, Source } from '../../src/core/source.js';
 import { TestDriver } from '../../src/core/testing/driver.js';
 
@@ -55,13 +56,13 @@ describe('StreamingContext', () => {
 
   it('refuses to start a pipeline without an output operation', async () => {
     const { ctx } = manualContext();
-    ctx.queueStream<number>().map((x) => x);
+    queueStream<number>(ctx).map((x) => x);
     await assert.rejects(ctx.start(), PipelineDefinitionError);
   });
 
   it('refuses new operators after start', async () => {
     const { ctx } = manualContext();
-    const s = ctx.queueStream<number>();
+    const s = queueStream<number>(ctx);
     s.foreachBatch(() => {});
     await ctx.start();
     assert.throws(() => s.map((x) => x), ContextStateError);
@@ -71,7 +72,7 @@ describe('StreamingContext', () => {
   it('runs one batch per interval at multiples of the interval after start', async () => {
     const { clock, ctx, done } = manualContext(1000);
     clock.setTime(2500);
-    ctx.queueStream<number>().foreachBatch(() => {});
+    queueStream<number>(ctx).foreachBatch(() => {});
     await ctx.start();
     clock.setTime(2999);
     await tick();
@@ -94,7 +95,7 @@ describe('StreamingContext', () => {
     let maxRunning = 0;
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    ctx.queueStream(queue).foreachBatch(async (_b, info) => {
+    queueStream(ctx, queue).foreachBatch(async (_b, info) => {
       running++;
       maxRunning = Math.max(maxRunning, running);
       if (info.time === 1000) {
@@ -225,7 +226,7 @@ describe('StreamingContext', () => {
     const { clock, ctx, done } = manualContext();
     const seen: unknown[] = [];
     const a = ctx.stream(ranged, { name: 'orders' });
-    const b = ctx.queueStream<string>({}, { name: 'other' });
+    const b = queueStream<string>(ctx, {}, { name: 'other' });
     a.map((x) => x.toUpperCase()).foreachBatch((_b, info) => void seen.push(info.offsetRanges));
     b.foreachBatch((_b, info) => void seen.push(info.offsetRanges));
     await ctx.start();
@@ -244,7 +245,7 @@ describe('StreamingContext', () => {
 
   it('describe shows every operator with its derived or given name, as text and JSON', () => {
     const { ctx } = manualContext();
-    const lines = ctx.queueStream<string>({}, { name: 'lines' });
+    const lines = queueStream<string>(ctx, {}, { name: 'lines' });
     lines
       .flatMap((l) => l.split(' '))
       .mapToPair((w) => [w, 1])
@@ -256,7 +257,7 @@ describe('StreamingContext', () => {
     assert.match(text, /counts\s+reduceByKey\s+<- mapToPair-1 \{"numPartitions":2\}/);
     assert.match(text, /print-1\s+print\s+<- counts \{"num":5\}\s+\[output\]/);
     const plan = JSON.parse(ctx.describe('json'));
-    assert.equal(plan.batchIntervalMs, 1000);
+    assert.equal(plan.batchInterval, 1000);
     assert.deepEqual(
       plan.nodes.map((n: { name: string }) => n.name),
       ['lines', 'flatMap-1', 'mapToPair-1', 'counts', 'print-1'],

@@ -4,7 +4,7 @@ import { Batch } from '../../src/core/batch.js';
 import { StreamingContext } from '../../src/core/context.js';
 import { InvalidOptionError, SluiceError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
-import { QueueSource } from '../../src/core/queue-source.js';
+import { QueueSource, queueStream } from '../../src/core/queue-source.js';
 import { ManualClock } from '../../src/core/clock.js';
 import {
   SqlEngine,
@@ -554,7 +554,7 @@ describe('SqlEngine: concurrency and closing', () => {
     const clock = new ManualClock(0);
     const ctx = new StreamingContext({ batchInterval: 1000, clock, logger: silentLogger });
     const engine = new SqlEngine({ closeWith: ctx });
-    ctx.queueStream(new QueueSource<number>()).foreachBatch(() => {});
+    queueStream(ctx, new QueueSource<number>()).foreachBatch(() => {});
     await ctx.start();
     assert.deepEqual(await engine.query({}, 'select 42 as x'), [{ x: 42 }]);
     await ctx.stop();

@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { SystemClock } from '../../src/core/clock.js';
-import { StreamingContext, type BatchInfo } from '../../src/core/context.js';
+import type { BatchInfo } from '../../src/core/batch-protocol.js';
+import { StreamingContext } from '../../src/core/context.js';
 import { InvalidOptionError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { InputPlan, SourceContext } from '../../src/core/source.js';

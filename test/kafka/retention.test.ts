@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { SystemClock } from '../../src/core/clock.js';
-import type { BatchInfo } from '../../src/core/context.js';
+import type { BatchInfo } from '../../src/core/batch-protocol.js';
 import { OffsetOutOfRangeError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { OffsetResetEvent, SourceContext } from '../../src/core/source.js';

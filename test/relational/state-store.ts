@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import type { CheckpointMeta, StateUpdate } from '../../src/core/checkpoint.js';
+import type { CheckpointMeta, StateUpdate } from '../../src/core/state.js';
 import { InvalidOptionError, OffsetConflictError } from '../../src/core/errors.js';
 import { stateStoreConformance } from '../conformance/state-store.js';
 import type { SqlFixture, Store } from './fixture.js';

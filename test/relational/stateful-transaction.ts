@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { Batch } from '../../src/core/batch.js';
-import type { OperatorState } from '../../src/core/checkpoint.js';
+import type { OperatorState } from '../../src/core/state.js';
 import type { DStream } from '../../src/core/dstream.js';
 import { InMemoryLog, InMemoryLogSource, type LogRecord } from '../../src/core/memory-log.js';
 import type { TransactionalSink } from '../../src/core/sink.js';

@@ -1,12 +1,12 @@
-import type { Batch } from '../batch.js';
-import { InMemoryCheckpointStore } from '../checkpoint.js';
+import type { Batch, BatchContext } from '../batch.js';
+import { InMemoryCheckpointStore } from '../state.js';
 import { ManualClock } from '../clock.js';
-import { StreamingContext, type BatchInfo, type StreamingContextOptions } from '../context.js';
+import type { BatchInfo } from '../batch-protocol.js';
+import { StreamingContext, type StreamingContextOptions } from '../context.js';
 import type { DStream, Named } from '../dstream.js';
 import { ContextStateError } from '../errors.js';
-import type { BatchContext } from '../graph.js';
 import { silentLogger } from '../logger.js';
-import { QueueSource, type QueueSourceOptions } from '../queue-source.js';
+import { QueueSource, queueStream, type QueueSourceOptions } from '../queue-source.js';
 
 /** An input of the test driver: push the records of the next batch, read the stream. */
 export interface TestInput<T> {
@@ -90,7 +90,7 @@ export class TestDriver {
   input<T>(options: QueueSourceOptions<T> & Named = {}): TestInput<T> {
     const { name, ...rest } = options;
     const queue = new QueueSource<T>(rest);
-    return { stream: this.context.queueStream(queue, { name }), push: (records) => queue.push(records) };
+    return { stream: queueStream(this.context, queue, { name }), push: (records) => queue.push(records) };
   }
 
   /** Registers an output that records every batch of `stream`. */

@@ -1,6 +1,26 @@
-import { InMemoryOffsetStore, type OffsetStore } from './offsets.js';
-import type { OffsetRange } from './source.js';
-import type { StateHandle } from './stateful.js';
+import { InMemoryOffsetStore, type OffsetRange, type OffsetStore } from './offsets.js';
+
+/**
+ * The state contract: what a stateful operator exposes to checkpoints (a {@link StateHandle}),
+ * what a checkpoint holds, and the {@link StateStore} that keeps it with the offsets. Values are
+ * stored as JSON through `state-codec.ts`.
+ */
+
+/**
+ * The state of one stateful operator, as checkpoints see it: a full snapshot that `restore`
+ * accepts back. Snapshots are plain JSON-serialisable data.
+ */
+export interface StateHandle {
+  /** The operator's stable name: checkpoints key state on it. */
+  readonly name: string;
+  readonly kind: string;
+  snapshot(): unknown;
+  restore(data: unknown): void;
+  /** Keyed states: the keys set and removed since the last call (then forgotten). */
+  delta?(): StateDelta;
+  /** Applies a delta on top of the restored state. */
+  applyDelta?(delta: StateDelta): void;
+}
 
 /** A stateful operator as a checkpoint records it. */
 export interface CheckpointOperator {
@@ -67,55 +87,6 @@ export function isStateStore(store: OffsetStore | undefined): store is StateStor
     (store as Partial<StateStore>).stateful === true &&
     typeof (store as StateStore).commitBatch === 'function',
   );
-}
-
-import type { CheckpointDifference } from './errors.js';
-export type { CheckpointDifference } from './errors.js';
-
-/** Operators whose state the checkpoint holds but the pipeline can no longer take. Added operators start empty. */
-export function compareOperators(
-  checkpoint: readonly CheckpointOperator[],
-  current: readonly CheckpointOperator[],
-): CheckpointDifference[] {
-  const now = new Map(current.map((o) => [o.name, o.kind]));
-  const out: CheckpointDifference[] = [];
-  for (const o of checkpoint) {
-    const kind = now.get(o.name);
-    if (kind === undefined) {
-      out.push({
-        operator: o.name,
-        change: 'removed-or-renamed',
-        detail: `'${o.name}' (${o.kind}) has state in the checkpoint but is not in the pipeline`,
-      });
-    } else if (kind !== o.kind) {
-      out.push({
-        operator: o.name,
-        change: 'kind-changed',
-        detail: `'${o.name}' was ${o.kind}, is now ${kind}: its state has another shape`,
-      });
-    }
-  }
-  return out;
-}
-
-/** Collects the full snapshots and deltas of the stateful operators for one commit. */
-export function collectState(handles: readonly StateHandle[], full: boolean): StateUpdate {
-  const fullMap = new Map<string, unknown>();
-  const deltas = new Map<string, StateDelta>();
-  for (const h of handles) {
-    if (!full && h.delta) deltas.set(h.name, h.delta());
-    else {
-      fullMap.set(h.name, h.snapshot());
-      h.delta?.(); // what the snapshot holds is no longer a change
-    }
-  }
-  return { full: fullMap, deltas };
-}
-
-/** Puts a loaded operator state back into its handle: the snapshot, then each delta in order. */
-export function restoreState(handle: StateHandle, stored: OperatorState): void {
-  handle.restore(stored.full);
-  for (const d of stored.deltas) handle.applyDelta?.(d);
 }
 
 /** The reference state store: checkpoints in process memory (the test driver's default). */
