@@ -4,15 +4,17 @@
  * directory whose `manifest.json` is readable; `CheckpointDirOffsetStore` keeps offsets only.
  */
 export {
-  CheckpointCorruptError,
   CheckpointDirectory,
   CheckpointPipelineMismatchError,
+  type CheckpointDirectoryOptions,
+} from './directory.js';
+export {
+  CheckpointCorruptError,
   MANIFEST_FILE,
   readManifest,
-  type CheckpointDirectoryOptions,
   type CheckpointManifest,
   type GroupOffset,
-} from './directory.js';
+} from './files.js';
 export {
   CheckpointDirOffsetStore,
   type CheckpointDirOffsetStoreOptions,

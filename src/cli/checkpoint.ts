@@ -11,13 +11,8 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Command } from 'commander';
-import {
-  CheckpointDirectory,
-  MANIFEST_FILE,
-  readManifest,
-  readStateFile,
-  type CheckpointManifest,
-} from '../checkpoint/directory.js';
+import { CheckpointDirectory } from '../checkpoint/directory.js';
+import { MANIFEST_FILE, readManifest, readStateFile, type CheckpointManifest } from '../checkpoint/files.js';
 import { InvalidOptionError } from '../core/errors.js';
 import { formatError } from './errors.js';
 import type { CommandResult } from './kafka.js';

@@ -1,3 +1,9 @@
+/**
+ * `DStream`: the operator API. Over 600 lines on purpose: every operator is a method of the one
+ * class (Spark's API shape, and what lets TypeScript type pair operators on `DStream<[K, V]>`), and
+ * each is a few lines over the `Batch` operator of the same name or a stateful operator from
+ * `stateful.ts`. Splitting the class would split its API across files.
+ */
 import { originOf, validateBadRecords, type BadRecordsOptions, type DeadLetter } from './bad-records.js';
 import { Batch, type PairInput, type BatchContext } from './batch.js';
 import { OperatorError, PipelineDefinitionError } from './errors.js';

@@ -5,13 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import {
-  CheckpointCorruptError,
-  CheckpointDirectory,
-  CheckpointPipelineMismatchError,
-  readManifest,
-  type CheckpointManifest,
-} from '../../src/checkpoint/directory.js';
+import { CheckpointDirectory, CheckpointPipelineMismatchError } from '../../src/checkpoint/directory.js';
+import { CheckpointCorruptError, readManifest, type CheckpointManifest } from '../../src/checkpoint/files.js';
 import type { CheckpointMeta, StateUpdate } from '../../src/core/state.js';
 import { decodeStateValue, encodeStateValue } from '../../src/core/state-codec.js';
 import type { DStream } from '../../src/core/dstream.js';

@@ -7,7 +7,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { CheckpointDirectory, readManifest } from '../../src/checkpoint/directory.js';
+import { CheckpointDirectory } from '../../src/checkpoint/directory.js';
+import { readManifest } from '../../src/checkpoint/files.js';
 import {
   inspectCheckpointCommand,
   migrateCheckpointCommand,
