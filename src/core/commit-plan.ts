@@ -51,13 +51,18 @@ export function chooseOffsetStore(p: CommitPlanInputs): OffsetStore | undefined 
 export function decideCommitPlan(p: CommitPlanInputs, store = chooseOffsetStore(p)): CommitPlan {
   const hasOffsets = p.inputs.some((i) => i.source.offsetGroup !== undefined);
   const notReplayable = p.inputs.filter((i) => !i.source.replayable).map((i) => i.name);
+  // Replayable inputs without offsets that save their position in commit() (a directory's read
+  // set) do it after the batch, outside any transaction: a crash in between replays the batch.
+  const ownPosition = p.inputs
+    .filter((i) => i.source.replayable && !i.source.offsetGroup && i.source.commit)
+    .map((i) => i.name);
   const storeName = store ? store.kind : undefined;
   const outputs: { name: string; guarantee: Guarantee; how: string }[] = [];
   const transactionalOutputs: string[] = [];
   const stateful = p.statefulOperators.length > 0;
   for (const out of p.outputs) {
     const inStoreTransaction = Boolean(out.transactional && store && out.transactional.store === store);
-    const canExactlyOnce = out.idempotent || inStoreTransaction;
+    const canExactlyOnce = out.idempotent || (inStoreTransaction && ownPosition.length === 0);
     const ceiling: Guarantee = notReplayable.length
       ? 'at-most-once'
       : canExactlyOnce
@@ -66,7 +71,7 @@ export function decideCommitPlan(p: CommitPlanInputs, store = chooseOffsetStore(
     const wanted = out.guarantee ?? ceiling;
     if (rank(wanted) > rank(ceiling)) {
       throw new PipelineDefinitionError(
-        `Output '${out.name}' (${out.kind}) cannot be ${wanted}: ${whyNot(out, wanted, notReplayable, store)}`,
+        `Output '${out.name}' (${out.kind}) cannot be ${wanted}: ${whyNot(out, wanted, notReplayable, ownPosition, store)}`,
         howTo(out, wanted, notReplayable, store),
       );
     }
@@ -120,15 +125,10 @@ export function decideCommitPlan(p: CommitPlanInputs, store = chooseOffsetStore(
   const groups = new Set(
     p.inputs.filter((i) => i.source.offsetGroup).map((i) => offsetGroupOf(i.source, p.pipelineId)),
   );
-  if (stateful && groups.size > 1) {
+  // State, and a transaction's offsets, commit under one group.
+  if (groups.size > 1 && (stateful || transactionalOutputs.length)) {
     throw new PipelineDefinitionError(
-      `Inputs use several offset groups (${[...groups].join(', ')}) but state commits with one`,
-      'Give every input the same group id',
-    );
-  }
-  if (transactionalOutputs.length && groups.size > 1) {
-    throw new PipelineDefinitionError(
-      `Inputs use several offset groups (${[...groups].join(', ')}) but one output commits offsets in its transaction`,
+      `Inputs use several offset groups (${[...groups].join(', ')}) but ${stateful ? 'state commits with one' : 'one output commits offsets in its transaction'}`,
       'Give every input the same group id',
     );
   }
@@ -152,10 +152,13 @@ function whyNot(
   out: OutputRegistration,
   wanted: Guarantee,
   notReplayable: string[],
+  ownPosition: string[],
   store: OffsetStore | undefined,
 ): string {
   if (notReplayable.length)
     return `input ${notReplayable.map((n) => `'${n}'`).join(', ')} cannot be read again after a crash`;
+  if (ownPosition.length && out.transactional && !out.idempotent)
+    return `input ${ownPosition.map((n) => `'${n}'`).join(', ')} keeps its position outside the offset store, so it cannot commit in the output's transaction`;
   if (wanted === 'exactly-once' && out.transactional && store && out.transactional.store !== store) {
     return `it commits in a ${out.transactional.store.kind} transaction but the offsets are kept in ${store.kind}`;
   }

@@ -91,7 +91,12 @@ export interface Source<T> {
   plan(batchTime: number): Promise<InputPlan>;
   /** Step 2: read exactly what `plan` fixed, as one array per batch partition. */
   fetch(plan: InputPlan): Promise<T[][]>;
-  /** The batch that used `plan` is complete and committed; the source may forget what it covered. */
+  /**
+   * The batch that used `plan` is complete and committed; the source may forget what it covered.
+   * A replayable source without an offset group that saves its position here (a directory's read
+   * set) does so after the batch's transaction, so its pipelines get exactly-once only through
+   * idempotent outputs.
+   */
   commit?(plan: InputPlan): Promise<void>;
   /** Releases connections. Called once, after the last batch. */
   close(): Promise<void>;

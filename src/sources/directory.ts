@@ -92,6 +92,12 @@ interface TrackingFileContent {
  */
 export class DirectorySource implements Source<string> {
   readonly kind = 'directory';
+  /**
+   * A planned batch that was not committed is read again after a restart (its files stay until
+   * committed). Its position is its own read set, not the offset store: a batch cannot commit it
+   * in an output's transaction, so exactly-once needs an idempotent output.
+   */
+  readonly replayable = true;
 
   readonly #directory: string;
   readonly #filter: (name: string) => boolean;

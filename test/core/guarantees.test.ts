@@ -10,6 +10,7 @@ import {
 } from '../../src/core/memory-sink.js';
 import { InMemoryOffsetStore, type OffsetStore } from '../../src/core/offsets.js';
 import type { Sink } from '../../src/core/sink.js';
+import { QueueSource } from '../../src/core/queue-source.js';
 import type { Source } from '../../src/core/source.js';
 import { TestDriver } from '../../src/core/testing/driver.js';
 
@@ -170,6 +171,36 @@ describe('delivery guarantees', () => {
       guarantee: 'at-least-once',
     });
     await assert.rejects(driver.start(), /input 'socket-like' cannot be read again after a crash/);
+  });
+
+  it('refuses exactly-once through a transaction for an input that saves its own position after the batch', async () => {
+    const store = new InMemoryTransactionalStore();
+    const driver = new TestDriver({ offsetStore: store });
+    const queue = new QueueSource<string>();
+    // A replayable input without offsets that records its position in commit(), as a directory does.
+    const readSet = Object.assign(queue, { commit: async () => {} });
+    driver.context
+      .stream(readSet, { name: 'files' })
+      .writeTo(new InMemoryTransactionalSink<string>(store), { name: 'rows', guarantee: 'exactly-once' });
+    await assert.rejects(driver.start(), (e: unknown) => {
+      assert.ok(e instanceof PipelineDefinitionError);
+      assert.match(
+        e.message,
+        /'rows' \(memory\) cannot be exactly-once: input 'files' keeps its position outside/,
+      );
+      return true;
+    });
+  });
+
+  it('allows exactly-once through an idempotent output for an input that saves its own position', async () => {
+    const driver = new TestDriver({ offsetStore: new InMemoryOffsetStore() });
+    const readSet = Object.assign(new QueueSource<string>(), { commit: async () => {} });
+    driver.context
+      .stream(readSet, { name: 'files' })
+      .writeTo(new InMemorySink<string>({ key: (v) => v }), { name: 'rows', guarantee: 'exactly-once' });
+    await driver.start();
+    assert.equal(driver.context.commitPlan().outputs[0]!.guarantee, 'exactly-once');
+    await driver.stop();
   });
 
   it('commits the transactional output and the offsets together; a failure in it leaves neither', async () => {
