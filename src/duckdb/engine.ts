@@ -54,7 +54,7 @@ export type SqlValue =
 /** A result row: column name to value. Columns with the same name get `name:1`, `name:2`... */
 export type SqlRow = Record<string, SqlValue>;
 
-/** What a table can be made of: a batch or an array of records (see {@link fieldsOf} for the columns). */
+/** What a table can be made of: a batch or an array of records. */
 export type SqlTableRows = Batch<unknown> | readonly unknown[];
 
 /**
@@ -117,7 +117,7 @@ interface LoadableTable {
  * parameters, and returns row objects. Window functions, joins, CTEs and everything else of
  * DuckDB's SQL work. The tables live only for the query; queries may run concurrently.
  *
- * Column types are inferred from the records (see {@link inferColumns}), or given with
+ * Column types are inferred from the records, or given with
  * `{ rows, schema }`. An empty table has no columns to infer: it needs a schema, or the query fails
  * with {@link SqlSchemaError} (`problem: 'no-columns'`).
  *

@@ -43,7 +43,6 @@ export type {
 } from './engine.js';
 export { sqlTransform } from './transform.js';
 export type { SqlTransformOptions } from './transform.js';
-export { SQL_TYPES, fieldsOf, inferColumns } from './schema.js';
 export type { SqlColumns, SqlSchema, SqlType } from './schema.js';
 export { SqlEngineClosedError, SqlError, SqlSchemaError } from './errors.js';
 export type { SqlErrorPosition, SqlSchemaProblem } from './errors.js';

@@ -11,9 +11,9 @@ import {
   SqlEngineClosedError,
   SqlError,
   SqlSchemaError,
-  inferColumns,
   type SqlRow,
 } from '../../src/duckdb/index.js';
+import { inferColumns } from '../../src/duckdb/schema.js';
 
 let sql: SqlEngine;
 before(async () => {
