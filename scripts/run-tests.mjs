@@ -8,6 +8,12 @@
 //
 // Environment: SLUICE_TEST_TIMEOUT_MS (default 300000) bounds each test; every test file shares one
 // broker and one set of databases (use unique names). Plain Node ESM: no tsx needed to run this file.
+//
+// Both run with --conditions=sluice-dev in NODE_OPTIONS, so 'sluice', 'sluice/kafka', ... and the CLI's
+// `#cli` resolve to the TypeScript sources in src/ (package.json "exports"/"imports"), not to dist/: no
+// build is needed, and the examples' `import 'sluice'` loads the same modules as the tests'
+// `import '../src/...'`. Every node process the tests start inherits NODE_OPTIONS (spawn passes
+// process.env on). The package test (test/package) removes it for the installed package.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -46,6 +52,12 @@ const unique = [...new Set(files.map((f) => path.relative(root, path.resolve(f))
 if (unique.length === 0) {
   console.error(`run-tests: no *.test.ts files under ${targets.join(', ')}`);
   process.exit(1);
+}
+
+const DEV_CONDITION = '--conditions=sluice-dev';
+const nodeOptions = process.env.NODE_OPTIONS ?? '';
+if (!nodeOptions.split(/\s+/).includes(DEV_CONDITION)) {
+  process.env.NODE_OPTIONS = `${nodeOptions} ${DEV_CONDITION}`.trim();
 }
 
 const up = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/services.ts', 'up', 'all'], {

@@ -125,7 +125,8 @@ if just_installed postgresql; then
 fi
 
 # Servers given by SLUICE_POSTGRES_URL / SLUICE_MYSQL_URL / SLUICE_REDIS_URL are only checked, never started.
-node --import tsx scripts/services.ts up --quiet postgres mariadb redis ||
+# (--conditions=sluice-dev, as for every repo process: 'sluice' resolves to src/, see scripts/run-tests.mjs)
+NODE_OPTIONS="--conditions=sluice-dev ${NODE_OPTIONS:-}" node --import tsx scripts/services.ts up --quiet postgres mariadb redis ||
   die "a database does not answer (see above)"
 
 if just_installed postgresql; then

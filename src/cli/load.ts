@@ -9,9 +9,29 @@ import { PipelineFileError } from './errors.js';
 const EXPECTED =
   "its default export must be a pipeline definition: `export default definePipeline({ batchInterval: 1000, build(ctx) { ... } })` (definePipeline from 'sluice')";
 
+/** Pipeline files that need a TypeScript loader. */
+const TYPESCRIPT_FILE = /\.[cm]?tsx?$/i;
+let typeScriptLoader: Promise<void> | undefined;
+
 /**
- * Imports a pipeline file (TypeScript or JavaScript; `.ts` needs tsx's loader, which `bin/sluice.js`
- * registers) and returns its default export, checked with {@link isPipelineDefinition}.
+ * Registers tsx's ESM loader once, before the first TypeScript pipeline file is imported. The
+ * installed package is JavaScript (dist/) and loads tsx only here, so `sluice run pipeline.js` never
+ * does; when Sluice itself runs from its TypeScript sources (a source checkout: `bin/sluice.js` has
+ * registered tsx already), there is nothing to do.
+ */
+function ensureTypeScriptLoader(): Promise<void> {
+  typeScriptLoader ??= import.meta.url.endsWith('.ts')
+    ? Promise.resolve()
+    : import('tsx/esm/api').then(({ register }) => {
+        register();
+      });
+  return typeScriptLoader;
+}
+
+/**
+ * Imports a pipeline file (TypeScript or JavaScript; for `.ts`, `.mts`, `.cts` and `.tsx` files
+ * tsx's loader is registered first) and returns its default export, checked with
+ * {@link isPipelineDefinition}.
  *
  * @throws PipelineFileError when the file does not exist, fails to load, or exports no pipeline.
  */
@@ -26,6 +46,7 @@ export async function loadPipeline(file: string): Promise<PipelineDefinition> {
   }
   let mod: Record<string, unknown>;
   try {
+    if (TYPESCRIPT_FILE.test(absolute)) await ensureTypeScriptLoader();
     mod = (await import(pathToFileURL(absolute).href)) as Record<string, unknown>;
   } catch (e) {
     throw new PipelineFileError(

@@ -1,4 +1,4 @@
-// Entry point of the `sluice` command (bin/sluice.js imports it after registering tsx).
+// Entry point of the `sluice` command (bin/sluice.js imports it as `#cli`).
 import { createProgram } from './program.js';
 
 await createProgram().parseAsync(process.argv);
