@@ -5,10 +5,12 @@
  * `attempts` tries of at most `timeoutMs` each, then a typed error.
  */
 import { BrokerUnreachableError, SluiceError, SourceError, TopicNotFoundError } from '../core/errors.js';
+import { DEFAULT_CONNECT, librdkafkaConfig, type ClientConfig } from './options.js';
 import {
   AdminClient,
   IsolationLevel,
   OffsetSpec,
+  backoff,
   call,
   delay,
   describeError,
@@ -16,6 +18,7 @@ import {
   isTransient,
   isUnknownTopic,
   isUnreachable,
+  retrying,
   type IAdminClient,
   type RdKafkaConsumer,
   type RdKafkaProducer,
@@ -34,7 +37,7 @@ export interface RetryPolicy {
   readonly signal?: AbortSignal;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, timeoutMs: 5000 };
+export const DEFAULT_RETRY: RetryPolicy = DEFAULT_CONNECT;
 
 export type IsolationLevelName = 'read_committed' | 'read_uncommitted';
 
@@ -75,36 +78,43 @@ export class KafkaAdmin {
   /** An admin client of its own (close it). */
   static create(
     bootstrapServers: string,
-    options: { config?: Record<string, string | number | boolean>; policy?: RetryPolicy } = {},
+    options: { config?: ClientConfig; policy?: RetryPolicy } = {},
   ): KafkaAdmin {
-    const client = AdminClient.create({
-      'bootstrap.servers': bootstrapServers,
-      'client.id': 'sluice-admin',
-      ...options.config,
-    } as never);
+    const client = AdminClient.create(
+      librdkafkaConfig({ bootstrapServers }, { 'client.id': 'sluice-admin' }, options.config) as never,
+    );
     return new KafkaAdmin(client, true, bootstrapServers, options.policy ?? DEFAULT_RETRY);
   }
 
   /** An admin client sharing a connected consumer's or producer's connections. */
-  static from(client: RdKafkaConsumer | RdKafkaProducer, bootstrapServers: string, policy: RetryPolicy): KafkaAdmin {
+  static from(
+    client: RdKafkaConsumer | RdKafkaProducer,
+    bootstrapServers: string,
+    policy: RetryPolicy,
+  ): KafkaAdmin {
     return new KafkaAdmin(AdminClient.createFrom(client), false, bootstrapServers, policy);
   }
 
   /** Partition ids (ascending) of each topic; a topic that does not exist maps to `undefined`. */
   async describeTopics(topics: readonly string[]): Promise<Map<string, number[] | undefined>> {
     const result = await this.#retry('describe topics', (timeout) =>
-      call<Array<{ name: string; error?: unknown; partitions: Array<{ partition: number; leader: unknown }> }>>((cb) =>
-        this.#client.describeTopics([...topics], { timeout }, cb as never),
-      ),
+      call<
+        Array<{ name: string; error?: unknown; partitions: Array<{ partition: number; leader: unknown }> }>
+      >((cb) => this.#client.describeTopics([...topics], { timeout }, cb as never)),
     );
     const out = new Map<string, number[] | undefined>();
     for (const t of topics) out.set(t, undefined);
     for (const d of result) {
       if (d.error) {
         if (isUnknownTopic(d.error)) continue;
-        throw new SourceError('kafka', `cannot describe topic '${d.name}': ${describeError(d.error)}`, 'Check the topic and the ACLs of this client', {
-          cause: d.error,
-        });
+        throw new SourceError(
+          'kafka',
+          `cannot describe topic '${d.name}': ${describeError(d.error)}`,
+          'Check the topic and the ACLs of this client',
+          {
+            cause: d.error,
+          },
+        );
       }
       // A topic being created may show partitions without a leader yet: not usable yet.
       if (d.partitions.length === 0 || d.partitions.some((p) => p.leader == null)) continue;
@@ -191,7 +201,8 @@ export class KafkaAdmin {
     let pending = [...partitions];
     if (pending.length === 0) return out;
     const spec = which === 'earliest' ? OffsetSpec.EARLIEST : OffsetSpec.LATEST;
-    const isolationLevel = isolation === 'read_committed' ? IsolationLevel.READ_COMMITTED : IsolationLevel.READ_UNCOMMITTED;
+    const isolationLevel =
+      isolation === 'read_committed' ? IsolationLevel.READ_COMMITTED : IsolationLevel.READ_UNCOMMITTED;
     let lastError: unknown;
     for (let attempt = 1; attempt <= this.policy.attempts; attempt++) {
       let results: Array<{ topic: string; partition: number; offset: number; error?: unknown }>;
@@ -214,7 +225,8 @@ export class KafkaAdmin {
       for (const r of results) {
         if (r.error) {
           if (isUnknownTopic(r.error)) throw new TopicNotFoundError(r.topic);
-          if (!isTransient(r.error)) throw this.#failure(`list ${which} offsets of ${r.topic}-${r.partition}`, r.error);
+          if (!isTransient(r.error))
+            throw this.#failure(`list ${which} offsets of ${r.topic}-${r.partition}`, r.error);
           lastError = r.error;
           retry.push({ topic: r.topic, partition: r.partition });
         } else {
@@ -255,7 +267,9 @@ export class KafkaAdmin {
    * offset moves there at once. `-1` deletes up to the high watermark. Answers the new log start
    * of each partition.
    */
-  async deleteRecords(offsets: readonly { topic: string; partition: number; offset: number }[]): Promise<Map<string, number>> {
+  async deleteRecords(
+    offsets: readonly { topic: string; partition: number; offset: number }[],
+  ): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     if (offsets.length === 0) return out;
     const results = await this.#retry('delete records', (timeout) =>
@@ -284,36 +298,36 @@ export class KafkaAdmin {
     if (this.#owned) this.#client.disconnect();
   }
 
-  async #retry<T>(what: string, op: (timeoutMs: number) => Promise<T>): Promise<T> {
-    let lastError: unknown;
-    for (let attempt = 1; attempt <= this.policy.attempts; attempt++) {
-      try {
-        return await op(this.policy.timeoutMs);
-      } catch (e) {
-        if (!isTransient(e)) throw this.#failure(what, e);
-        lastError = e;
-        if (attempt < this.policy.attempts) await delay(backoff(attempt), this.policy.signal);
-      }
-    }
-    throw this.#exhausted(what, lastError);
+  #retry<T>(what: string, op: (timeoutMs: number) => Promise<T>): Promise<T> {
+    return retrying(this.policy, op, {
+      retriable: isTransient,
+      failure: (e) => this.#failure(what, e),
+      exhausted: (e) => this.#exhausted(what, e),
+    });
   }
 
   #exhausted(what: string, e: unknown): Error {
     if (isUnreachable(e)) return new BrokerUnreachableError(this.bootstrapServers, this.policy.attempts, e);
-    return new SourceError('kafka', `${what} failed after ${this.policy.attempts} attempt(s): ${describeError(e)}`, 'The cluster is changing (leader election?) or overloaded; try again', {
-      cause: e,
-      retriable: true,
-    });
+    return new SourceError(
+      'kafka',
+      `${what} failed after ${this.policy.attempts} attempt(s): ${describeError(e)}`,
+      'The cluster is changing (leader election?) or overloaded; try again',
+      {
+        cause: e,
+        retriable: true,
+      },
+    );
   }
 
   #failure(what: string, e: unknown): Error {
     if (e instanceof SluiceError) return e;
-    return new SourceError('kafka', `${what} failed: ${describeError(e)}`, 'Check the cluster, the topic and the ACLs of this client', {
-      cause: e,
-    });
+    return new SourceError(
+      'kafka',
+      `${what} failed: ${describeError(e)}`,
+      'Check the cluster, the topic and the ACLs of this client',
+      {
+        cause: e,
+      },
+    );
   }
-}
-
-function backoff(attempt: number): number {
-  return Math.min(100 * 2 ** (attempt - 1), 2000);
 }

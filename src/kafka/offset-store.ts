@@ -19,7 +19,7 @@ import type { OffsetRange } from '../core/source.js';
 import {
   AdminClient,
   CODES,
-  KafkaConsumer,
+  backoff,
   call,
   delay,
   describeError,
@@ -28,10 +28,25 @@ import {
   isUnknownTopic,
   isUnreachable,
   redactConfig,
+  retrying,
   type IAdminClient,
-  type LibrdKafkaError,
   type RdKafkaConsumer,
 } from './rdkafka.js';
+import { GroupCommitter } from './group-committer.js';
+import {
+  bootstrapKeys,
+  connectPolicy,
+  kafkaCluster,
+  librdkafkaConfig,
+  validateBootstrapServers,
+  validateClientConfig,
+  validateConnect,
+  type ClientConfig,
+  type ConnectOptions,
+  type ConnectPolicy,
+  type KafkaCluster,
+  type OwnedKeys,
+} from './options.js';
 
 const E = CODES.ERRORS;
 
@@ -43,24 +58,20 @@ export interface KafkaOffsetStoreOptions {
    * 5000 ms), then {@link BrokerUnreachableError} (or a retriable `SourceError` when the broker
    * answered but kept refusing, e.g. offsets held by an open transaction).
    */
-  readonly connect?: { readonly attempts?: number; readonly timeoutMs?: number };
+  readonly connect?: ConnectOptions;
   /**
    * librdkafka properties for the store's clients (an admin client and one consumer per group),
    * e.g. security settings. Never logged with their secrets.
    */
-  readonly clientConfig?: Readonly<Record<string, string | number | boolean>>;
+  readonly clientConfig?: ClientConfig;
 }
 
 /** Keys the store sets itself. */
-const OWNED_CONFIG: Record<string, string> = {
-  'bootstrap.servers': "the option 'bootstrapServers'",
-  'metadata.broker.list': "the option 'bootstrapServers'",
-  'group.id': 'the group passed to each call',
-  'enable.auto.commit': '(always false: the store commits explicitly)',
+const OWNED_CONFIG: OwnedKeys = {
+  ...bootstrapKeys(),
+  'group.id': 'no value here: the group passed to each call',
+  'enable.auto.commit': 'no value here: (always false: the store commits explicitly)',
 };
-
-/** How often a commit's result is polled for while it is in flight. */
-const COMMIT_POLL_MS = 20;
 
 /** Commit errors that mean "the coordinator is moving or loading": worth another attempt. */
 const COORDINATOR_BUSY = new Set<number>([
@@ -92,121 +103,20 @@ function isNonNegativeInt(v: unknown): v is number {
 /** Checks the options shared by the Kafka offset stores; throws InvalidOptionError. */
 export function validateKafkaOffsetStoreOptions(o: KafkaOffsetStoreOptions): void {
   if (typeof o !== 'object' || o === null) throw new InvalidOptionError('options', 'an object', o);
-  if (
-    o.bootstrapServers !== undefined &&
-    (typeof o.bootstrapServers !== 'string' || !/^\S+:\d+(,\S+:\d+)*$/.test(o.bootstrapServers))
-  ) {
-    throw new InvalidOptionError('bootstrapServers', "'host:port' or a comma-separated list of them", o.bootstrapServers);
-  }
-  const c = o.connect;
-  if (c !== undefined) {
-    if (typeof c !== 'object' || c === null) throw new InvalidOptionError('connect', '{ attempts?: N, timeoutMs?: ms }', c);
-    if (c.attempts !== undefined && !(Number.isInteger(c.attempts) && c.attempts >= 1 && c.attempts <= 100)) {
-      throw new InvalidOptionError('connect.attempts', 'an integer from 1 to 100', c.attempts);
-    }
-    if (c.timeoutMs !== undefined && !(Number.isInteger(c.timeoutMs) && c.timeoutMs >= 100 && c.timeoutMs <= 600_000)) {
-      throw new InvalidOptionError('connect.timeoutMs', 'an integer number of milliseconds from 100 to 600000', c.timeoutMs);
-    }
-  }
-  if (o.clientConfig !== undefined) {
-    const cc = o.clientConfig;
-    if (typeof cc !== 'object' || cc === null || Array.isArray(cc)) {
-      throw new InvalidOptionError('clientConfig', 'an object of librdkafka properties', cc);
-    }
-    for (const [k, v] of Object.entries(cc)) {
-      const owned = OWNED_CONFIG[k];
-      if (owned !== undefined) throw new InvalidOptionError(`clientConfig.${k}`, `no value here: ${owned}`, '[set]');
-      if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
-        throw new InvalidOptionError(`clientConfig.${k}`, 'a string, number or boolean', typeof v);
-      }
-    }
-  }
+  validateBootstrapServers(o.bootstrapServers);
+  validateConnect(o.connect);
+  validateClientConfig('clientConfig', o.clientConfig, 'an object of librdkafka properties', OWNED_CONFIG);
 }
 
 function validateGroup(group: unknown): asserts group is string {
-  if (typeof group !== 'string' || group.length === 0) throw new InvalidOptionError('group', 'a non-empty group id', group);
+  if (typeof group !== 'string' || group.length === 0)
+    throw new InvalidOptionError('group', 'a non-empty group id', group);
 }
 
 function validateTopics(topics: unknown): asserts topics is readonly string[] {
   if (!Array.isArray(topics) || topics.some((t) => typeof t !== 'string' || t.length === 0)) {
     throw new InvalidOptionError('topics', 'an array of topic names', topics);
   }
-}
-
-/**
- * One consumer with `group.id = group` that only commits. librdkafka's commits are asynchronous
- * and report through the offset-commit callback, which is served while the consumer is polled:
- * a commit is sent, then the consumer is polled (it has no assignment, so it fetches nothing)
- * until the callback answers or the time is up. One commit at a time.
- */
-class GroupCommitter {
-  readonly consumer: RdKafkaConsumer;
-  #chain: Promise<unknown> = Promise.resolve();
-  #waiting: ((err: LibrdKafkaError | undefined) => void) | undefined;
-  #closed = false;
-
-  constructor(consumer: RdKafkaConsumer) {
-    this.consumer = consumer;
-    consumer.on('offset.commit', (err) => {
-      const w = this.#waiting;
-      this.#waiting = undefined;
-      w?.(err ?? undefined);
-    });
-  }
-
-  /** Resolves when the broker accepted every offset; rejects with the commit's error or a timeout. */
-  commit(offsets: readonly PartitionOffset[], timeoutMs: number): Promise<void> {
-    const run = this.#chain.then(() => this.#commitNow(offsets, timeoutMs));
-    this.#chain = run.catch(() => {});
-    return run;
-  }
-
-  async #commitNow(offsets: readonly PartitionOffset[], timeoutMs: number): Promise<void> {
-    if (this.#closed) throw new SourceError('kafka-offsets', 'the store is closed', 'Create a new offset store');
-    let result: { err: LibrdKafkaError | undefined } | undefined;
-    this.#waiting = (err) => (result = { err });
-    try {
-      this.consumer.commit(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset })));
-    } catch (e) {
-      this.#waiting = undefined;
-      throw e;
-    }
-    const deadline = Date.now() + timeoutMs;
-    try {
-      while (result === undefined) {
-        if (Date.now() > deadline) {
-          throw Object.assign(new Error(`the commit got no answer within ${timeoutMs} ms`), { code: E.ERR__TIMED_OUT });
-        }
-        // Serves the offset-commit callback; returns after COMMIT_POLL_MS with nothing to consume.
-        await call<unknown>((cb) => this.consumer.consume(1, cb as never));
-      }
-    } finally {
-      this.#waiting = undefined;
-    }
-    if (result.err) throw result.err;
-  }
-
-  async close(timeoutMs: number): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await this.#chain;
-    await disconnect(this.consumer, timeoutMs);
-  }
-}
-
-function disconnect(client: { disconnect(cb: () => void): unknown }, timeoutMs: number): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, timeoutMs);
-    try {
-      client.disconnect(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    } catch {
-      clearTimeout(t);
-      resolve();
-    }
-  });
 }
 
 /**
@@ -249,23 +159,27 @@ export class KafkaOffsetStore implements OffsetStore {
   readonly kind: string = 'kafka';
   readonly capabilities = { compareAndSet: false };
   readonly bootstrapServers: string;
-  protected readonly policy: { readonly attempts: number; readonly timeoutMs: number };
-  protected readonly clientConfig: Readonly<Record<string, string | number | boolean>>;
+  protected readonly cluster: KafkaCluster;
+  protected readonly policy: ConnectPolicy;
+  protected readonly clientConfig: ClientConfig;
   #admin: IAdminClient | undefined;
   readonly #committers = new Map<string, Promise<GroupCommitter>>();
   #closed = false;
 
   constructor(options: KafkaOffsetStoreOptions = {}) {
     validateKafkaOffsetStoreOptions(options);
-    this.bootstrapServers = options.bootstrapServers ?? process.env.KAFKA_BOOTSTRAP ?? '127.0.0.1:9092';
-    this.policy = { attempts: options.connect?.attempts ?? 3, timeoutMs: options.connect?.timeoutMs ?? 5000 };
+    this.cluster = kafkaCluster(options.bootstrapServers);
+    this.bootstrapServers = this.cluster.bootstrapServers;
+    this.policy = connectPolicy(options.connect);
     this.clientConfig = { ...options.clientConfig };
   }
 
   describe(): Record<string, unknown> {
     return {
       bootstrapServers: this.bootstrapServers,
-      ...(Object.keys(this.clientConfig).length ? { clientConfig: redactConfig({ ...this.clientConfig }) } : {}),
+      ...(Object.keys(this.clientConfig).length
+        ? { clientConfig: redactConfig({ ...this.clientConfig }) }
+        : {}),
     };
   }
 
@@ -282,7 +196,11 @@ export class KafkaOffsetStore implements OffsetStore {
    * Commits each range's `untilOffset`, in one commit request. `compareAndSet` is ignored: Kafka's
    * commits are unconditional (see the class comment), and `capabilities.compareAndSet` says so.
    */
-  async write(group: string, ranges: readonly OffsetRange[], _options?: { compareAndSet?: boolean }): Promise<void> {
+  async write(
+    group: string,
+    ranges: readonly OffsetRange[],
+    _options?: { compareAndSet?: boolean },
+  ): Promise<void> {
     validateGroup(group);
     if (!Array.isArray(ranges)) throw new InvalidOptionError('ranges', 'an array of offset ranges', ranges);
     for (const r of ranges) {
@@ -298,7 +216,8 @@ export class KafkaOffsetStore implements OffsetStore {
 
   async set(group: string, offsets: readonly PartitionOffset[]): Promise<void> {
     validateGroup(group);
-    if (!Array.isArray(offsets)) throw new InvalidOptionError('offsets', 'an array of { topic, partition, offset }', offsets);
+    if (!Array.isArray(offsets))
+      throw new InvalidOptionError('offsets', 'an array of { topic, partition, offset }', offsets);
     for (const o of offsets) {
       if (!isNonNegativeInt(o.offset) || !isNonNegativeInt(o.partition)) {
         throw new InvalidOptionError('offsets', 'positions with integer partition and offset >= 0', o);
@@ -321,7 +240,9 @@ export class KafkaOffsetStore implements OffsetStore {
     await this.#deleteGroup(group);
     if (keep.length === 0) return;
     // Offsets of topics that were deleted cannot be committed again (and could never be used).
-    const existing = new Set((await this.#partitionsOf([...new Set(keep.map((o) => o.topic))])).map((p) => p.topic));
+    const existing = new Set(
+      (await this.#partitionsOf([...new Set(keep.map((o) => o.topic))])).map((p) => p.topic),
+    );
     const back = keep.filter((o) => existing.has(o.topic));
     if (back.length) await this.commit(group, back);
   }
@@ -352,7 +273,8 @@ export class KafkaOffsetStore implements OffsetStore {
       try {
         committer = await this.#committer(group);
       } catch (e) {
-        if (e instanceof SluiceError || !retriable(e)) throw this.#failure(`connect a client for group '${group}'`, e);
+        if (e instanceof SluiceError || !retriable(e))
+          throw this.#failure(`connect a client for group '${group}'`, e);
         lastError = e;
         continue;
       }
@@ -413,7 +335,12 @@ export class KafkaOffsetStore implements OffsetStore {
     this.#requireOpen();
     let c = this.#committers.get(group);
     if (!c) {
-      const connecting = this.#connectCommitter(group);
+      const connecting = GroupCommitter.connect(
+        this.cluster,
+        this.clientConfig,
+        group,
+        this.policy.timeoutMs,
+      );
       c = connecting;
       this.#committers.set(group, connecting);
       connecting.catch(() => {
@@ -424,46 +351,16 @@ export class KafkaOffsetStore implements OffsetStore {
   }
 
   #requireOpen(): void {
-    if (this.#closed) throw new SourceError('kafka-offsets', 'the offset store is closed', 'Create a new KafkaOffsetStore');
+    if (this.#closed)
+      throw new SourceError('kafka-offsets', 'the offset store is closed', 'Create a new KafkaOffsetStore');
   }
 
   #adminClient(): IAdminClient {
     this.#requireOpen();
-    this.#admin ??= AdminClient.create({
-      'client.id': 'sluice-offsets-admin',
-      ...this.clientConfig,
-      'bootstrap.servers': this.bootstrapServers,
-    } as never);
+    this.#admin ??= AdminClient.create(
+      librdkafkaConfig(this.cluster, { 'client.id': 'sluice-offsets-admin' }, this.clientConfig) as never,
+    );
     return this.#admin;
-  }
-
-  async #connectCommitter(group: string): Promise<GroupCommitter> {
-    let consumer: RdKafkaConsumer;
-    try {
-      consumer = new KafkaConsumer(
-        {
-          'client.id': 'sluice-offsets',
-          ...this.clientConfig,
-          'bootstrap.servers': this.bootstrapServers,
-          'group.id': group,
-          'enable.auto.commit': false,
-          'enable.auto.offset.store': false,
-          offset_commit_cb: true,
-        } as never,
-        {},
-      );
-    } catch (e) {
-      throw new InvalidOptionError('clientConfig', `librdkafka properties it accepts (${describeError(e)})`, redactConfig({ ...this.clientConfig }));
-    }
-    consumer.on('event.error', () => {}); // reported through the calls that fail
-    try {
-      await call((cb) => consumer.connect({ timeout: this.policy.timeoutMs }, cb as never));
-    } catch (e) {
-      consumer.removeAllListeners();
-      throw e;
-    }
-    consumer.setDefaultConsumeTimeout(COMMIT_POLL_MS);
-    return new GroupCommitter(consumer);
   }
 
   #dropCommitter(group: string, committer: GroupCommitter): void {
@@ -510,11 +407,22 @@ export class KafkaOffsetStore implements OffsetStore {
     const deadline = Date.now() + this.policy.attempts * this.policy.timeoutMs;
     let lastError: unknown;
     for (let attempt = 1; ; attempt++) {
-      let results: Array<{ groupId: string; error?: unknown; partitions: Array<{ topic: string; partition: number; offset: number; error?: unknown }> }>;
+      let results: Array<{
+        groupId: string;
+        error?: unknown;
+        partitions: Array<{ topic: string; partition: number; offset: number; error?: unknown }>;
+      }>;
       try {
         results = await call((cb) =>
           this.#adminClient().listConsumerGroupOffsets(
-            [{ groupId: group, ...(partitions ? { partitions: partitions.map((p) => ({ topic: p.topic, partition: p.partition })) } : {}) }],
+            [
+              {
+                groupId: group,
+                ...(partitions
+                  ? { partitions: partitions.map((p) => ({ topic: p.topic, partition: p.partition })) }
+                  : {}),
+              },
+            ],
             { timeout: this.policy.timeoutMs, requireStableOffsets: true },
             cb as never,
           ),
@@ -529,20 +437,25 @@ export class KafkaOffsetStore implements OffsetStore {
       const out: PartitionOffset[] = [];
       if (result?.error) {
         if (errorCode(result.error) === E.ERR_GROUP_ID_NOT_FOUND) return [];
-        if (!retriable(result.error)) throw this.#failure(`read the offsets of group '${group}'`, result.error);
+        if (!retriable(result.error))
+          throw this.#failure(`read the offsets of group '${group}'`, result.error);
         lastError = result.error;
         again = true;
       }
       for (const p of result?.partitions ?? []) {
         if (p.error) {
-          if (!retriable(p.error)) throw this.#failure(`read the offset of group '${group}' on ${p.topic}-${p.partition}`, p.error);
+          if (!retriable(p.error))
+            throw this.#failure(`read the offset of group '${group}' on ${p.topic}-${p.partition}`, p.error);
           lastError = p.error;
           again = true;
         } else if (p.offset >= 0) {
           out.push({ topic: p.topic, partition: p.partition, offset: p.offset });
         }
       }
-      if (!again) return out.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition));
+      if (!again)
+        return out.sort((a, b) =>
+          a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition,
+        );
       if (Date.now() > deadline) {
         if (errorCode(lastError) === E.ERR_UNSTABLE_OFFSET_COMMIT) {
           throw new SourceError(
@@ -577,40 +490,39 @@ export class KafkaOffsetStore implements OffsetStore {
     });
   }
 
-  async #retry<T>(what: string, op: (timeoutMs: number) => Promise<T>): Promise<T> {
-    let lastError: unknown;
-    for (let attempt = 1; attempt <= this.policy.attempts; attempt++) {
-      try {
-        return await op(this.policy.timeoutMs);
-      } catch (e) {
-        if (e instanceof SluiceError) throw e;
-        if (!retriable(e)) throw this.#failure(what, e);
-        lastError = e;
-        if (attempt < this.policy.attempts) await delay(backoff(attempt));
-      }
-    }
-    throw this.#exhausted(what, lastError);
+  #retry<T>(what: string, op: (timeoutMs: number) => Promise<T>): Promise<T> {
+    return retrying(this.policy, op, {
+      retriable,
+      failure: (e) => this.#failure(what, e),
+      exhausted: (e) => this.#exhausted(what, e),
+    });
   }
 
   #exhausted(what: string, e: unknown): Error {
     if (e === undefined || isUnreachable(e) || errorCode(e) === E.ERR__TIMED_OUT) {
       return new BrokerUnreachableError(this.bootstrapServers, this.policy.attempts, e);
     }
-    return new SourceError('kafka-offsets', `${what} failed after ${this.policy.attempts} attempt(s): ${describeError(e)}`, 'The cluster is busy or changing (coordinator moving?); try again', {
-      cause: e,
-      retriable: true,
-    });
+    return new SourceError(
+      'kafka-offsets',
+      `${what} failed after ${this.policy.attempts} attempt(s): ${describeError(e)}`,
+      'The cluster is busy or changing (coordinator moving?); try again',
+      {
+        cause: e,
+        retriable: true,
+      },
+    );
   }
 
   #failure(what: string, e: unknown): Error {
     if (e instanceof SluiceError) return e;
     if (isUnreachable(e)) return new BrokerUnreachableError(this.bootstrapServers, this.policy.attempts, e);
-    return new SourceError('kafka-offsets', `${what} failed: ${describeError(e)}`, 'Check the cluster, the group and the ACLs of this client', {
-      cause: e,
-    });
+    return new SourceError(
+      'kafka-offsets',
+      `${what} failed: ${describeError(e)}`,
+      'Check the cluster, the group and the ACLs of this client',
+      {
+        cause: e,
+      },
+    );
   }
-}
-
-function backoff(attempt: number): number {
-  return Math.min(100 * 2 ** (attempt - 1), 2000);
 }

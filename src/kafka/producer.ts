@@ -4,6 +4,9 @@
  * request), `close` at the end. Creating a producer per record or per batch is the classic
  * performance bug; {@link sharedProducer} hands out one per process and bootstrap address.
  *
+ * Also the process's one pool of producers (the sinks' and {@link sharedProducer}'s), and the
+ * produce loop every Sluice producer uses.
+ *
  * @example
  * ```ts
  * const producer = await sharedProducer();
@@ -12,14 +15,26 @@
  * await producer.close();
  * ```
  */
-import { BrokerUnreachableError, InvalidOptionError, SourceError } from '../core/errors.js';
+import { BrokerUnreachableError, SourceError } from '../core/errors.js';
 import type { KafkaHeader } from './deserializers.js';
+import {
+  connectPolicy,
+  kafkaCluster,
+  librdkafkaConfig,
+  validateBootstrapServers,
+  validateConnect,
+  type ClientConfig,
+  type ConfigValue,
+  type ConnectLimits,
+  type ConnectOptions,
+} from './options.js';
 import {
   CODES,
   Producer,
   call,
   delay,
   describeError,
+  disconnect,
   errorCode,
   isTransient,
   redactConfig,
@@ -42,53 +57,51 @@ export interface KafkaTextProducerOptions {
   /** Default: env `KAFKA_BOOTSTRAP`, else `127.0.0.1:9092`. */
   readonly bootstrapServers?: string;
   /** Bounded connection attempts (default 3 x 5000 ms), then BrokerUnreachableError. */
-  readonly connect?: { readonly attempts?: number; readonly timeoutMs?: number };
+  readonly connect?: ConnectOptions;
   /** librdkafka producer properties, e.g. `{ acks: 1 }` or `{ 'linger.ms': 20 }`; never logged with secrets. */
-  readonly producerConfig?: Readonly<Record<string, string | number | boolean>>;
+  readonly producerConfig?: ClientConfig;
 }
 
-interface Delivery {
-  pending: number;
-  error: LibrdKafkaError | undefined;
-  done: (() => void) | undefined;
-}
+const PRODUCER_DEFAULTS: ClientConfig = Object.freeze({
+  'client.id': 'sluice-producer',
+  'linger.ms': 5,
+  'batch.num.messages': 10_000,
+  'enable.idempotence': true,
+});
+
+/** This producer's `connect` bounds are looser than the other clients'. */
+const PRODUCER_CONNECT_LIMITS: ConnectLimits = Object.freeze({
+  maxAttempts: Number.POSITIVE_INFINITY,
+  maxTimeoutMs: Number.POSITIVE_INFINITY,
+  attemptsAccepted: 'an integer >= 1',
+  timeoutAccepted: 'an integer >= 100 (ms)',
+});
 
 export class KafkaTextProducer {
   readonly bootstrapServers: string;
   readonly #producer: RdKafkaProducer;
-  readonly #config: Record<string, string | number | boolean>;
+  readonly #config: Record<string, ConfigValue>;
   #closed = false;
 
-  private constructor(producer: RdKafkaProducer, bootstrapServers: string, config: Record<string, string | number | boolean>) {
+  private constructor(
+    producer: RdKafkaProducer,
+    bootstrapServers: string,
+    config: Record<string, ConfigValue>,
+  ) {
     this.#producer = producer;
     this.bootstrapServers = bootstrapServers;
     this.#config = config;
-    producer.on('delivery-report', (err, report) => {
-      const d = report.opaque as Delivery | undefined;
-      if (!d) return;
-      if (err && !d.error) d.error = err;
-      if (--d.pending === 0) d.done?.();
-    });
+    trackDeliveries(producer);
   }
 
   /** Connects a producer (bounded attempts, then BrokerUnreachableError). */
   static async connect(options: KafkaTextProducerOptions = {}): Promise<KafkaTextProducer> {
-    const bootstrapServers = options.bootstrapServers ?? process.env.KAFKA_BOOTSTRAP ?? '127.0.0.1:9092';
-    if (typeof bootstrapServers !== 'string' || !/^\S+:\d+(,\S+:\d+)*$/.test(bootstrapServers)) {
-      throw new InvalidOptionError('bootstrapServers', "'host:port' or a comma-separated list of them", bootstrapServers);
-    }
-    const attempts = options.connect?.attempts ?? 3;
-    const timeoutMs = options.connect?.timeoutMs ?? 5000;
-    if (!Number.isInteger(attempts) || attempts < 1) throw new InvalidOptionError('connect.attempts', 'an integer >= 1', attempts);
-    if (!Number.isInteger(timeoutMs) || timeoutMs < 100) throw new InvalidOptionError('connect.timeoutMs', 'an integer >= 100 (ms)', timeoutMs);
-    const config: Record<string, string | number | boolean> = {
-      'client.id': 'sluice-producer',
-      'linger.ms': 5,
-      'batch.num.messages': 10_000,
-      'enable.idempotence': true,
-      ...options.producerConfig,
-      'bootstrap.servers': bootstrapServers,
-    };
+    const cluster = kafkaCluster(options.bootstrapServers);
+    const { bootstrapServers } = cluster;
+    validateBootstrapServers(bootstrapServers);
+    validateConnect(options.connect, PRODUCER_CONNECT_LIMITS);
+    const { attempts, timeoutMs } = connectPolicy(options.connect);
+    const config = librdkafkaConfig(cluster, PRODUCER_DEFAULTS, options.producerConfig);
     let lastError: unknown;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       const producer = new Producer({ ...config, dr_cb: true } as never, {});
@@ -100,9 +113,14 @@ export class KafkaTextProducer {
         lastError = e;
         producer.removeAllListeners();
         if (!isTransient(e)) {
-          throw new SourceError('kafka-producer', `cannot create a producer for ${bootstrapServers}: ${describeError(e)}`, 'Check producerConfig', {
-            cause: e,
-          });
+          throw new SourceError(
+            'kafka-producer',
+            `cannot create a producer for ${bootstrapServers}: ${describeError(e)}`,
+            'Check producerConfig',
+            {
+              cause: e,
+            },
+          );
         }
         if (attempt < attempts) await delay(Math.min(200 * attempt, 1000));
       }
@@ -120,38 +138,34 @@ export class KafkaTextProducer {
    * of them; rejects with the first delivery error.
    */
   async send(topic: string, records: Iterable<string | Buffer | ProducerRecord>): Promise<number> {
-    if (this.#closed) throw new SourceError('kafka-producer', 'the producer is closed', 'Connect a new producer');
-    const d: Delivery = { pending: 1, error: undefined, done: undefined };
-    const finished = new Promise<void>((resolve) => (d.done = resolve));
-    let n = 0;
-    for (const r of records) {
-      const rec: ProducerRecord = typeof r === 'string' || Buffer.isBuffer(r) ? { value: r } : r;
-      const value = rec.value === null ? null : typeof rec.value === 'string' ? Buffer.from(rec.value) : rec.value;
-      const headers = rec.headers === undefined ? undefined : toHeaderList(rec.headers);
-      d.pending++;
-      for (;;) {
-        try {
-          this.#producer.produce(topic, rec.partition ?? null, value, rec.key ?? null, rec.timestamp ?? null, d, headers);
-          break;
-        } catch (e) {
-          if (errorCode(e) !== CODES.ERRORS.ERR__QUEUE_FULL) {
-            d.pending--;
-            throw new SourceError('kafka-producer', `cannot send to '${topic}': ${describeError(e)}`, 'Check the topic and the record', { cause: e });
-          }
-          await delay(5); // the local queue is full: let deliveries drain
-        }
-      }
-      n++;
+    if (this.#closed)
+      throw new SourceError('kafka-producer', 'the producer is closed', 'Connect a new producer');
+    const { sent, error } = await produceAll(
+      this.#producer,
+      topic,
+      records,
+      (e) =>
+        new SourceError(
+          'kafka-producer',
+          `cannot send to '${topic}': ${describeError(e)}`,
+          'Check the topic and the record',
+          {
+            cause: e,
+          },
+        ),
+    );
+    if (error) {
+      throw new SourceError(
+        'kafka-producer',
+        `delivery to '${topic}' failed: ${describeError(error)}`,
+        'Check that the topic exists and the broker is up',
+        {
+          cause: error,
+          retriable: isTransient(error),
+        },
+      );
     }
-    if (--d.pending === 0) d.done!();
-    await finished;
-    if (d.error) {
-      throw new SourceError('kafka-producer', `delivery to '${topic}' failed: ${describeError(d.error)}`, 'Check that the topic exists and the broker is up', {
-        cause: d.error,
-        retriable: isTransient(d.error),
-      });
-    }
-    return n;
+    return sent;
   }
 
   /** Waits until every record sent so far is acknowledged (or the timeout passes). */
@@ -167,16 +181,80 @@ export class KafkaTextProducer {
       await this.flush(timeoutMs);
     } finally {
       this.#closed = true;
-      for (const [k, p] of shared) if (p === this) shared.delete(k);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, timeoutMs);
-        this.#producer.disconnect(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      forgetPooled(this);
+      await disconnect(this.#producer, timeoutMs);
     }
   }
+}
+
+// ---- the produce loop ------------------------------------------------------------------------------
+
+/** The records of one produce call: done once every one of them has its delivery report. */
+interface Delivery {
+  pending: number;
+  error: LibrdKafkaError | undefined;
+  done: (() => void) | undefined;
+}
+
+/** Counts a producer's delivery reports down on the {@link produceAll} call each record came from. */
+export function trackDeliveries(producer: RdKafkaProducer): void {
+  producer.on('delivery-report', (err, report) => {
+    const d = report.opaque as Delivery | undefined;
+    if (!d) return;
+    if (err && !d.error) d.error = err;
+    if (--d.pending === 0) d.done?.();
+  });
+}
+
+/**
+ * Produces the records to `topic` with `producer` (which must {@link trackDeliveries}) and waits for
+ * every delivery report: answers how many were sent and the first delivery error. A record the
+ * client refuses at once (other than a full local queue, which is waited out) throws, as
+ * `refused(error)` when given, without waiting for the records produced before it.
+ */
+export async function produceAll(
+  producer: RdKafkaProducer,
+  topic: string,
+  records: Iterable<string | Buffer | ProducerRecord>,
+  refused?: (error: unknown) => Error,
+): Promise<{ sent: number; error: LibrdKafkaError | undefined }> {
+  const d: Delivery = { pending: 1, error: undefined, done: undefined };
+  const finished = new Promise<void>((resolve) => (d.done = resolve));
+  let n = 0;
+  try {
+    for (const r of records) {
+      const rec: ProducerRecord = typeof r === 'string' || Buffer.isBuffer(r) ? { value: r } : r;
+      const value =
+        rec.value === null ? null : typeof rec.value === 'string' ? Buffer.from(rec.value) : rec.value;
+      const headers = rec.headers === undefined ? undefined : toHeaderList(rec.headers);
+      d.pending++;
+      for (;;) {
+        try {
+          producer.produce(
+            topic,
+            rec.partition ?? null,
+            value,
+            rec.key ?? null,
+            rec.timestamp ?? null,
+            d,
+            headers,
+          );
+          break;
+        } catch (e) {
+          if (errorCode(e) !== CODES.ERRORS.ERR__QUEUE_FULL) {
+            d.pending--;
+            throw refused ? refused(e) : e;
+          }
+          await delay(5); // the local queue is full: let deliveries drain
+        }
+      }
+      n++;
+    }
+  } finally {
+    if (--d.pending === 0) d.done!();
+  }
+  await finished;
+  return { sent: n, error: d.error };
 }
 
 function toHeaderList(h: NonNullable<ProducerRecord['headers']>): Array<Record<string, string | Buffer>> {
@@ -184,31 +262,92 @@ function toHeaderList(h: NonNullable<ProducerRecord['headers']>): Array<Record<s
   return Object.entries(h as Record<string, string | Buffer>).map(([k, v]) => ({ [k]: v }));
 }
 
-const shared = new Map<string, KafkaTextProducer>();
-const connecting = new Map<string, Promise<KafkaTextProducer>>();
+// ---- one producer per process and key --------------------------------------------------------------
+
+/** Whose producers an entry of the pool is: the sinks' (by address and configuration) or {@link sharedProducer}'s (by address). */
+export type PoolOwner = 'sink' | 'shared';
+
+interface PoolEntry {
+  readonly owner: PoolOwner;
+  /** Leases not given back yet (sinks); the last one given back closes the producer. */
+  leases: number;
+  readonly producer: Promise<KafkaTextProducer>;
+  /** Once connected: what `close()` on the producer takes out of the pool. */
+  connected: KafkaTextProducer | undefined;
+}
+
+const pool = new Map<string, PoolEntry>();
+const created: Record<PoolOwner, number> = { sink: 0, shared: 0 };
+
+/** A producer taken from the pool; give it back with {@link releaseProducer}. */
+export interface ProducerLease {
+  readonly key: string;
+  readonly producer: Promise<KafkaTextProducer>;
+}
+
+/** How many of `owner`'s pooled producers are open in this process, and how many were ever created. */
+export function pooledProducers(owner: PoolOwner): { open: number; created: number } {
+  let open = 0;
+  for (const e of pool.values()) if (e.owner === owner) open++;
+  return { open, created: created[owner] };
+}
+
+function sortedEntries(config: Record<string, ConfigValue>): [string, ConfigValue][] {
+  return Object.entries(config).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** The pool's producer for `key`, connected with `options` when there is none (or it failed). */
+function pooled(owner: PoolOwner, key: string, options: KafkaTextProducerOptions): PoolEntry {
+  const existing = pool.get(key);
+  if (existing) return existing;
+  created[owner]++;
+  const producer = KafkaTextProducer.connect(options);
+  const entry: PoolEntry = { owner, leases: 0, producer, connected: undefined };
+  pool.set(key, entry);
+  producer.then(
+    (p) => (entry.connected = p),
+    () => {
+      if (pool.get(key) === entry) pool.delete(key);
+    },
+  );
+  return entry;
+}
+
+/**
+ * A lease on the process's producer for this cluster and producer configuration (the sinks': every
+ * sink with the same address and configuration shares it; the last {@link releaseProducer} closes it).
+ */
+export function acquireProducer(
+  bootstrapServers: string,
+  producerConfig: Record<string, ConfigValue>,
+  connect: ConnectOptions | undefined,
+): ProducerLease {
+  const key = JSON.stringify(['sink', bootstrapServers, sortedEntries(producerConfig)]);
+  const entry = pooled('sink', key, { bootstrapServers, producerConfig, ...(connect ? { connect } : {}) });
+  entry.leases++;
+  return { key, producer: entry.producer };
+}
+
+/** Gives a lease back; the last one closes the producer. */
+export async function releaseProducer(lease: ProducerLease): Promise<void> {
+  const entry = pool.get(lease.key);
+  if (!entry || entry.producer !== lease.producer) return;
+  if (--entry.leases > 0) return;
+  pool.delete(lease.key);
+  const p = await lease.producer.catch(() => undefined);
+  await p?.close();
+}
+
+/** A producer closed directly leaves the pool: the next call for its key connects anew. */
+function forgetPooled(producer: KafkaTextProducer): void {
+  for (const [k, e] of pool) if (e.connected === producer) pool.delete(k);
+}
 
 /**
  * The process's producer for a bootstrap address: the first call connects it, later calls get the
  * same one (options of later calls are ignored). `close()` on it lets the next call connect anew.
  */
 export async function sharedProducer(options: KafkaTextProducerOptions = {}): Promise<KafkaTextProducer> {
-  const key = options.bootstrapServers ?? process.env.KAFKA_BOOTSTRAP ?? '127.0.0.1:9092';
-  const existing = shared.get(key);
-  if (existing) return existing;
-  let pending = connecting.get(key);
-  if (!pending) {
-    pending = KafkaTextProducer.connect(options).then(
-      (p) => {
-        shared.set(key, p);
-        connecting.delete(key);
-        return p;
-      },
-      (e: unknown) => {
-        connecting.delete(key);
-        throw e;
-      },
-    );
-    connecting.set(key, pending);
-  }
-  return pending;
+  const address = kafkaCluster(options.bootstrapServers).bootstrapServers;
+  return pooled('shared', JSON.stringify(['shared', address]), options).producer;
 }

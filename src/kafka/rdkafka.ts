@@ -73,7 +73,9 @@ export function isOffsetOutOfRange(e: unknown): boolean {
 }
 
 /** `fn(cb)` as a promise; librdkafka errors are passed through as they are. */
-export function call<T>(fn: (cb: (err: LibrdKafkaError | null | undefined, value: T) => void) => void): Promise<T> {
+export function call<T>(
+  fn: (cb: (err: LibrdKafkaError | null | undefined, value: T) => void) => void,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     fn((err, value) => (err ? reject(err) : resolve(value)));
   });
@@ -89,10 +91,13 @@ export function describeError(e: unknown): string {
 }
 
 /** Config keys whose values are never shown (plans, logs, errors). */
-const SECRET_KEY = /(password|secret|token|sasl\.jaas|sasl\.username|ssl\.key\.pem|ssl\.keystore|ssl_key|credentials?)/i;
+const SECRET_KEY =
+  /(password|secret|token|sasl\.jaas|sasl\.username|ssl\.key\.pem|ssl\.keystore|ssl_key|credentials?)/i;
 
 /** A copy of a librdkafka config safe to log: secret values replaced by `[redacted]`. */
-export function redactConfig(config: Record<string, string | number | boolean>): Record<string, string | number | boolean> {
+export function redactConfig(
+  config: Record<string, string | number | boolean>,
+): Record<string, string | number | boolean> {
   const out: Record<string, string | number | boolean> = {};
   for (const [k, v] of Object.entries(config)) out[k] = SECRET_KEY.test(k) ? '[redacted]' : v;
   return out;
@@ -112,4 +117,58 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/**
+ * Disconnects a consumer or producer. Resolves when it is done or after `timeoutMs` (librdkafka's
+ * disconnect can wait a long time on an unreachable cluster), and never rejects: closing goes on.
+ */
+export function disconnect(
+  client: { disconnect(cb: () => void): unknown },
+  timeoutMs: number,
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, timeoutMs);
+    try {
+      client.disconnect(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    } catch {
+      clearTimeout(t);
+      resolve();
+    }
+  });
+}
+
+/** The wait before try `attempt + 1`: 100 ms, doubling, at most 2 s. */
+export function backoff(attempt: number): number {
+  return Math.min(100 * 2 ** (attempt - 1), 2000);
+}
+
+/**
+ * Runs `op` (given the time it may take) up to `policy.attempts` times, backing off between tries,
+ * while `retriable` says its error is worth another try. Any other error becomes `failure(error)`;
+ * the last retriable one, `exhausted(error)` (undefined if there was none).
+ */
+export async function retrying<T>(
+  policy: { readonly attempts: number; readonly timeoutMs: number; readonly signal?: AbortSignal },
+  op: (timeoutMs: number) => Promise<T>,
+  errors: {
+    retriable: (e: unknown) => boolean;
+    failure: (e: unknown) => Error;
+    exhausted: (e: unknown) => Error;
+  },
+): Promise<T> {
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= policy.attempts; attempt++) {
+    try {
+      return await op(policy.timeoutMs);
+    } catch (e) {
+      if (!errors.retriable(e)) throw errors.failure(e);
+      lastError = e;
+      if (attempt < policy.attempts) await delay(backoff(attempt), policy.signal);
+    }
+  }
+  throw errors.exhausted(lastError);
 }

@@ -10,7 +10,29 @@ import type { BatchContext } from '../core/graph.js';
 import type { Sink, SinkContext, TransactionalSink } from '../core/sink.js';
 import { KafkaAdmin } from './admin.js';
 import type { KafkaHeader } from './deserializers.js';
-import { KafkaTextProducer, type ProducerRecord } from './producer.js';
+import {
+  bootstrapKeys,
+  connectPolicy,
+  kafkaCluster,
+  validateBootstrapServers,
+  validateClientConfig,
+  validateConnect,
+  validateCreateTopics,
+  validateTopicName,
+  type ClientConfig,
+  type ConfigValue,
+  type ConnectOptions,
+  type CreateTopicsOptions,
+  type OwnedKeys,
+} from './options.js';
+import {
+  acquireProducer,
+  pooledProducers,
+  releaseProducer,
+  type KafkaTextProducer,
+  type ProducerLease,
+  type ProducerRecord,
+} from './producer.js';
 import { redactConfig } from './rdkafka.js';
 import { KafkaTransactionalStore, type KafkaTransaction } from './transactions.js';
 
@@ -43,15 +65,15 @@ export interface KafkaSinkOptions<T> {
    * `linger.ms` 5, `compression.type` lz4, `message.timeout.ms` 30000). Sinks with the same
    * cluster and configuration share one producer. Never logged with their secrets.
    */
-  readonly producerConfig?: Readonly<Record<string, string | number | boolean>>;
+  readonly producerConfig?: ClientConfig;
   /** Create the topic at open if it does not exist (otherwise open fails with TopicNotFoundError). */
-  readonly createTopics?: { readonly partitions: number; readonly replicationFactor?: number };
+  readonly createTopics?: CreateTopicsOptions;
   /** Bounds the connection and the topic check (default 3 x 5000 ms). */
-  readonly connect?: { readonly attempts?: number; readonly timeoutMs?: number };
+  readonly connect?: ConnectOptions;
 }
 
 /** The producer settings of the sinks; `producerConfig` goes over them. */
-export const KAFKA_SINK_PRODUCER_DEFAULTS: Readonly<Record<string, string | number | boolean>> = Object.freeze({
+export const KAFKA_SINK_PRODUCER_DEFAULTS: ClientConfig = Object.freeze({
   'client.id': 'sluice-sink',
   acks: 'all',
   'enable.idempotence': true,
@@ -61,111 +83,46 @@ export const KAFKA_SINK_PRODUCER_DEFAULTS: Readonly<Record<string, string | numb
   'message.timeout.ms': 30_000,
 });
 
-const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
-
-const OWNED_CONFIG: Record<string, string> = {
-  'bootstrap.servers': "the option 'bootstrapServers'",
-  'metadata.broker.list': "the option 'bootstrapServers'",
-  'transactional.id': '(a KafkaTransactionalStore owns transactional producers: use KafkaTransactionalSink)',
+/** librdkafka keys the sinks set themselves. */
+const OWNED_CONFIG: OwnedKeys = {
+  ...bootstrapKeys(),
+  'transactional.id':
+    'no value here: (a KafkaTransactionalStore owns transactional producers: use KafkaTransactionalSink)',
 };
-
-// ---- one producer per process and configuration ------------------------------------------------
-
-interface SharedEntry {
-  users: number;
-  readonly producer: Promise<KafkaTextProducer>;
-}
-
-const producers = new Map<string, SharedEntry>();
-let producersCreated = 0;
 
 /** How many sink producers are open in this process, and how many were ever created. */
 export function kafkaSinkProducers(): { open: number; created: number } {
-  return { open: producers.size, created: producersCreated };
-}
-
-function producerKey(bootstrapServers: string, config: Record<string, string | number | boolean>): string {
-  return JSON.stringify([bootstrapServers, Object.entries(config).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
-}
-
-function acquireProducer(
-  bootstrapServers: string,
-  config: Record<string, string | number | boolean>,
-  connect: KafkaSinkOptions<unknown>['connect'],
-): { key: string; producer: Promise<KafkaTextProducer> } {
-  const key = producerKey(bootstrapServers, config);
-  let entry = producers.get(key);
-  if (!entry) {
-    producersCreated++;
-    const producer = KafkaTextProducer.connect({ bootstrapServers, producerConfig: config, ...(connect ? { connect } : {}) });
-    const created: SharedEntry = { users: 0, producer };
-    entry = created;
-    producers.set(key, created);
-    producer.catch(() => {
-      if (producers.get(key) === created) producers.delete(key);
-    });
-  }
-  entry.users++;
-  return { key, producer: entry.producer };
-}
-
-async function releaseProducer(key: string, producer: Promise<KafkaTextProducer>): Promise<void> {
-  const entry = producers.get(key);
-  if (!entry || entry.producer !== producer) return;
-  if (--entry.users > 0) return;
-  producers.delete(key);
-  const p = await producer.catch(() => undefined);
-  await p?.close();
+  return pooledProducers('sink');
 }
 
 // ---- the sinks ---------------------------------------------------------------------------------
 
 function defaultToRecord(r: unknown): KafkaOutputRecord {
-  if (r === null || typeof r === 'string' || Buffer.isBuffer(r)) return { value: r as string | Buffer | null };
+  if (r === null || typeof r === 'string' || Buffer.isBuffer(r))
+    return { value: r as string | Buffer | null };
   return { value: JSON.stringify(r) };
 }
 
 function validateSinkOptions(options: KafkaSinkOptions<unknown>): void {
-  if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', "an object such as { topic: 'out' }", options);
-  if (typeof options.topic !== 'string' || !TOPIC_NAME.test(options.topic)) {
-    throw new InvalidOptionError('topic', 'a topic name of 1-249 characters among letters, digits, . _ -', options.topic);
-  }
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidOptionError('options', "an object such as { topic: 'out' }", options);
+  validateTopicName('topic', options.topic);
   if (options.toRecord !== undefined && typeof options.toRecord !== 'function') {
-    throw new InvalidOptionError('toRecord', 'a function (record) => { key?, value, headers?, partition?, topic? }', options.toRecord);
+    throw new InvalidOptionError(
+      'toRecord',
+      'a function (record) => { key?, value, headers?, partition?, topic? }',
+      options.toRecord,
+    );
   }
-  if (
-    options.bootstrapServers !== undefined &&
-    (typeof options.bootstrapServers !== 'string' || !/^\S+:\d+(,\S+:\d+)*$/.test(options.bootstrapServers))
-  ) {
-    throw new InvalidOptionError('bootstrapServers', "'host:port' or a comma-separated list of them", options.bootstrapServers);
-  }
-  const pc = options.producerConfig;
-  if (pc !== undefined) {
-    if (typeof pc !== 'object' || pc === null || Array.isArray(pc)) {
-      throw new InvalidOptionError('producerConfig', 'an object of librdkafka producer properties', pc);
-    }
-    for (const [k, v] of Object.entries(pc)) {
-      const owned = OWNED_CONFIG[k];
-      if (owned !== undefined) throw new InvalidOptionError(`producerConfig.${k}`, `no value here: ${owned}`, '[set]');
-      if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
-        throw new InvalidOptionError(`producerConfig.${k}`, 'a string, number or boolean', typeof v);
-      }
-    }
-  }
-  const ct = options.createTopics;
-  if (ct !== undefined && (typeof ct !== 'object' || ct === null || !Number.isInteger(ct.partitions) || ct.partitions < 1)) {
-    throw new InvalidOptionError('createTopics', '{ partitions: N >= 1, replicationFactor?: R }', ct);
-  }
-  const c = options.connect;
-  if (c !== undefined) {
-    if (typeof c !== 'object' || c === null) throw new InvalidOptionError('connect', '{ attempts?: N, timeoutMs?: ms }', c);
-    if (c.attempts !== undefined && !(Number.isInteger(c.attempts) && c.attempts >= 1 && c.attempts <= 100)) {
-      throw new InvalidOptionError('connect.attempts', 'an integer from 1 to 100', c.attempts);
-    }
-    if (c.timeoutMs !== undefined && !(Number.isInteger(c.timeoutMs) && c.timeoutMs >= 100 && c.timeoutMs <= 600_000)) {
-      throw new InvalidOptionError('connect.timeoutMs', 'an integer number of milliseconds from 100 to 600000', c.timeoutMs);
-    }
-  }
+  validateBootstrapServers(options.bootstrapServers);
+  validateClientConfig(
+    'producerConfig',
+    options.producerConfig,
+    'an object of librdkafka producer properties',
+    OWNED_CONFIG,
+  );
+  validateCreateTopics(options.createTopics, '{ partitions: N >= 1, replicationFactor?: R }');
+  validateConnect(options.connect);
 }
 
 /**
@@ -195,8 +152,8 @@ export class KafkaSink<T> implements Sink<T> {
   readonly bootstrapServers: string;
   readonly #options: KafkaSinkOptions<T>;
   readonly #toRecord: (record: T) => KafkaOutputRecord;
-  readonly #config: Record<string, string | number | boolean>;
-  #lease: { key: string; producer: Promise<KafkaTextProducer> } | undefined;
+  readonly #config: Record<string, ConfigValue>;
+  #lease: ProducerLease | undefined;
   #opened = false;
   #closed = false;
 
@@ -204,7 +161,7 @@ export class KafkaSink<T> implements Sink<T> {
     validateSinkOptions(options as KafkaSinkOptions<unknown>);
     this.#options = options;
     this.topic = options.topic;
-    this.bootstrapServers = options.bootstrapServers ?? process.env.KAFKA_BOOTSTRAP ?? '127.0.0.1:9092';
+    this.bootstrapServers = kafkaCluster(options.bootstrapServers).bootstrapServers;
     this.#toRecord = options.toRecord ?? (defaultToRecord as (r: T) => KafkaOutputRecord);
     this.#config = { ...KAFKA_SINK_PRODUCER_DEFAULTS, ...options.producerConfig };
   }
@@ -214,7 +171,9 @@ export class KafkaSink<T> implements Sink<T> {
       topic: this.topic,
       bootstrapServers: this.bootstrapServers,
       ...(this.#options.toRecord ? { toRecord: this.#options.toRecord.name || 'custom' } : {}),
-      ...(this.#options.producerConfig ? { producerConfig: redactConfig({ ...this.#options.producerConfig }) } : {}),
+      ...(this.#options.producerConfig
+        ? { producerConfig: redactConfig({ ...this.#options.producerConfig }) }
+        : {}),
       ...(this.#options.createTopics ? { createTopics: this.#options.createTopics } : {}),
     };
   }
@@ -223,7 +182,7 @@ export class KafkaSink<T> implements Sink<T> {
   async open(_ctx?: SinkContext): Promise<void> {
     if (this.#opened) return;
     const admin = KafkaAdmin.create(this.bootstrapServers, {
-      policy: { attempts: this.#options.connect?.attempts ?? 3, timeoutMs: this.#options.connect?.timeoutMs ?? 5000 },
+      policy: connectPolicy(this.#options.connect),
     });
     try {
       await admin.ensureTopics([this.topic], this.#options.createTopics);
@@ -249,7 +208,7 @@ export class KafkaSink<T> implements Sink<T> {
     this.#closed = true;
     const lease = this.#lease;
     this.#lease = undefined;
-    if (lease) await releaseProducer(lease.key, lease.producer);
+    if (lease) await releaseProducer(lease);
   }
 
   /** The batch's records as Kafka records, by topic, in batch order. */
@@ -290,9 +249,16 @@ export class KafkaSink<T> implements Sink<T> {
   }
 
   #producer(): Promise<KafkaTextProducer> {
-    if (this.#closed) return Promise.reject(new SourceError('kafka-sink', 'the sink is closed', 'Open a new sink'));
+    if (this.#closed)
+      return Promise.reject(new SourceError('kafka-sink', 'the sink is closed', 'Open a new sink'));
     if (!this.#opened) {
-      return Promise.reject(new SourceError('kafka-sink', 'the sink is not open', 'The engine opens sinks in start(); call open() first'));
+      return Promise.reject(
+        new SourceError(
+          'kafka-sink',
+          'the sink is not open',
+          'The engine opens sinks in start(); call open() first',
+        ),
+      );
     }
     this.#lease ??= acquireProducer(this.bootstrapServers, this.#config, this.#options.connect);
     return this.#lease.producer;
@@ -323,7 +289,10 @@ export interface KafkaTransactionalSinkOptions<T> extends KafkaSinkOptions<T> {
  *   .writeTo(new KafkaTransactionalSink<string>({ topic: 'out', store }));
  * ```
  */
-export class KafkaTransactionalSink<T> extends KafkaSink<T> implements TransactionalSink<T, KafkaTransaction> {
+export class KafkaTransactionalSink<T>
+  extends KafkaSink<T>
+  implements TransactionalSink<T, KafkaTransaction>
+{
   readonly store: KafkaTransactionalStore;
 
   constructor(options: KafkaTransactionalSinkOptions<T>) {

@@ -4,19 +4,36 @@
  * `commitTransaction`), so a read_committed consumer sees the output of a batch if and only if the
  * group's offsets moved past its input.
  */
-import { BrokerUnreachableError, InvalidOptionError, SluiceError, SourceError, TopicNotFoundError } from '../core/errors.js';
+import {
+  BrokerUnreachableError,
+  InvalidOptionError,
+  SluiceError,
+  SourceError,
+  TopicNotFoundError,
+} from '../core/errors.js';
 import { checkCompareAndSet, type PartitionOffset } from '../core/offsets.js';
 import type { TransactionalOffsetStore } from '../core/sink.js';
 import type { OffsetRange } from '../core/source.js';
-import type { KafkaHeader } from './deserializers.js';
-import { KafkaOffsetStore, validateKafkaOffsetStoreOptions, type KafkaOffsetStoreOptions } from './offset-store.js';
-import type { ProducerRecord } from './producer.js';
+import {
+  KafkaOffsetStore,
+  validateKafkaOffsetStoreOptions,
+  type KafkaOffsetStoreOptions,
+} from './offset-store.js';
+import {
+  bootstrapKeys,
+  librdkafkaConfig,
+  validateClientConfig,
+  type ClientConfig,
+  type ConfigValue,
+  type OwnedKeys,
+} from './options.js';
+import { produceAll, trackDeliveries, type ProducerRecord } from './producer.js';
 import {
   CODES,
   Producer,
   call,
-  delay,
   describeError,
+  disconnect,
   errorCode,
   isTransient,
   isUnknownTopic,
@@ -71,24 +88,16 @@ export interface KafkaTransactionalStoreOptions extends KafkaOffsetStoreOptions 
    * `compression.type` lz4, `transaction.timeout.ms` 60000; idempotence and acks=all are implied
    * by transactions). Never logged with their secrets.
    */
-  readonly producerConfig?: Readonly<Record<string, string | number | boolean>>;
+  readonly producerConfig?: ClientConfig;
   /** Bound on each transactional call: init, send offsets, commit, abort (default 30000 ms). */
   readonly transactionTimeoutMs?: number;
 }
 
-const OWNED_PRODUCER_CONFIG: Record<string, string> = {
-  'bootstrap.servers': "the option 'bootstrapServers'",
-  'metadata.broker.list': "the option 'bootstrapServers'",
-  'transactional.id': "the option 'transactionalId'",
-  'enable.idempotence': '(always true: transactions need it)',
+const OWNED_PRODUCER_CONFIG: OwnedKeys = {
+  ...bootstrapKeys(),
+  'transactional.id': "no value here: the option 'transactionalId'",
+  'enable.idempotence': 'no value here: (always true: transactions need it)',
 };
-
-/** One pending delivery group: resolves when every record sent with it is acknowledged. */
-interface Delivery {
-  pending: number;
-  error: LibrdKafkaError | undefined;
-  done: (() => void) | undefined;
-}
 
 /** A group's transactional producer. */
 interface Channel {
@@ -153,7 +162,7 @@ export class KafkaTransaction {
         ),
       );
     }
-    const sent = produceAll(st.channel, topic, records);
+    const sent = sendInTransaction(st.channel, topic, records);
     // The transaction awaits every send before committing (and aborts when one fails), so a send
     // the caller did not await never goes unobserved.
     sent.catch(() => {});
@@ -199,11 +208,14 @@ export class KafkaTransaction {
  * await ctx.start();
  * ```
  */
-export class KafkaTransactionalStore extends KafkaOffsetStore implements TransactionalOffsetStore<KafkaTransaction> {
+export class KafkaTransactionalStore
+  extends KafkaOffsetStore
+  implements TransactionalOffsetStore<KafkaTransaction>
+{
   override readonly kind: string = 'kafka-transactions';
   readonly transactional = true as const;
   readonly #transactionalId: string | ((group: string) => string) | undefined;
-  readonly #producerConfig: Record<string, string | number | boolean>;
+  readonly #producerConfig: Record<string, ConfigValue>;
   readonly #txTimeoutMs: number;
   readonly #channels = new Map<string, Promise<Channel>>();
   /** With a string transactionalId: the one group it serves. */
@@ -217,25 +229,31 @@ export class KafkaTransactionalStore extends KafkaOffsetStore implements Transac
       typeof transactionalId !== 'function' &&
       !(typeof transactionalId === 'string' && transactionalId.length > 0)
     ) {
-      throw new InvalidOptionError('transactionalId', 'a non-empty string, or a function (group) => string', transactionalId);
+      throw new InvalidOptionError(
+        'transactionalId',
+        'a non-empty string, or a function (group) => string',
+        transactionalId,
+      );
     }
-    if (producerConfig !== undefined) {
-      if (typeof producerConfig !== 'object' || producerConfig === null || Array.isArray(producerConfig)) {
-        throw new InvalidOptionError('producerConfig', 'an object of librdkafka producer properties', producerConfig);
-      }
-      for (const [k, v] of Object.entries(producerConfig)) {
-        const owned = OWNED_PRODUCER_CONFIG[k];
-        if (owned !== undefined) throw new InvalidOptionError(`producerConfig.${k}`, `no value here: ${owned}`, '[set]');
-        if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
-          throw new InvalidOptionError(`producerConfig.${k}`, 'a string, number or boolean', typeof v);
-        }
-      }
-    }
+    validateClientConfig(
+      'producerConfig',
+      producerConfig,
+      'an object of librdkafka producer properties',
+      OWNED_PRODUCER_CONFIG,
+    );
     if (
       transactionTimeoutMs !== undefined &&
-      !(Number.isInteger(transactionTimeoutMs) && transactionTimeoutMs >= 1000 && transactionTimeoutMs <= 900_000)
+      !(
+        Number.isInteger(transactionTimeoutMs) &&
+        transactionTimeoutMs >= 1000 &&
+        transactionTimeoutMs <= 900_000
+      )
     ) {
-      throw new InvalidOptionError('transactionTimeoutMs', 'an integer number of milliseconds from 1000 to 900000', transactionTimeoutMs);
+      throw new InvalidOptionError(
+        'transactionTimeoutMs',
+        'an integer number of milliseconds from 1000 to 900000',
+        transactionTimeoutMs,
+      );
     }
     super(base);
     this.#transactionalId = transactionalId;
@@ -269,8 +287,13 @@ export class KafkaTransactionalStore extends KafkaOffsetStore implements Transac
     return id;
   }
 
-  async transaction<R>(group: string, ranges: readonly OffsetRange[], fn: (tx: KafkaTransaction) => Promise<R>): Promise<R> {
-    if (typeof group !== 'string' || group.length === 0) throw new InvalidOptionError('group', 'a non-empty group id', group);
+  async transaction<R>(
+    group: string,
+    ranges: readonly OffsetRange[],
+    fn: (tx: KafkaTransaction) => Promise<R>,
+  ): Promise<R> {
+    if (typeof group !== 'string' || group.length === 0)
+      throw new InvalidOptionError('group', 'a non-empty group id', group);
     if (!Array.isArray(ranges)) throw new InvalidOptionError('ranges', 'an array of offset ranges', ranges);
     this.requireOpen();
     this.#bindGroup(group);
@@ -304,7 +327,10 @@ export class KafkaTransactionalStore extends KafkaOffsetStore implements Transac
       if (!ch) continue;
       // Lets a transaction in progress finish (bounded), then disconnects.
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([ch.chain, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#txTimeoutMs)))]);
+      await Promise.race([
+        ch.chain,
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#txTimeoutMs))),
+      ]);
       clearTimeout(timer);
       await disconnect(ch.producer, this.policy.timeoutMs);
     }
@@ -326,7 +352,11 @@ export class KafkaTransactionalStore extends KafkaOffsetStore implements Transac
     }
   }
 
-  async #run<R>(ch: Channel, ranges: readonly OffsetRange[], fn: (tx: KafkaTransaction) => Promise<R>): Promise<R> {
+  async #run<R>(
+    ch: Channel,
+    ranges: readonly OffsetRange[],
+    fn: (tx: KafkaTransaction) => Promise<R>,
+  ): Promise<R> {
     if (ch.fenced) throw ch.fenced;
     if (ch.broken) {
       // The transaction before this one broke the producer: queue on a new one (initTransactions
@@ -350,7 +380,11 @@ export class KafkaTransactionalStore extends KafkaOffsetStore implements Transac
       st.open = false;
       step = 'check the offsets';
       const stored = await this.read(ch.group, [...new Set(ranges.map((r) => r.topic))]);
-      checkCompareAndSet(ch.group, ranges, (t, p) => stored.find((o) => o.topic === t && o.partition === p)?.offset);
+      checkCompareAndSet(
+        ch.group,
+        ranges,
+        (t, p) => stored.find((o) => o.topic === t && o.partition === p)?.offset,
+      );
       if (ranges.length > 0) {
         step = 'send the offsets to the transaction';
         const consumer = await this.groupConsumer(ch.group);
@@ -455,25 +489,23 @@ export class KafkaTransactionalStore extends KafkaOffsetStore implements Transac
     let producer: RdKafkaProducer;
     try {
       producer = new Producer(
-        {
-          ...this.clientConfig,
-          ...this.#producerConfig,
-          'bootstrap.servers': this.bootstrapServers,
-          'transactional.id': id,
-          dr_cb: true,
-        } as never,
+        librdkafkaConfig(
+          this.cluster,
+          {},
+          { ...this.clientConfig, ...this.#producerConfig },
+          { 'transactional.id': id, dr_cb: true },
+        ) as never,
         {},
       );
     } catch (e) {
-      throw new InvalidOptionError('producerConfig', `librdkafka producer properties it accepts (${describeError(e)})`, redactConfig(this.#producerConfig));
+      throw new InvalidOptionError(
+        'producerConfig',
+        `librdkafka producer properties it accepts (${describeError(e)})`,
+        redactConfig(this.#producerConfig),
+      );
     }
     producer.on('event.error', () => {}); // fatal errors surface through the transactional calls
-    producer.on('delivery-report', (err, report) => {
-      const d = report.opaque as Delivery | undefined;
-      if (!d) return;
-      if (err && !d.error) d.error = err;
-      if (--d.pending === 0) d.done?.();
-    });
+    trackDeliveries(producer);
     try {
       await call((cb) => producer.connect({ timeout: this.policy.timeoutMs }, cb as never));
       producer.setPollInBackground(true);
@@ -495,7 +527,9 @@ export class KafkaTransactionalStore extends KafkaOffsetStore implements Transac
 }
 
 function isLibrdKafkaError(e: unknown): boolean {
-  return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'number' && 'origin' in e;
+  return (
+    typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'number' && 'origin' in e
+  );
 }
 
 /** The fencing code in `e` or its causes, if any. */
@@ -508,75 +542,47 @@ function fencedCode(e: unknown): number | undefined {
   return undefined;
 }
 
-function disconnect(client: { disconnect(cb: () => void): unknown }, timeoutMs: number): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, timeoutMs);
-    try {
-      client.disconnect(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    } catch {
-      clearTimeout(t);
-      resolve();
-    }
-  });
-}
-
-function toHeaderList(h: NonNullable<ProducerRecord['headers']>): Array<Record<string, string | Buffer>> {
-  if (Array.isArray(h)) return (h as readonly KafkaHeader[]).map((x) => ({ [x.key]: x.value }));
-  return Object.entries(h as Record<string, string | Buffer>).map(([k, v]) => ({ [k]: v }));
-}
-
 /** Produces the records with the channel's producer; resolves once all are acknowledged. */
-async function produceAll(ch: Channel, topic: string, records: Iterable<string | Buffer | ProducerRecord>): Promise<number> {
+async function sendInTransaction(
+  ch: Channel,
+  topic: string,
+  records: Iterable<string | Buffer | ProducerRecord>,
+): Promise<number> {
   if (ch.fenced) throw ch.fenced;
-  const d: Delivery = { pending: 1, error: undefined, done: undefined };
-  const finished = new Promise<void>((resolve) => (d.done = resolve));
-  let n = 0;
+  let delivered: { sent: number; error: LibrdKafkaError | undefined };
   try {
-    for (const r of records) {
-      const rec: ProducerRecord = typeof r === 'string' || Buffer.isBuffer(r) ? { value: r } : r;
-      const value = rec.value === null ? null : typeof rec.value === 'string' ? Buffer.from(rec.value) : rec.value;
-      const headers = rec.headers === undefined ? undefined : toHeaderList(rec.headers);
-      d.pending++;
-      for (;;) {
-        try {
-          ch.producer.produce(topic, rec.partition ?? null, value, rec.key ?? null, rec.timestamp ?? null, d, headers);
-          break;
-        } catch (e) {
-          if (errorCode(e) !== E.ERR__QUEUE_FULL) {
-            d.pending--;
-            throw e;
-          }
-          await delay(5); // the local queue is full: let deliveries drain
-        }
-      }
-      n++;
-    }
+    delivered = await produceAll(ch.producer, topic, records);
   } catch (e) {
     if (fencedCode(e) !== undefined) {
       ch.fenced ??= new KafkaProducerFencedError(ch.group, ch.id, e);
       throw ch.fenced;
     }
     if (e instanceof SluiceError) throw e;
-    throw new SourceError('kafka-transactions', `cannot send to '${topic}' in the transaction of group '${ch.group}': ${describeError(e)}`, 'Check the topic, the partition and the record', {
-      cause: e,
-    });
-  } finally {
-    if (--d.pending === 0) d.done!();
+    throw new SourceError(
+      'kafka-transactions',
+      `cannot send to '${topic}' in the transaction of group '${ch.group}': ${describeError(e)}`,
+      'Check the topic, the partition and the record',
+      {
+        cause: e,
+      },
+    );
   }
-  await finished;
-  if (d.error) {
-    if (fencedCode(d.error) !== undefined) {
-      ch.fenced ??= new KafkaProducerFencedError(ch.group, ch.id, d.error);
+  const { sent, error } = delivered;
+  if (error) {
+    if (fencedCode(error) !== undefined) {
+      ch.fenced ??= new KafkaProducerFencedError(ch.group, ch.id, error);
       throw ch.fenced;
     }
-    if (isUnknownTopic(d.error)) throw new TopicNotFoundError(topic);
-    throw new SourceError('kafka-transactions', `delivery to '${topic}' in the transaction of group '${ch.group}' failed: ${describeError(d.error)}`, 'The transaction is aborted; check that the topic exists and the broker is up', {
-      cause: d.error,
-      retriable: isTransient(d.error),
-    });
+    if (isUnknownTopic(error)) throw new TopicNotFoundError(topic);
+    throw new SourceError(
+      'kafka-transactions',
+      `delivery to '${topic}' in the transaction of group '${ch.group}' failed: ${describeError(error)}`,
+      'The transaction is aborted; check that the topic exists and the broker is up',
+      {
+        cause: error,
+        retriable: isTransient(error),
+      },
+    );
   }
-  return n;
+  return sent;
 }

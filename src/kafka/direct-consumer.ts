@@ -1,0 +1,298 @@
+/**
+ * The direct source's consumer: its librdkafka configuration, how it connects, and the consume
+ * loop that reads until every waiting range is complete. The loop is the engine's throughput
+ * bottleneck: per message it does a routing lookup only when the topic changes and one call on
+ * the partition's reader.
+ */
+import { BrokerUnreachableError, InvalidOptionError, SourceError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { IsolationLevelName } from './admin.js';
+import { librdkafkaConfig, type ClientConfig, type ConfigValue, type ConnectPolicy } from './options.js';
+import type { PartitionReader } from './partition-reader.js';
+import {
+  KafkaConsumer,
+  call,
+  delay,
+  describeError,
+  disconnect,
+  isOffsetOutOfRange,
+  isTransient,
+  isUnreachable,
+  redactConfig,
+  type EofEvent,
+  type RdKafkaConsumer,
+  type RdMessage,
+} from './rdkafka.js';
+import type { RecordDecoder } from './record-decoder.js';
+
+/** How many messages one native consume call returns at most. */
+export const CONSUME_BATCH = 10_000;
+/** How long one native consume call waits for its first message. */
+const CONSUME_WAIT_MS = 100;
+/** A fetch that gets nothing for this long checks whether a partition it waits for fell out of range. */
+const OUT_OF_RANGE_PROBE_MS = 1000;
+
+const CONSUMER_DEFAULTS: ClientConfig = Object.freeze({
+  'allow.auto.create.topics': false,
+  // librdkafka pauses fetching a partition for this long once its local queue is full
+  // (queued.min.messages); the default 1000 ms starves a consumer that drains the queue fast
+  // (measured: 115k -> 250k records/s on the benchmark).
+  'fetch.queue.backoff.ms': 10,
+});
+
+/**
+ * The librdkafka configuration of the direct source's consumer (exported so that the benchmark's
+ * raw consume loop runs with exactly the same settings).
+ */
+export function directConsumerConfig(o: {
+  bootstrapServers: string;
+  groupId: string;
+  clientId: string;
+  isolationLevel: IsolationLevelName;
+  consumerConfig?: ClientConfig;
+}): Record<string, ConfigValue> {
+  return librdkafkaConfig(
+    { bootstrapServers: o.bootstrapServers },
+    { 'client.id': o.clientId.slice(0, 200), ...CONSUMER_DEFAULTS },
+    o.consumerConfig,
+    {
+      'group.id': o.groupId,
+      'enable.auto.commit': false,
+      'enable.auto.offset.store': false,
+      'enable.partition.eof': true,
+      'isolation.level': o.isolationLevel,
+      // A position that fell out of retention is an error, never a silent jump. Only effective in
+      // the topic configuration too: see DIRECT_TOPIC_CONFIG.
+      'auto.offset.reset': 'error',
+    },
+  );
+}
+
+/**
+ * The topic configuration of the direct source's consumer (the second argument of `new
+ * KafkaConsumer`). `auto.offset.reset` must be set here: the client builds the topic configuration
+ * from this argument, and an empty one silently resets an out-of-range position to the END
+ * (measured with librdkafka 2.15: `offset reset ... to offset END`), whatever the global
+ * configuration says. With `error`, the consumer reports ERR__AUTO_OFFSET_RESET and stops
+ * fetching the partition until it is sought, and the `offsetOutOfRange` policy decides.
+ */
+export const DIRECT_TOPIC_CONFIG: Readonly<Record<string, string>> = Object.freeze({
+  'auto.offset.reset': 'error',
+});
+
+/** How the direct source's consumer consumes: `consume(CONSUME_BATCH)` calls that wait only for their first message. */
+export function tuneDirectConsumer(consumer: RdKafkaConsumer): void {
+  consumer.setDefaultConsumeTimeout(CONSUME_WAIT_MS);
+  // Wait for the first message only; then take what is ready. Not in the typings.
+  const c = consumer as unknown as { setDefaultIsTimeoutOnlyForFirstMessage?: (b: boolean) => void };
+  c.setDefaultIsTimeoutOnlyForFirstMessage?.(true);
+}
+
+/** What {@link DirectConsumer.connect} needs. */
+export interface DirectConsumerOptions {
+  readonly config: Record<string, ConfigValue>;
+  /** The caller's `consumerConfig`, for the error when librdkafka refuses the configuration. */
+  readonly consumerConfig: ClientConfig | undefined;
+  /** A topic the source reads: connecting waits for its metadata. */
+  readonly topic: string;
+  readonly bootstrapServers: string;
+  readonly policy: ConnectPolicy;
+  readonly signal: AbortSignal;
+  readonly logger: Logger;
+}
+
+/** The direct source's one consumer, with manual assignment (no group membership). */
+export class DirectConsumer {
+  readonly client: RdKafkaConsumer;
+  readonly #bootstrapServers: string;
+  readonly #policy: ConnectPolicy;
+  readonly #pendingEofs: EofEvent[] = [];
+  /** topic -> partition -> reader, for routing delivered messages. */
+  #byTopic: ReadonlyMap<string, readonly PartitionReader[]> = new Map();
+  #lastClientError: unknown;
+
+  private constructor(client: RdKafkaConsumer, bootstrapServers: string, policy: ConnectPolicy) {
+    this.client = client;
+    this.#bootstrapServers = bootstrapServers;
+    this.#policy = policy;
+  }
+
+  /** Connects a consumer: bounded attempts, then BrokerUnreachableError. */
+  static async connect(o: DirectConsumerOptions): Promise<DirectConsumer> {
+    const { attempts, timeoutMs } = o.policy;
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      if (o.signal.aborted) throw o.signal.reason;
+      let consumer: RdKafkaConsumer;
+      try {
+        consumer = new KafkaConsumer(o.config as never, { ...DIRECT_TOPIC_CONFIG });
+      } catch (e) {
+        // librdkafka refuses the configuration itself (an unknown property, a bad value).
+        throw new InvalidOptionError(
+          'consumerConfig',
+          `librdkafka consumer properties it accepts (${describeError(e)})`,
+          redactConfig(o.consumerConfig ?? {}),
+        );
+      }
+      const dc = new DirectConsumer(consumer, o.bootstrapServers, o.policy);
+      consumer.on('event.error', (e) => {
+        dc.#lastClientError = e;
+      });
+      try {
+        await call((cb) => consumer.connect({ timeout: timeoutMs, topic: o.topic }, cb as never));
+        tuneDirectConsumer(consumer);
+        return dc;
+      } catch (e) {
+        lastError = e;
+        consumer.removeAllListeners();
+        if (!isTransient(e)) {
+          throw new SourceError(
+            'kafka',
+            `cannot create a consumer for ${o.bootstrapServers}: ${describeError(e)}`,
+            'Check consumerConfig and the cluster settings',
+            { cause: e },
+          );
+        }
+        o.logger.warn(
+          { attempt, attempts, bootstrapServers: o.bootstrapServers, err: describeError(e) },
+          'kafka not reachable yet',
+        );
+        if (attempt < attempts) await delay(Math.min(200 * attempt, 1000), o.signal);
+      }
+    }
+    throw new BrokerUnreachableError(o.bootstrapServers, attempts, lastError);
+  }
+
+  /** Assigns the readers' partitions at their next positions; `byTopic` routes messages to them. */
+  assign(
+    readers: readonly PartitionReader[],
+    byTopic: ReadonlyMap<string, readonly PartitionReader[]>,
+  ): void {
+    this.#byTopic = byTopic;
+    this.client.on('partition.eof', (e) => this.#pendingEofs.push(e));
+    this.client.assign(readers.map((s) => ({ topic: s.topic, partition: s.partition, offset: s.next })));
+  }
+
+  /**
+   * Consumes until every reader in `open` has been delivered up to the end of its waiting range
+   * (see {@link PartitionReader.receive}). `outOfRange` applies the `offsetOutOfRange` policy to
+   * the waiting readers that fell out of their partition's range (and seeks them); it answers
+   * whether there were any.
+   */
+  async consumeUntil(
+    open: readonly PartitionReader[],
+    decoder: RecordDecoder,
+    signal: AbortSignal,
+    outOfRange: (waiting: readonly PartitionReader[]) => Promise<boolean>,
+  ): Promise<void> {
+    const consumer = this.client;
+    const byTopic = this.#byTopic;
+    const stallMs = this.#policy.attempts * this.#policy.timeoutMs;
+    let remaining = open.length;
+    let lastProgress = Date.now();
+    let lastProbe = Date.now();
+    // Resolves the waiting readers that fell out of their range; true if there were any.
+    const resolveOutOfRange = async (): Promise<boolean> => {
+      const waiting = open.filter((s) => s.waiting);
+      if (waiting.length === 0 || !(await outOfRange(waiting))) return false;
+      for (const s of waiting) if (s.settle()) remaining--;
+      return true;
+    };
+    this.#pendingEofs.length = 0;
+    while (remaining > 0) {
+      if (signal.aborted) throw signal.reason;
+      let msgs: RdMessage[];
+      try {
+        msgs = await call<RdMessage[]>((cb) => consumer.consume(CONSUME_BATCH, cb));
+      } catch (e) {
+        msgs = [];
+        if (isOffsetOutOfRange(e)) {
+          // The error does not say which partition: the log start tells. One that is not waiting
+          // (it may have been reset since) is dealt with by the next plan.
+          if (await resolveOutOfRange()) lastProgress = lastProbe = Date.now();
+        } else if (!isTransient(e)) {
+          throw new SourceError(
+            'kafka',
+            `consuming failed: ${describeError(e)}`,
+            'Check the cluster and the consumer configuration',
+            { cause: e },
+          );
+        } else {
+          this.#lastClientError = e;
+        }
+      }
+      let progressed = msgs.length > 0;
+      let topic: string | undefined;
+      let readers: readonly PartitionReader[] | undefined;
+      for (let i = 0; i < msgs.length; i++) {
+        const m = msgs[i]!;
+        if (m.topic !== topic) {
+          topic = m.topic;
+          readers = byTopic.get(topic);
+        }
+        const s = readers?.[m.partition]; // undefined: not ours
+        if (s !== undefined && s.receive(m, decoder)) remaining--;
+      }
+      if (this.#pendingEofs.length > 0) {
+        for (const e of this.#pendingEofs) {
+          const s = byTopic.get(e.topic)?.[e.partition];
+          if (!s || !s.advance(e.offset)) continue;
+          progressed = true;
+          if (s.settle()) remaining--;
+        }
+        this.#pendingEofs.length = 0;
+      }
+      if (remaining > 0) {
+        // The consumer's position moves past transaction markers (and aborted batches) as it
+        // serves them, without delivering anything: a range ending on a marker is complete
+        // once the position reaches its end, without waiting for the next fetch's EOF.
+        const waiting = open.filter((s) => s.waiting);
+        for (const p of consumer.position(waiting.map((s) => ({ topic: s.topic, partition: s.partition })))) {
+          const s = byTopic.get(p.topic)?.[p.partition];
+          if (!s || !s.advance(p.offset)) continue;
+          progressed = true;
+          if (s.settle()) remaining--;
+        }
+      }
+      if (progressed) {
+        lastProgress = Date.now();
+      } else if (
+        Date.now() - lastProgress > OUT_OF_RANGE_PROBE_MS &&
+        Date.now() - lastProbe > OUT_OF_RANGE_PROBE_MS
+      ) {
+        // The client drops the out-of-range error when the same consume call returned messages of
+        // other partitions, and then stops fetching the partition: look for it when nothing comes.
+        lastProbe = Date.now();
+        if (await resolveOutOfRange()) lastProgress = Date.now();
+      } else if (Date.now() - lastProgress > stallMs) {
+        const waiting = open
+          .filter((s) => s.waiting)
+          .map((s) => s.describeWait())
+          .join(', ');
+        const lastError = this.#lastClientError;
+        if (lastError === undefined || isUnreachable(lastError)) {
+          throw new BrokerUnreachableError(
+            this.#bootstrapServers,
+            this.#policy.attempts,
+            lastError ?? new Error(`no record for ${stallMs} ms while waiting for ${waiting}`),
+          );
+        }
+        throw new SourceError(
+          'kafka',
+          `no record for ${stallMs} ms while waiting for ${waiting}: ${describeError(lastError)}`,
+          'Check the cluster; the batch was not committed',
+          {
+            cause: lastError,
+            retriable: true,
+          },
+        );
+      }
+    }
+  }
+
+  /** Disconnects (bounded by `timeoutMs`). */
+  async close(timeoutMs: number): Promise<void> {
+    this.client.removeAllListeners('partition.eof');
+    await disconnect(this.client, timeoutMs);
+  }
+}
