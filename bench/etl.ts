@@ -60,8 +60,8 @@ import {
   createDirectStream,
   kafkaDeadLetterSink,
   librdkafkaVersion,
-  tpKey,
 } from '../src/kafka/index.js';
+import { tpKey } from '../src/kafka/admin.js';
 import { PostgresOffsetStore, PostgresSink } from '../src/postgres/index.js';
 import { ensurePostgres } from '../src/services/databases.js';
 import { ensureKafka } from '../src/services/kafka.js';

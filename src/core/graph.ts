@@ -1,8 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { BadRecordLedger } from './bad-records.js';
 import type { Batch } from './batch.js';
-// TEMP re-export while adapters move to batch.js
-export type { BatchContext } from './batch.js';
 import { PipelineDefinitionError } from './errors.js';
 import type { Guarantee, SinkContext } from './sink.js';
 import type { Source } from './source.js';

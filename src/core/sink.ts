@@ -1,9 +1,6 @@
 import type { Batch, BatchContext } from './batch.js';
 import type { Logger } from './logger.js';
 import { isTransactionalStore, type TransactionalOffsetStore } from './transactional-store.js';
-// TEMP re-export while adapters move to transactional-store.js / batch.js
-export { isTransactionalStore, type TransactionalOffsetStore } from './transactional-store.js';
-export type { BatchContext } from './batch.js';
 
 /**
  * What an output promises about each input record across crashes and restarts:

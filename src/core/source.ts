@@ -2,8 +2,6 @@ import type { BadRecordsOptions, DeadLetter } from './bad-records.js';
 import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
 import type { OffsetRange, OffsetStore, PartitionOffset } from './offsets.js';
-// TEMP re-export while adapters move to offsets.js
-export { rangeSize, type OffsetRange } from './offsets.js';
 
 /** A stored position that was no longer valid (deleted by retention, or past the end) and was moved. */
 export interface OffsetResetEvent {

@@ -46,7 +46,12 @@ export interface KafkaDeadLetterSinkOptions {
  */
 export function deadLetterRecord(letter: DeadLetter): KafkaOutputRecord {
   const v = letter.value;
-  const value = v === null || v === undefined ? null : typeof v === 'string' || Buffer.isBuffer(v) ? v : JSON.stringify(v);
+  const value =
+    v === null || v === undefined
+      ? null
+      : typeof v === 'string' || Buffer.isBuffer(v)
+        ? v
+        : JSON.stringify(v);
   const H = DEAD_LETTER_HEADERS;
   const headers: Record<string, string> = {
     [H.reason]: letter.reason,

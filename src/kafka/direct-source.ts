@@ -24,16 +24,9 @@
 import { InvalidOptionError, SourceError } from '../core/errors.js';
 import type { BadRecordsOptions } from '../core/bad-records.js';
 import type { Logger } from '../core/logger.js';
-import type { OffsetStore } from '../core/offsets.js';
+import type { OffsetStore, OffsetRange } from '../core/offsets.js';
 import { RateController } from '../core/rate.js';
-import type {
-  BatchFeedback,
-  InputMetrics,
-  InputPlan,
-  OffsetRange,
-  Source,
-  SourceContext,
-} from '../core/source.js';
+import type { BatchFeedback, InputMetrics, InputPlan, Source, SourceContext } from '../core/source.js';
 import { KafkaAdmin, tpKey, type IsolationLevelName, type RetryPolicy } from './admin.js';
 import { DirectConsumer, directConsumerConfig } from './direct-consumer.js';
 import {

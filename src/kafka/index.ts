@@ -14,11 +14,16 @@
  */
 import type { StreamingContext } from '../core/context.js';
 import type { DStream } from '../core/dstream.js';
-import { KafkaDirectSource, type KafkaDirectOptions, type KafkaKeyOf, type KafkaRecord, type KafkaValueOf } from './direct-source.js';
+import {
+  KafkaDirectSource,
+  type KafkaDirectOptions,
+  type KafkaKeyOf,
+  type KafkaRecord,
+  type KafkaValueOf,
+} from './direct-source.js';
 
 export {
   KafkaDirectSource,
-  validateOptions as validateKafkaDirectOptions,
   type KafkaDirectOptions,
   type KafkaRecord,
   type KafkaKeyOf,
@@ -38,9 +43,20 @@ export {
   type DeserializerFn,
   type KafkaHeader,
 } from './deserializers.js';
-export { KafkaAdmin, tpKey, type IsolationLevelName, type NewTopicSpec, type RetryPolicy, type TopicPartition } from './admin.js';
-export { KafkaTextProducer, sharedProducer, type KafkaTextProducerOptions, type ProducerRecord } from './producer.js';
-export { KafkaOffsetStore, validateKafkaOffsetStoreOptions, type KafkaOffsetStoreOptions } from './offset-store.js';
+export {
+  KafkaAdmin,
+  type IsolationLevelName,
+  type NewTopicSpec,
+  type RetryPolicy,
+  type TopicPartition,
+} from './admin.js';
+export {
+  KafkaTextProducer,
+  sharedProducer,
+  type KafkaTextProducerOptions,
+  type ProducerRecord,
+} from './producer.js';
+export { KafkaOffsetStore, type KafkaOffsetStoreOptions } from './offset-store.js';
 export {
   KafkaProducerFencedError,
   KafkaTransaction,
@@ -48,10 +64,8 @@ export {
   type KafkaTransactionalStoreOptions,
 } from './transactions.js';
 export {
-  KAFKA_SINK_PRODUCER_DEFAULTS,
   KafkaSink,
   KafkaTransactionalSink,
-  kafkaSinkProducers,
   type KafkaOutputRecord,
   type KafkaSinkOptions,
   type KafkaTransactionalSinkOptions,
@@ -73,5 +87,7 @@ export function createDirectStream<const O extends KafkaDirectOptions>(
   ctx: StreamingContext,
   options: O,
 ): DStream<KafkaRecord<KafkaKeyOf<O>, KafkaValueOf<O>>> {
-  return ctx.stream(new KafkaDirectSource<KafkaKeyOf<O>, KafkaValueOf<O>>(options), { name: options.name ?? undefined });
+  return ctx.stream(new KafkaDirectSource<KafkaKeyOf<O>, KafkaValueOf<O>>(options), {
+    name: options.name ?? undefined,
+  });
 }

@@ -14,8 +14,7 @@ import {
   SourceError,
   TopicNotFoundError,
 } from '../core/errors.js';
-import type { OffsetStore, PartitionOffset } from '../core/offsets.js';
-import type { OffsetRange } from '../core/source.js';
+import type { OffsetStore, PartitionOffset, OffsetRange } from '../core/offsets.js';
 import {
   AdminClient,
   CODES,

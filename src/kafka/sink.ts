@@ -4,9 +4,8 @@
  * Creating a producer per record or per batch is the classic performance bug; here the producer
  * is connected when the first sink opens and closed when the last one closes.
  */
-import type { Batch } from '../core/batch.js';
+import type { Batch, BatchContext } from '../core/batch.js';
 import { InvalidOptionError, SourceError } from '../core/errors.js';
-import type { BatchContext } from '../core/graph.js';
 import type { Sink, SinkContext, TransactionalSink } from '../core/sink.js';
 import { KafkaAdmin } from './admin.js';
 import type { KafkaHeader } from './deserializers.js';
@@ -132,7 +131,7 @@ function validateSinkOptions(options: KafkaSinkOptions<unknown>): void {
  * after it the guarantee is at-least-once. For exactly-once use {@link KafkaTransactionalSink}.
  *
  * Records go through one long-lived producer per process, cluster and producer configuration,
- * shared by all batches and all sinks ({@link kafkaSinkProducers} counts them).
+ * shared by all batches and all sinks.
  *
  * @example
  * ```ts

@@ -12,8 +12,6 @@ import {
   TopicNotFoundError,
 } from '../core/errors.js';
 import { checkCompareAndSet, type PartitionOffset } from '../core/offsets.js';
-import type { TransactionalOffsetStore } from '../core/sink.js';
-import type { OffsetRange } from '../core/source.js';
 import {
   KafkaOffsetStore,
   validateKafkaOffsetStoreOptions,
@@ -42,6 +40,8 @@ import {
   type LibrdKafkaError,
   type RdKafkaProducer,
 } from './rdkafka.js';
+import type { TransactionalOffsetStore } from '../core/transactional-store.js';
+import type { OffsetRange } from '../core/offsets.js';
 
 const E = CODES.ERRORS;
 

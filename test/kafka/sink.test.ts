@@ -10,7 +10,8 @@ import { Batch } from '../../src/core/batch.js';
 import { StreamingContext } from '../../src/core/context.js';
 import { InvalidOptionError, SourceError, TopicNotFoundError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
-import { KafkaAdmin, KafkaSink, createDirectStream, kafkaSinkProducers } from '../../src/kafka/index.js';
+import { KafkaAdmin, KafkaSink, createDirectStream } from '../../src/kafka/index.js';
+import { kafkaSinkProducers } from '../../src/kafka/sink.js';
 import { sinkConformance } from '../conformance/sink.js';
 import { createTopic, deleteTopic, produce } from '../helpers/kafka.js';
 import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
@@ -24,14 +25,23 @@ after(async () => {
   for (const t of topics) await deleteTopic(bootstrapServers, t);
 });
 
-async function topic(prefix: string, partitions = 1, config: Record<string, string | number> = {}): Promise<string> {
+async function topic(
+  prefix: string,
+  partitions = 1,
+  config: Record<string, string | number> = {},
+): Promise<string> {
   const name = uniqueName(`sink-${prefix}`);
   topics.push(name);
   await createTopic(bootstrapServers, name, partitions, config);
   return name;
 }
 
-const sinkCtx = { pipelineId: 'sink-test', name: 'out', logger: silentLogger, signal: new AbortController().signal };
+const sinkCtx = {
+  pipelineId: 'sink-test',
+  name: 'out',
+  logger: silentLogger,
+  signal: new AbortController().signal,
+};
 const batchCtx = { time: 1000, offsetRanges: [] };
 
 async function opened<T>(sink: KafkaSink<T>): Promise<KafkaSink<T>> {
@@ -78,7 +88,8 @@ async function readAll(t: string): Promise<ReadRecord[]> {
       consumer.position(parts).every((p) => (p.offset ?? 0) >= ends.get(`${t}:${p.partition}`)!) ||
       parts.every((p) => ends.get(`${t}:${p.partition}`) === 0);
     while (!done()) {
-      if (Date.now() > deadline) throw new Error(`read ${out.length} records of ${t} and did not reach its end within 15 s`);
+      if (Date.now() > deadline)
+        throw new Error(`read ${out.length} records of ${t} and did not reach its end within 15 s`);
       const msgs = await call<Kafka.Message[]>((cb) => consumer.consume(1000, cb as never));
       for (const m of msgs) {
         out.push({
@@ -86,7 +97,9 @@ async function readAll(t: string): Promise<ReadRecord[]> {
           offset: m.offset,
           key: m.key == null ? null : Buffer.from(m.key),
           value: m.value,
-          headers: (m.headers ?? []).flatMap((h) => Object.entries(h).map(([k, v]) => [k, Buffer.from(v)] as [string, Buffer])),
+          headers: (m.headers ?? []).flatMap((h) =>
+            Object.entries(h).map(([k, v]) => [k, Buffer.from(v)] as [string, Buffer]),
+          ),
         });
       }
     }
@@ -107,11 +120,16 @@ interface Rec {
   n: number;
 }
 
-const records = (n: number, seed: string): Rec[] => Array.from({ length: n }, (_, i) => ({ id: `${seed}-${i}`, n: i }));
+const records = (n: number, seed: string): Rec[] =>
+  Array.from({ length: n }, (_, i) => ({ id: `${seed}-${i}`, n: i }));
 
 sinkConformance('KafkaSink', async () => {
   const t = await topic('conformance', 3);
-  const sink = new KafkaSink<Rec>({ topic: t, bootstrapServers, toRecord: (r) => ({ key: r.id, value: JSON.stringify(r) }) });
+  const sink = new KafkaSink<Rec>({
+    topic: t,
+    bootstrapServers,
+    toRecord: (r) => ({ key: r.id, value: JSON.stringify(r) }),
+  });
   return {
     sink,
     records,
@@ -206,7 +224,13 @@ describe('KafkaSink', () => {
 
   test('a record the broker refuses fails the batch with a SourceError from its delivery report', async () => {
     const t = await topic('refused', 1, { 'max.message.bytes': 1024 });
-    const sink = await opened(new KafkaSink<Buffer>({ topic: t, bootstrapServers, producerConfig: { 'client.id': uniqueName('refused') } }));
+    const sink = await opened(
+      new KafkaSink<Buffer>({
+        topic: t,
+        bootstrapServers,
+        producerConfig: { 'client.id': uniqueName('refused') },
+      }),
+    );
     await assert.rejects(
       sink.write(Batch.of([Buffer.from('small'), randomBytes(8192)]), batchCtx),
       (e: unknown) => e instanceof SourceError && /delivery to/.test(e.message),
@@ -217,10 +241,15 @@ describe('KafkaSink', () => {
     const missing = uniqueName('sink-missing');
     const sink = new KafkaSink<string>({ topic: missing, bootstrapServers });
     sinks.push(sink as KafkaSink<unknown>);
-    await assert.rejects(sink.open(sinkCtx), (e: unknown) => e instanceof TopicNotFoundError && e.topic === missing);
+    await assert.rejects(
+      sink.open(sinkCtx),
+      (e: unknown) => e instanceof TopicNotFoundError && e.topic === missing,
+    );
     const created = uniqueName('sink-created');
     topics.push(created);
-    const made = await opened(new KafkaSink<string>({ topic: created, bootstrapServers, createTopics: { partitions: 2 } }));
+    const made = await opened(
+      new KafkaSink<string>({ topic: created, bootstrapServers, createTopics: { partitions: 2 } }),
+    );
     await made.write(Batch.of(['x']), batchCtx);
     assert.deepEqual(
       (await readAll(created)).map((r) => r.value?.toString()),
@@ -231,7 +260,10 @@ describe('KafkaSink', () => {
   test('bad options are refused with InvalidOptionError, and a write before open is refused', async () => {
     assert.throws(() => new KafkaSink({ topic: '' }), InvalidOptionError);
     assert.throws(() => new KafkaSink({ topic: 'a b' }), InvalidOptionError);
-    assert.throws(() => new KafkaSink({ topic: 't', producerConfig: { 'transactional.id': 'x' } }), InvalidOptionError);
+    assert.throws(
+      () => new KafkaSink({ topic: 't', producerConfig: { 'transactional.id': 'x' } }),
+      InvalidOptionError,
+    );
     assert.throws(() => new KafkaSink({ topic: 't', bootstrapServers: 'nohost' }), InvalidOptionError);
     const sink = new KafkaSink<string>({ topic: 't', bootstrapServers });
     await assert.rejects(sink.write(Batch.of(['x']), batchCtx), /not open/);
@@ -251,10 +283,19 @@ describe('KafkaSink', () => {
     const ctx = new StreamingContext({ batchInterval: 200, pipelineId, logger: silentLogger });
     createDirectStream(ctx, { topics: [input], bootstrapServers, startingOffsets: 'earliest' })
       .map((r) => ({ key: r.key, value: r.value!.toUpperCase() }))
-      .writeTo(new KafkaSink<{ key: string | null; value: string }>({ topic: output, bootstrapServers, toRecord: (r) => r }), {
-        name: 'to-kafka',
-      });
-    assert.deepEqual(ctx.commitPlan().outputs, [{ name: 'to-kafka', guarantee: 'at-least-once', how: 'write, then offsets' }]);
+      .writeTo(
+        new KafkaSink<{ key: string | null; value: string }>({
+          topic: output,
+          bootstrapServers,
+          toRecord: (r) => r,
+        }),
+        {
+          name: 'to-kafka',
+        },
+      );
+    assert.deepEqual(ctx.commitPlan().outputs, [
+      { name: 'to-kafka', guarantee: 'at-least-once', how: 'write, then offsets' },
+    ]);
     await ctx.start();
     try {
       const deadline = Date.now() + 20_000;

@@ -11,9 +11,13 @@ import { promisify } from 'node:util';
 import Kafka from '@confluentinc/kafka-javascript';
 import { Batch } from '../../src/core/batch.js';
 import { StreamingContext } from '../../src/core/context.js';
-import { BrokerUnreachableError, InvalidOptionError, OffsetConflictError, OperatorError } from '../../src/core/errors.js';
+import {
+  BrokerUnreachableError,
+  InvalidOptionError,
+  OffsetConflictError,
+  OperatorError,
+} from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
-import type { OffsetRange } from '../../src/core/source.js';
 import {
   KafkaAdmin,
   KafkaProducerFencedError,
@@ -25,6 +29,7 @@ import {
 import { sinkConformance } from '../conformance/sink.js';
 import { createTopic, deleteTopic, produce } from '../helpers/kafka.js';
 import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
+import type { OffsetRange } from '../../src/core/offsets.js';
 
 const run = promisify(execFile);
 const bootstrapServers = await kafkaBootstrap();
@@ -51,7 +56,9 @@ async function topic(prefix: string, partitions = 1): Promise<string> {
   return name;
 }
 
-function store(options: ConstructorParameters<typeof KafkaTransactionalStore>[0] = {}): KafkaTransactionalStore {
+function store(
+  options: ConstructorParameters<typeof KafkaTransactionalStore>[0] = {},
+): KafkaTransactionalStore {
   const s = new KafkaTransactionalStore({ bootstrapServers, ...options });
   closers.push(() => s.close());
   return s;
@@ -76,10 +83,27 @@ async function settled(t: string): Promise<void> {
 }
 
 /** `key=value` of every record of `t` that `kcat` reads with the given isolation level, from the start to the end. */
-async function kcat(t: string, isolation: 'read_committed' | 'read_uncommitted' = 'read_committed'): Promise<string[]> {
+async function kcat(
+  t: string,
+  isolation: 'read_committed' | 'read_uncommitted' = 'read_committed',
+): Promise<string[]> {
   const { stdout } = await run(
     'kcat',
-    ['-C', '-b', bootstrapServers, '-t', t, '-o', 'beginning', '-e', '-q', '-X', `isolation.level=${isolation}`, '-f', '%k=%s\n'],
+    [
+      '-C',
+      '-b',
+      bootstrapServers,
+      '-t',
+      t,
+      '-o',
+      'beginning',
+      '-e',
+      '-q',
+      '-X',
+      `isolation.level=${isolation}`,
+      '-f',
+      '%k=%s\n',
+    ],
     { timeout: 20_000 },
   );
   return stdout.split('\n').filter((l) => l.length > 0);
@@ -87,7 +111,10 @@ async function kcat(t: string, isolation: 'read_committed' | 'read_uncommitted' 
 
 /** partition -> committed offset of `group` on `t`, as a plain consumer of the group reads them. */
 async function committed(group: string, t: string, partitions = 1): Promise<Map<number, number>> {
-  const c = new Kafka.KafkaConsumer({ 'bootstrap.servers': bootstrapServers, 'group.id': group, 'enable.auto.commit': false }, {});
+  const c = new Kafka.KafkaConsumer(
+    { 'bootstrap.servers': bootstrapServers, 'group.id': group, 'enable.auto.commit': false },
+    {},
+  );
   const call = <R>(f: (cb: (err: unknown, v: R) => void) => void): Promise<R> =>
     new Promise((resolve, reject) => f((err, v) => (err ? reject(err) : resolve(v))));
   await call((cb) => c.connect({ timeout: 10_000 }, cb as never));
@@ -116,9 +143,15 @@ interface Rec {
   n: number;
 }
 
-const records = (n: number, seed: string): Rec[] => Array.from({ length: n }, (_, i) => ({ id: `${seed}-${i}`, n: i }));
+const records = (n: number, seed: string): Rec[] =>
+  Array.from({ length: n }, (_, i) => ({ id: `${seed}-${i}`, n: i }));
 const batchCtx = { time: 1000, offsetRanges: [] };
-const sinkCtx = { pipelineId: 'tx-test', name: 'out', logger: silentLogger, signal: new AbortController().signal };
+const sinkCtx = {
+  pipelineId: 'tx-test',
+  name: 'out',
+  logger: silentLogger,
+  signal: new AbortController().signal,
+};
 
 /**
  * Kafka 4 refuses offsets of topics that do not exist, and the sink conformance suite makes up the
@@ -126,7 +159,11 @@ const sinkCtx = { pipelineId: 'tx-test', name: 'out', logger: silentLogger, sign
  * exist), then does what KafkaTransactionalStore does.
  */
 class TopicCreatingStore extends KafkaTransactionalStore {
-  override async transaction<R>(group: string, ranges: readonly OffsetRange[], fn: (tx: KafkaTransaction) => Promise<R>): Promise<R> {
+  override async transaction<R>(
+    group: string,
+    ranges: readonly OffsetRange[],
+    fn: (tx: KafkaTransaction) => Promise<R>,
+  ): Promise<R> {
     await Promise.all([...new Set(ranges.map((r) => r.topic))].map((t) => ensureTopic(t)));
     return super.transaction(group, ranges, fn);
   }
@@ -135,7 +172,12 @@ class TopicCreatingStore extends KafkaTransactionalStore {
 sinkConformance('KafkaTransactionalSink', async () => {
   const t = await topic('conformance', 3);
   const s = new TopicCreatingStore({ bootstrapServers });
-  const sink = new KafkaTransactionalSink<Rec>({ topic: t, store: s, bootstrapServers, toRecord: (r) => ({ key: r.id, value: JSON.stringify(r) }) });
+  const sink = new KafkaTransactionalSink<Rec>({
+    topic: t,
+    store: s,
+    bootstrapServers,
+    toRecord: (r) => ({ key: r.id, value: JSON.stringify(r) }),
+  });
   return {
     sink,
     records,
@@ -152,7 +194,12 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
     const [input, output] = [await topic('in', 2), await topic('out', 2)];
     const group = uniqueName('g-together');
     const s = store();
-    const sink = new KafkaTransactionalSink<Rec>({ topic: output, store: s, bootstrapServers, toRecord: (r) => ({ key: r.id, value: String(r.n) }) });
+    const sink = new KafkaTransactionalSink<Rec>({
+      topic: output,
+      store: s,
+      bootstrapServers,
+      toRecord: (r) => ({ key: r.id, value: String(r.n) }),
+    });
     closers.push(() => sink.close());
     await sink.open(sinkCtx);
     const ranges = [
@@ -184,7 +231,9 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
     const [input, output] = [await topic('fail-in'), await topic('fail-out')];
     const group = uniqueName('g-fail');
     const s = store();
-    await s.transaction(group, [{ topic: input, partition: 0, fromOffset: 0, untilOffset: 2 }], (tx) => tx.send(output, ['ok-1', 'ok-2']));
+    await s.transaction(group, [{ topic: input, partition: 0, fromOffset: 0, untilOffset: 2 }], (tx) =>
+      tx.send(output, ['ok-1', 'ok-2']),
+    );
     await assert.rejects(
       s.transaction(group, [{ topic: input, partition: 0, fromOffset: 2, untilOffset: 5 }], async (tx) => {
         await tx.send(output, ['lost-1', 'lost-2', 'lost-3']);
@@ -201,7 +250,9 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
     );
     assert.deepEqual(await committed(group, input), new Map([[0, 2]]));
     // The producer goes on: the same batch commits when retried.
-    await s.transaction(group, [{ topic: input, partition: 0, fromOffset: 2, untilOffset: 5 }], (tx) => tx.send(output, ['retry']));
+    await s.transaction(group, [{ topic: input, partition: 0, fromOffset: 2, untilOffset: 5 }], (tx) =>
+      tx.send(output, ['retry']),
+    );
     await settled(output);
     assert.deepEqual(await kcat(output), ['=ok-1', '=ok-2', '=retry']);
     assert.deepEqual(await committed(group, input), new Map([[0, 5]]));
@@ -213,7 +264,9 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
     const s = store();
     await s.set(group, [{ topic: input, partition: 0, offset: 10 }]);
     await assert.rejects(
-      s.transaction(group, [{ topic: input, partition: 0, fromOffset: 4, untilOffset: 8 }], (tx) => tx.send(output, ['stale'])),
+      s.transaction(group, [{ topic: input, partition: 0, fromOffset: 4, untilOffset: 8 }], (tx) =>
+        tx.send(output, ['stale']),
+      ),
       (e: unknown) => e instanceof OffsetConflictError && e.expected === 4 && e.stored === 10,
     );
     await settled(output);
@@ -237,10 +290,13 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
         // A restarted instance takes over while the zombie's transaction is open.
         await successor.transaction(group, [range], (tx2) => tx2.send(output, ['successor']));
       }),
-      (e: unknown) => e instanceof KafkaProducerFencedError && e.group === group && e.transactionalId === `sluice-${group}`,
+      (e: unknown) =>
+        e instanceof KafkaProducerFencedError && e.group === group && e.transactionalId === `sluice-${group}`,
     );
     await assert.rejects(
-      zombie.transaction(group, [{ ...range, fromOffset: 4, untilOffset: 6 }], (tx) => tx.send(output, ['zombie-again'])),
+      zombie.transaction(group, [{ ...range, fromOffset: 4, untilOffset: 6 }], (tx) =>
+        tx.send(output, ['zombie-again']),
+      ),
       KafkaProducerFencedError,
     );
     await settled(output);
@@ -252,12 +308,17 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
     const [input, output] = [await topic('dead-in'), await topic('dead-out')];
     const group = uniqueName('g-dead');
     const first = store();
-    await first.transaction(group, [{ topic: input, partition: 0, fromOffset: 0, untilOffset: 2 }], (tx) => tx.send(output, ['first']));
+    await first.transaction(group, [{ topic: input, partition: 0, fromOffset: 0, untilOffset: 2 }], (tx) =>
+      tx.send(output, ['first']),
+    );
 
     // The previous instance, as it was when killed: offsets sent to its open transaction, no commit.
     const call = <R>(f: (cb: (err: unknown, v: R) => void) => void): Promise<R> =>
       new Promise((resolve, reject) => f((err, v) => (err ? reject(err) : resolve(v))));
-    const zombie = new Kafka.Producer({ 'bootstrap.servers': bootstrapServers, 'transactional.id': first.transactionalIdOf(group) }, {});
+    const zombie = new Kafka.Producer(
+      { 'bootstrap.servers': bootstrapServers, 'transactional.id': first.transactionalIdOf(group) },
+      {},
+    );
     const meta = new Kafka.KafkaConsumer({ 'bootstrap.servers': bootstrapServers, 'group.id': group }, {});
     closers.push(async () => {
       await new Promise<void>((resolve) => zombie.disconnect(() => resolve()));
@@ -268,7 +329,9 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
     await call<void>((cb) => zombie.initTransactions(10_000, cb));
     await call<void>((cb) => zombie.beginTransaction(cb));
     zombie.produce(output, 0, Buffer.from('zombie'), null, null);
-    await call<void>((cb) => zombie.sendOffsetsToTransaction([{ topic: input, partition: 0, offset: 5 }], meta, 10_000, cb));
+    await call<void>((cb) =>
+      zombie.sendOffsetsToTransaction([{ topic: input, partition: 0, offset: 5 }], meta, 10_000, cb),
+    );
 
     // Reads would see unstable offsets for transaction.timeout.ms (60 s) if nobody ended that transaction.
     const restarted = store({ connect: { attempts: 2, timeoutMs: 2000 } });
@@ -277,13 +340,21 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
     assert.ok(Date.now() - started < 4000, `read took ${Date.now() - started} ms`);
     await settled(output);
     assert.deepEqual(await kcat(output), ['=first']);
-    await restarted.transaction(group, [{ topic: input, partition: 0, fromOffset: 2, untilOffset: 5 }], (tx) => tx.send(output, ['redone']));
+    await restarted.transaction(
+      group,
+      [{ topic: input, partition: 0, fromOffset: 2, untilOffset: 5 }],
+      (tx) => tx.send(output, ['redone']),
+    );
     await settled(output);
     assert.deepEqual(await kcat(output), ['=first', '=redone']);
   });
 
   test('an unreachable cluster fails the transaction with BrokerUnreachableError within the bound, and runs nothing', async () => {
-    const s = store({ bootstrapServers: '127.0.0.1:1', connect: { attempts: 1, timeoutMs: 1000 }, transactionTimeoutMs: 2000 });
+    const s = store({
+      bootstrapServers: '127.0.0.1:1',
+      connect: { attempts: 1, timeoutMs: 1000 },
+      transactionTimeoutMs: 2000,
+    });
     let ran = false;
     const started = Date.now();
     await assert.rejects(
@@ -298,19 +369,30 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
 
   test('transactional.id: stable default sluice-<group>, a function per group, and a string serves one group only', async () => {
     assert.equal(new KafkaTransactionalStore({ bootstrapServers }).transactionalIdOf('etl'), 'sluice-etl');
-    assert.equal(new KafkaTransactionalStore({ transactionalId: (g) => `app-${g}` }).transactionalIdOf('etl'), 'app-etl');
+    assert.equal(
+      new KafkaTransactionalStore({ transactionalId: (g) => `app-${g}` }).transactionalIdOf('etl'),
+      'app-etl',
+    );
     const [input, output] = [await topic('id-in'), await topic('id-out')];
     const s = store({ transactionalId: uniqueName('fixed-id') });
     const g1 = uniqueName('g-id');
-    await s.transaction(g1, [{ topic: input, partition: 0, fromOffset: 0, untilOffset: 1 }], (tx) => tx.send(output, ['x']));
+    await s.transaction(g1, [{ topic: input, partition: 0, fromOffset: 0, untilOffset: 1 }], (tx) =>
+      tx.send(output, ['x']),
+    );
     await assert.rejects(
       s.transaction(uniqueName('g-id-other'), [], async () => {}),
       InvalidOptionError,
     );
     assert.throws(() => new KafkaTransactionalStore({ transactionalId: '' }), InvalidOptionError);
-    assert.throws(() => new KafkaTransactionalStore({ producerConfig: { 'transactional.id': 'x' } }), InvalidOptionError);
+    assert.throws(
+      () => new KafkaTransactionalStore({ producerConfig: { 'transactional.id': 'x' } }),
+      InvalidOptionError,
+    );
     assert.throws(() => new KafkaTransactionalStore({ transactionTimeoutMs: 10 }), InvalidOptionError);
-    assert.throws(() => new KafkaTransactionalSink({ topic: 't', store: {} as KafkaTransactionalStore }), InvalidOptionError);
+    assert.throws(
+      () => new KafkaTransactionalSink({ topic: 't', store: {} as KafkaTransactionalStore }),
+      InvalidOptionError,
+    );
     const st = store();
     assert.equal(st.kind, 'kafka-transactions');
     assert.equal(st.transactional, true);
@@ -328,11 +410,20 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
 
     const runJob = async (failAfterOutput: boolean, expected: number) => {
       const s = new KafkaTransactionalStore({ bootstrapServers });
-      const ctx = new StreamingContext({ batchInterval: 200, pipelineId, logger: silentLogger, offsetStore: s });
-      const upper = createDirectStream(ctx, { topics: [input], bootstrapServers, startingOffsets: 'earliest' }).map((r) =>
-        r.value!.toUpperCase(),
-      );
-      upper.writeTo(new KafkaTransactionalSink<string>({ topic: output, store: s, bootstrapServers }), { name: 'out' });
+      const ctx = new StreamingContext({
+        batchInterval: 200,
+        pipelineId,
+        logger: silentLogger,
+        offsetStore: s,
+      });
+      const upper = createDirectStream(ctx, {
+        topics: [input],
+        bootstrapServers,
+        startingOffsets: 'earliest',
+      }).map((r) => r.value!.toUpperCase());
+      upper.writeTo(new KafkaTransactionalSink<string>({ topic: output, store: s, bootstrapServers }), {
+        name: 'out',
+      });
       // A second output in the same transaction, after the sink: it fails the first run's batch.
       upper.foreachBatch(
         async (batch) => {
@@ -370,15 +461,15 @@ describe('KafkaTransactionalStore and KafkaTransactionalSink', () => {
     await runJob(true, 0);
     await settled(output);
     assert.deepEqual(await kcat(output), [], 'the failed batch left no visible record');
-    assert.ok((await kcat(output, 'read_uncommitted')).length > 0, 'its records had been written, then aborted');
+    assert.ok(
+      (await kcat(output, 'read_uncommitted')).length > 0,
+      'its records had been written, then aborted',
+    );
     assert.deepEqual(await committed(pipelineId, input, 2), new Map());
 
     await runJob(false, 12);
     await settled(output);
-    assert.deepEqual(
-      (await kcat(output)).sort(),
-      Array.from({ length: 12 }, (_, i) => `=R${i}`).sort(),
-    );
+    assert.deepEqual((await kcat(output)).sort(), Array.from({ length: 12 }, (_, i) => `=R${i}`).sort());
     assert.deepEqual(
       await committed(pipelineId, input, 2),
       new Map([
