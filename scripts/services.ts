@@ -1,6 +1,8 @@
 /**
- * node --import tsx scripts/services.ts up|down|status [--quiet] [kafka|zookeeper|postgres|mariadb|redis|all ...]
+ * node --import tsx scripts/services.ts up|down|status [--quiet] [kafka|zookeeper|postgres|mariadb|redis|all|kafka-secure ...]
  *
+ * `all` (the default) is every service but `kafka-secure`, the secured broker (SASL_SSL, ACLs; see
+ * src/services/secure-kafka.ts): only the tests that need it start it, or name it here.
  * One line per service. `up` ensures each answers (starting local ones), `down` stops what Sluice
  * started (Kafka, ZooKeeper; the machine's databases are left running), `status` only checks.
  * `--quiet` prints only the services `up` had to start (and failures). Exit code 1 if any failed.
@@ -22,9 +24,12 @@ import {
   zookeeperStatus,
   type ServiceStatus,
 } from '../src/services/index.js';
+import { ensureSecureKafka, secureKafkaStatus, stopSecureKafka } from '../src/services/secure-kafka.js';
 
 const NAMES = ['kafka', 'zookeeper', 'postgres', 'mariadb', 'redis'] as const;
-type Name = (typeof NAMES)[number];
+/** Services only handled when named (not part of `all`). */
+const EXTRA_NAMES = ['kafka-secure'] as const;
+type Name = (typeof NAMES)[number] | (typeof EXTRA_NAMES)[number];
 
 interface Line {
   text: string;
@@ -50,6 +55,17 @@ async function up(name: Name): Promise<Line> {
           }
         : {
             text: `started   ${k.bootstrapServers} (pid ${k.pid}, ready in ${secs(Date.now() - t0)}, log ${rel(k.logFile ?? '')})`,
+            failed: false,
+            quietable: false,
+          };
+    }
+    case 'kafka-secure': {
+      const k = await ensureSecureKafka();
+      const where = `${k.bootstrapServers} (SASL_SSL), ${k.mtlsBootstrapServers} (mTLS)`;
+      return k.reused
+        ? { text: `up        ${where}${k.pid ? ` (pid ${k.pid})` : ''}`, failed: false, quietable: true }
+        : {
+            text: `started   ${where} (pid ${k.pid}, ready in ${secs(Date.now() - t0)}, log ${rel(k.logFile ?? '')})`,
             failed: false,
             quietable: false,
           };
@@ -83,7 +99,14 @@ async function up(name: Name): Promise<Line> {
 }
 
 async function down(name: Name): Promise<Line> {
-  const stop = name === 'kafka' ? stopKafka : name === 'zookeeper' ? stopZooKeeper : undefined;
+  const stop =
+    name === 'kafka'
+      ? stopKafka
+      : name === 'kafka-secure'
+        ? stopSecureKafka
+        : name === 'zookeeper'
+          ? stopZooKeeper
+          : undefined;
   if (!stop)
     return {
       text: 'left running (a machine service; Sluice does not stop it)',
@@ -104,6 +127,7 @@ async function down(name: Name): Promise<Line> {
 async function status(name: Name): Promise<Line> {
   const get: Record<Name, () => Promise<ServiceStatus>> = {
     kafka: kafkaStatus,
+    'kafka-secure': secureKafkaStatus,
     zookeeper: zookeeperStatus,
     postgres: postgresStatus,
     mariadb: mariadbStatus,
@@ -131,16 +155,18 @@ async function main(): Promise<number> {
   const actions = { up, down, status } as const;
   if (command === undefined || !(command in actions)) {
     console.error(
-      'usage: node --import tsx scripts/services.ts up|down|status [--quiet] [kafka|zookeeper|postgres|mariadb|redis|all ...]',
+      'usage: node --import tsx scripts/services.ts up|down|status [--quiet] [kafka|zookeeper|postgres|mariadb|redis|all|kafka-secure ...]',
     );
     return 2;
   }
-  const unknown = rest.filter((n) => n !== 'all' && !(NAMES as readonly string[]).includes(n));
+  const known: readonly string[] = [...NAMES, ...EXTRA_NAMES];
+  const unknown = rest.filter((n) => n !== 'all' && !known.includes(n));
   if (unknown.length > 0) {
-    console.error(`unknown service(s): ${unknown.join(', ')}; known: ${NAMES.join(', ')}, all`);
+    console.error(`unknown service(s): ${unknown.join(', ')}; known: ${known.join(', ')}, all`);
     return 2;
   }
-  const names = rest.length === 0 || rest.includes('all') ? [...NAMES] : (rest as Name[]);
+  const extras = rest.filter((n) => (EXTRA_NAMES as readonly string[]).includes(n)) as Name[];
+  const names: Name[] = rest.length === 0 || rest.includes('all') ? [...NAMES, ...extras] : (rest as Name[]);
   const action = actions[command as keyof typeof actions];
   // All at once (a cold start of Kafka and ZooKeeper overlaps); lines are printed in a fixed order.
   const pending = names.map((n) =>

@@ -38,7 +38,8 @@ has() { command -v "$1" >/dev/null 2>&1; }
 NEW_PACKAGES=()
 if has dpkg-query; then
   # Build dependencies of @confluentinc/kafka-javascript (librdkafka), ZooKeeper + its log binding, kcat.
-  for p in libzstd-dev libssl-dev zlib1g-dev liblz4-dev libsasl2-dev zookeeper libslf4j-java kcat; do
+  # openssl makes the test CA and certificates of the secured broker (scripts/kafka/make-tls.sh).
+  for p in libzstd-dev libssl-dev zlib1g-dev liblz4-dev libsasl2-dev zookeeper libslf4j-java kcat openssl; do
     installed "$p" || NEW_PACKAGES+=("$p")
   done
   has java || NEW_PACKAGES+=(openjdk-17-jre-headless)
@@ -110,6 +111,17 @@ if ! compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null || [ "$(cat "$LIB_STAMP" 2>/d
   java -cp "$LIB/*" kafka.Kafka --version >/dev/null 2>&1 || die "the jars in $LIB do not run kafka.Kafka --version"
   echo "$POM_HASH" >"$LIB_STAMP"
 fi
+
+# ------------------------------------------------------------------ 3b. TLS material (secured Kafka broker)
+# >>> secured-kafka TLS (owned by src/services/secure-kafka.ts; keep this section self-contained)
+# A test CA, the broker's PKCS12 keystore, a truststore and a client certificate, made once with openssl
+# and keytool into .sluice/tls for the secured test broker (src/services/secure-kafka.ts, which also makes
+# them on demand when missing or expiring). scripts/kafka/make-tls.sh is idempotent and checks expiry.
+if [ ! -f "$STATE/tls/VERSION" ]; then
+  say "making the test CA and certificates for the secured Kafka broker into .sluice/tls (openssl, keytool)"
+  bash scripts/kafka/make-tls.sh "$STATE/tls" >/dev/null || die "scripts/kafka/make-tls.sh failed (see above)"
+fi
+# <<< secured-kafka TLS
 
 # ------------------------------------------------------------------ 4. databases
 # A freshly installed server gets what these machines have: trust auth on localhost for PostgreSQL

@@ -156,7 +156,8 @@ export function brokerProperties(
   };
 }
 
-function log4jConfig(logFile: string): string {
+/** The broker's log4j2 configuration (a rolling file); also used by ./secure-kafka.ts. */
+export function log4jConfig(logFile: string): string {
   const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
   // append="true": see the note at the top of this file. Rolled at 20 MiB, 3 files kept.
   return `<?xml version="1.0" encoding="UTF-8"?>
@@ -457,7 +458,7 @@ async function waitUntilReady(
 }
 
 /** The deepest 'Caused by' (or the exception itself) after the fatal line. */
-function fatalReason(log: string): string {
+export function fatalReason(log: string): string {
   const lines = log.split('\n');
   const i = lines.findIndex((s) => s.includes(FATAL_LINE));
   const trace: string[] = [];
@@ -474,7 +475,7 @@ function fatalReason(log: string): string {
  * ~30 lines: after a fatal error, the fatal line, the exception and its 'Caused by' lines, then the
  * last lines of the log; otherwise the last 30 lines. JVM output (kafka.out) is added when it has any.
  */
-function kafkaLogTail(l: Layout, log: string): string {
+export function kafkaLogTail(l: Pick<Layout, 'outFile'>, log: string): string {
   const lines = log.replace(/\s+$/, '').split('\n');
   let tail: string[];
   const i = lines.findIndex((s) => s.includes(FATAL_LINE));

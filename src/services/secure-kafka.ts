@@ -1,0 +1,1040 @@
+/**
+ * A SECOND local single-node Kafka broker (KRaft, broker + controller in one JVM, the same jars as
+ * ./kafka.ts) that is secured like a production cluster, for the tests of secured clusters:
+ * TLS, SASL (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN), mutual TLS and KRaft's StandardAuthorizer with ACLs.
+ * Nothing starts it unless asked: tests call {@link ensureSecureKafka} (it is not part of
+ * `services.ts up all`); `node --import tsx scripts/services.ts up|down|status kafka-secure` manages it by hand.
+ * It runs DETACHED like the plain broker (shared by test files, reused when running, lock file
+ * against concurrent starts), with data, logs, pid file and credentials under `<repo>/.sluice/kafka-secure/`.
+ *
+ * Listeners (all on 127.0.0.1; the defaults keep clear of the plain broker's 9092 + controller 9093):
+ * - `SASL_SSL` :9094 — clients; TLS with the test CA, then SASL SCRAM-SHA-512 / SCRAM-SHA-256 / PLAIN.
+ *   A client certificate is optional (`ssl.client.auth=requested`: checked against the CA when sent;
+ *   the principal still comes from SASL). Also the inter-broker listener: the broker authenticates to
+ *   itself (transaction markers) as `User:broker` with SCRAM-SHA-512.
+ * - `CONTROLLER` :9095 — SASL_PLAINTEXT with PLAIN only (SCRAM cannot authenticate the controller
+ *   listener: its credentials live in the metadata the controller serves), user `broker`. Not advertised.
+ * - `SSL` :9096 — mutual TLS only (`ssl.client.auth=required`); the principal is the certificate's CN
+ *   (`ssl.principal.mapping.rules`): the client certificate made at set-up is `User:sluice-client`.
+ * Authorization: `StandardAuthorizer`, `allow.everyone.if.no.acl.found=false`, super users `User:admin`
+ * and `User:broker`. Users `admin`, `alice`, `bob`, `carol` exist for all three mechanisms (SCRAM
+ * bootstrapped by `StorageTool format --add-scram`, PLAIN in the listener's JAAS config) with the same
+ * random password per mechanism, made when the data dir is first formatted and kept in
+ * `credentials.json`; `alice`, `bob`, `carol` have no ACLs until a test grants some ({@link grantAcls}).
+ * Tests read names, passwords, addresses and file paths from the {@link SecureKafkaHandle}.
+ *
+ * TLS material (CA, broker PKCS12 keystore, truststore, client certificate) comes from
+ * `scripts/kafka/make-tls.sh` (openssl + keytool) into `<repo>/.sluice/tls/`: run by `scripts/setup.sh`,
+ * and by ensureSecureKafka() when it is missing or expires within a day.
+ *
+ * Verified on the 2-core dev machine (Kafka 4.3.1, OpenJDK 17, librdkafka 2.15.1) while other test runs
+ * and the plain broker kept it busy (load average 5-14; times on an idle machine are lower):
+ * - make-tls.sh: 1.4-1.9 s (1 s of CPU, most of it the keytool JVM); up to 7 s at load 14. Checking
+ *   existing material (files + expiry, in Node) takes ~1 ms.
+ * - `StorageTool format` with 10 `--add-scram` credentials (5 users x 2 SCRAM mechanisms): 3.1 s, up to
+ *   11 s under heavy load. It prints the salted credentials (`UserScramCredentialRecord`); only shown,
+ *   masked, on failure.
+ * - Spawn to `Kafka Server started` + TLS ApiVersions answer: 6.4 s (load 6), 19 s at load 14. A first
+ *   ensureSecureKafka() on a fresh checkout (TLS + format + start): 9.5-11 s at load 5-6, 34 s at load
+ *   14; a reuse: ~50 ms. SIGTERM shutdown: 0.7-1.2 s. A restart (data kept): 9-12 s, users, passwords
+ *   and ACLs intact.
+ * - Kafka's own tools (AclCommand, ConfigCommand) are a JVM + TLS + SCRAM each: 2.5-5 s per call.
+ *   AclCommand takes one operation list per call and checks it against each resource type ("ResourceType
+ *   GROUP only supports operations [READ, ...]", exit 1), so grantAcls() runs one call per distinct spec.
+ *   ConfigCommand refuses two SCRAM mechanisms for one user in one call ("A user credential cannot be
+ *   altered twice in the same request"): one call per mechanism.
+ * - Errors, as `@confluentinc/kafka-javascript` (node-rdkafka-style API) reports them:
+ *   - wrong password: `event.error` with message 'authentication failure' (librdkafka ERR__AUTHENTICATION,
+ *     "Local: Authentication failure"; the binding's event.error loses the numeric code: `code` is -1)
+ *     within ~0.4 s, and `event.log` FAIL "SASL authentication error: Authentication failed during
+ *     authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512" (PLAIN: "SASL
+ *     authentication error: Authentication failed: Invalid username or password"); librdkafka keeps
+ *     retrying, so Producer.connect() only fails at its timeout with -195 "broker transport failure", and
+ *     the KafkaJS-style API rejects after 30 s with KafkaJSConnectionError ERR__TRANSPORT.
+ *   - plaintext client on the SASL_SSL port: the broker closes the connection ("Disconnected: connection
+ *     closed by peer ... in state APIVERSION_QUERY"), event.error 'all broker connections are down',
+ *     admin calls end in -185 ERR__TIMED_OUT.
+ *   - no `ssl.ca.location`: "SSL handshake failed: ... certificate verify failed", event.error 'ssl error'.
+ *   - mTLS listener without a client certificate: "sslv3 alert bad certificate: SSL alert number 42".
+ *   - authenticated but no ACL: produce → delivery report ERR_TOPIC_AUTHORIZATION_FAILED (29) within
+ *     ~0.4 s (connect() itself succeeds: metadata just lists no topics), createTopic → 29, a consumer
+ *     with a group.id (even with assign()) → consume() error ERR_GROUP_AUTHORIZATION_FAILED (30).
+ *   - the binding's AdminClient.disconnect() blocks the event loop until a pending call (createTopic,
+ *     listTopics) ends, i.e. up to its timeout: use short admin timeouts when a failure is expected.
+ * - The broker logs every denial in logs/server.log ("Principal = User:bob is Denied operation = DESCRIBE
+ *   from host = 127.0.0.1 on resource = Topic:LITERAL:<t> for request = Metadata ... based on rule
+ *   DefaultDeny (kafka.authorizer.logger)"): grep it when a test is refused unexpectedly.
+ * - kcat on Debian 12 links librdkafka 2.0.2, whose SCRAM fails against Kafka 4.x ("invalid credentials":
+ *   a nonce bug fixed in librdkafka 2.6.1); kcat works here with PLAIN only.
+ */
+import { X509Certificate, randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import path from 'node:path';
+import tls from 'node:tls';
+import { ServiceStartError } from '../core/errors.js';
+import { brokerProperties, fatalReason, kafkaLogTail, log4jConfig } from './kafka.js';
+import {
+  FileFollower,
+  exitStatus,
+  lastLines,
+  livePid,
+  repoRoot,
+  runCommand,
+  safeRead,
+  safeUnlink,
+  sleep,
+  sluicePath,
+  tailFile,
+  terminate,
+  waitForExit,
+  withLockFile,
+  type ServiceStatus,
+} from './util.js';
+
+export type SaslMechanism = 'SCRAM-SHA-512' | 'SCRAM-SHA-256' | 'PLAIN';
+
+/** The mechanisms the SASL_SSL listener accepts. */
+export const SECURE_KAFKA_MECHANISMS: readonly SaslMechanism[] = ['SCRAM-SHA-512', 'SCRAM-SHA-256', 'PLAIN'];
+
+/** The users every secured broker has: `admin` is a super user, the others have no ACLs at first. */
+export const SECURE_KAFKA_USERS = ['admin', 'alice', 'bob', 'carol'] as const;
+export type SecureKafkaUserName = (typeof SECURE_KAFKA_USERS)[number];
+
+export interface SecureKafkaOptions {
+  /** SASL_SSL port on 127.0.0.1. Default 9094. */
+  port?: number;
+  /** Controller (SASL_PLAINTEXT, PLAIN) port. Default `port + 1`. */
+  controllerPort?: number;
+  /** Mutual-TLS (SSL, client certificate required) port. Default `port + 2`. */
+  mtlsPort?: number;
+  /** Holds `data/`, `logs/`, `server.properties`, `credentials.json`, `kafka.pid`. Default `<repo>/.sluice/kafka-secure`. */
+  dataDir?: string;
+  /** The TLS material (see scripts/kafka/make-tls.sh). Default `<repo>/.sluice/tls`. */
+  tlsDir?: string;
+  /** Directory of the Kafka jars. Default env SLUICE_KAFKA_LIB or `<repo>/.sluice/kafka/lib`. */
+  libDir?: string;
+  /** JVM heap (-Xms and -Xmx). Default '512m'. */
+  heap?: string;
+  /** Broker properties added to or replacing the defaults (applied when this call starts the broker). */
+  properties?: Record<string, string | number | boolean>;
+  /** How long to wait for the broker to be ready. Default 120 s. */
+  readyTimeoutMs?: number;
+}
+
+export interface SecureKafkaUser {
+  username: string;
+  password: string;
+  /** The principal ACLs name: `User:<username>`. */
+  principal: string;
+}
+
+export interface SecureKafkaTls {
+  /** The test CA's certificate (PEM): librdkafka `ssl.ca.location`. */
+  caLocation: string;
+  /** A client certificate signed by the CA (PEM) and its unencrypted PKCS#8 key, for mutual TLS. */
+  clientCertificateLocation: string;
+  clientKeyLocation: string;
+  /** The principal the mTLS listener gives that certificate. */
+  clientPrincipal: string;
+  /** The CA in a PKCS12 truststore (for Java clients) and the file holding its password. */
+  truststoreLocation: string;
+  truststorePasswordFile: string;
+}
+
+export interface SecureKafkaHandle {
+  /** The SASL_SSL listener, for `bootstrap.servers`. */
+  bootstrapServers: string;
+  /** The mutual-TLS listener (security.protocol=SSL, client certificate required). */
+  mtlsBootstrapServers: string;
+  /** True when the broker was already running; false when this call started it. */
+  reused: boolean;
+  pid?: number;
+  logFile?: string;
+  /** What the SASL_SSL listener accepts. */
+  mechanisms: readonly SaslMechanism[];
+  /** Users valid for every mechanism; `admin` is a super user, the others start without ACLs. */
+  users: Record<SecureKafkaUserName, SecureKafkaUser>;
+  /** Principals the authorizer never checks (`User:admin` and the broker's own `User:broker`). */
+  superUsers: string[];
+  tls: SecureKafkaTls;
+  /** Java client properties (SASL_SSL, SCRAM-SHA-512 as admin) for Kafka's tools' `--command-config`. */
+  adminConfigFile: string;
+  /** The Kafka jars (for running Kafka's tools). */
+  libDir: string;
+}
+
+const DEFAULT_PORT = 9094;
+const HOST = '127.0.0.1';
+const MARKER = 'kafka.Kafka';
+const READY_LINE = 'Kafka Server started';
+const FATAL_LINE = 'Exiting Kafka due to fatal exception';
+const PROBE_TIMEOUT_MS = 3_000;
+const CREDENTIALS_VERSION = 1;
+/** The broker's own user (inter-broker and controller connections); a super user. */
+const BROKER_USER = 'broker';
+const SCRAM_MECHANISMS = ['SCRAM-SHA-512', 'SCRAM-SHA-256'] as const;
+const CLIENT_PRINCIPAL = 'User:sluice-client';
+const TLS_FILES = [
+  'ca.pem',
+  'broker.p12',
+  'broker.p12.password',
+  'truststore.p12',
+  'truststore.p12.password',
+  'client.pem',
+  'client.key',
+  'VERSION',
+];
+
+interface Layout {
+  port: number;
+  controllerPort: number;
+  mtlsPort: number;
+  dir: string;
+  dataDir: string;
+  logDir: string;
+  logFile: string;
+  outFile: string;
+  propsFile: string;
+  log4jFile: string;
+  toolsLog4jFile: string;
+  adminConfigFile: string;
+  credentialsFile: string;
+  pidFile: string;
+  clusterIdFile: string;
+  lockFile: string;
+  libDir: string;
+  tlsDir: string;
+}
+
+function layout(opts: SecureKafkaOptions): Layout {
+  const port = opts.port ?? DEFAULT_PORT;
+  const dir = path.resolve(opts.dataDir ?? sluicePath('kafka-secure'));
+  const logDir = path.join(dir, 'logs');
+  return {
+    port,
+    controllerPort: opts.controllerPort ?? port + 1,
+    mtlsPort: opts.mtlsPort ?? port + 2,
+    dir,
+    dataDir: path.join(dir, 'data'),
+    logDir,
+    logFile: path.join(logDir, 'server.log'),
+    outFile: path.join(logDir, 'kafka.out'),
+    propsFile: path.join(dir, 'server.properties'),
+    log4jFile: path.join(dir, 'log4j2.xml'),
+    toolsLog4jFile: path.join(dir, 'tools-log4j2.xml'),
+    adminConfigFile: path.join(dir, 'admin.properties'),
+    credentialsFile: path.join(dir, 'credentials.json'),
+    pidFile: path.join(dir, 'kafka.pid'),
+    clusterIdFile: path.join(dir, 'cluster-id'),
+    lockFile: path.join(dir, 'start.lock'),
+    libDir: path.resolve(opts.libDir ?? process.env.SLUICE_KAFKA_LIB ?? sluicePath('kafka', 'lib')),
+    tlsDir: path.resolve(opts.tlsDir ?? sluicePath('tls')),
+  };
+}
+
+// ------------------------------------------------------------------ TLS material
+
+function tlsPaths(
+  tlsDir: string,
+): SecureKafkaTls & { brokerKeystore: string; brokerKeystorePasswordFile: string } {
+  return {
+    caLocation: path.join(tlsDir, 'ca.pem'),
+    clientCertificateLocation: path.join(tlsDir, 'client.pem'),
+    clientKeyLocation: path.join(tlsDir, 'client.key'),
+    clientPrincipal: CLIENT_PRINCIPAL,
+    truststoreLocation: path.join(tlsDir, 'truststore.p12'),
+    truststorePasswordFile: path.join(tlsDir, 'truststore.p12.password'),
+    brokerKeystore: path.join(tlsDir, 'broker.p12'),
+    brokerKeystorePasswordFile: path.join(tlsDir, 'broker.p12.password'),
+  };
+}
+
+/** Why the TLS material in `tlsDir` cannot be used ('' when it can): missing files or a certificate expiring within a day. */
+function tlsProblem(tlsDir: string): string {
+  const missing = TLS_FILES.filter((f) => !existsSync(path.join(tlsDir, f)));
+  if (missing.length > 0) return `missing ${missing.join(', ')}`;
+  for (const f of ['ca.pem', 'broker.pem', 'client.pem']) {
+    try {
+      const cert = new X509Certificate(readFileSync(path.join(tlsDir, f)));
+      if (Date.parse(cert.validTo) < Date.now() + 86_400_000) return `${f} expires ${cert.validTo}`;
+    } catch (e) {
+      return `${f}: ${(e as Error).message}`;
+    }
+  }
+  return '';
+}
+
+/**
+ * Makes the CA, the broker keystore and the client certificate with `scripts/kafka/make-tls.sh`
+ * (openssl + keytool) when they are missing or expire within a day. Returns their paths.
+ */
+export async function ensureTlsMaterial(tlsDir: string = sluicePath('tls')): Promise<SecureKafkaTls> {
+  const dir = path.resolve(tlsDir);
+  if (tlsProblem(dir) !== '') {
+    const script = path.join(repoRoot, 'scripts', 'kafka', 'make-tls.sh');
+    const r = await runCommand('bash', [script, dir], { timeoutMs: 180_000 });
+    const problem = tlsProblem(dir);
+    if (r.code !== 0 || problem !== '') {
+      throw new ServiceStartError(
+        'Kafka (secured)',
+        r.error ??
+          `${path.relative(repoRoot, script)} could not make the TLS material in ${dir} (exit ${r.code}${problem ? `; ${problem}` : ''})`,
+        lastLines(r.output, 20),
+      );
+    }
+  }
+  const { brokerKeystore: _k, brokerKeystorePasswordFile: _p, ...paths } = tlsPaths(dir);
+  return paths;
+}
+
+// ------------------------------------------------------------------ credentials
+
+interface Credentials {
+  version: number;
+  /** user name -> password (the same for SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN). */
+  users: Record<string, string>;
+}
+
+function readCredentials(file: string): Credentials | undefined {
+  try {
+    const c = JSON.parse(readFileSync(file, 'utf8')) as Credentials;
+    const names = [...SECURE_KAFKA_USERS, BROKER_USER];
+    if (c.version !== CREDENTIALS_VERSION || !names.every((n) => typeof c.users?.[n] === 'string'))
+      return undefined;
+    return c;
+  } catch {
+    return undefined;
+  }
+}
+
+function newCredentials(): Credentials {
+  const users: Record<string, string> = {};
+  for (const n of [...SECURE_KAFKA_USERS, BROKER_USER]) users[n] = `${n}-${randomBytes(12).toString('hex')}`;
+  return { version: CREDENTIALS_VERSION, users };
+}
+
+function writePrivate(file: string, text: string): void {
+  writeFileSync(file, text, { mode: 0o600 });
+  chmodSync(file, 0o600); // an existing file keeps its mode on write
+}
+
+// ------------------------------------------------------------------ broker configuration
+
+/** A JAAS option value: double-quoted, with `\` and `"` escaped. */
+const jaasValue = (s: string): string => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+
+function secureBrokerProperties(l: Layout, creds: Credentials): Record<string, string> {
+  const t = tlsPaths(l.tlsDir);
+  const keystorePassword = readFileSync(t.brokerKeystorePasswordFile, 'utf8').trim();
+  const truststorePassword = readFileSync(t.truststorePasswordFile, 'utf8').trim();
+  const brokerPassword = creds.users[BROKER_USER]!;
+  const plainUsers = Object.entries(creds.users)
+    .map(([name, pw]) => `user_${name}=${jaasValue(pw)}`)
+    .join(' ');
+  const plain = 'org.apache.kafka.common.security.plain.PlainLoginModule required';
+  const scram = 'org.apache.kafka.common.security.scram.ScramLoginModule required';
+  const self = `username=${jaasValue(BROKER_USER)} password=${jaasValue(brokerPassword)}`;
+  return {
+    ...brokerProperties(l),
+    listeners: `SASL_SSL://${HOST}:${l.port},CONTROLLER://${HOST}:${l.controllerPort},SSL://${HOST}:${l.mtlsPort}`,
+    'advertised.listeners': `SASL_SSL://${HOST}:${l.port},SSL://${HOST}:${l.mtlsPort}`,
+    'listener.security.protocol.map': 'CONTROLLER:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL',
+    'controller.listener.names': 'CONTROLLER',
+    'inter.broker.listener.name': 'SASL_SSL',
+    'sasl.mechanism.inter.broker.protocol': 'SCRAM-SHA-512',
+    'sasl.mechanism.controller.protocol': 'PLAIN',
+    'sasl.enabled.mechanisms': SECURE_KAFKA_MECHANISMS.join(','),
+    'listener.name.controller.sasl.enabled.mechanisms': 'PLAIN',
+    'listener.name.controller.plain.sasl.jaas.config': `${plain} ${self} user_${BROKER_USER}=${jaasValue(brokerPassword)};`,
+    // Server side: PLAIN checks the user_<name> entries; SCRAM checks the metadata's credentials. The
+    // username/password are what the broker sends when it connects to itself (inter-broker).
+    'listener.name.sasl_ssl.plain.sasl.jaas.config': `${plain} ${self} ${plainUsers};`,
+    'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config': `${scram} ${self};`,
+    'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config': `${scram} ${self};`,
+    'listener.name.sasl_ssl.ssl.client.auth': 'requested',
+    'listener.name.ssl.ssl.client.auth': 'required',
+    // CN=sluice-client,O=Sluice -> User:sluice-client
+    'ssl.principal.mapping.rules': 'RULE:^CN=([^,]+),O=Sluice$/$1/,DEFAULT',
+    'ssl.keystore.type': 'PKCS12',
+    'ssl.keystore.location': t.brokerKeystore,
+    'ssl.keystore.password': keystorePassword,
+    'ssl.key.password': keystorePassword,
+    'ssl.truststore.type': 'PKCS12',
+    'ssl.truststore.location': t.truststoreLocation,
+    'ssl.truststore.password': truststorePassword,
+    'authorizer.class.name': 'org.apache.kafka.metadata.authorizer.StandardAuthorizer',
+    'allow.everyone.if.no.acl.found': 'false',
+    'super.users': `User:admin;User:${BROKER_USER}`,
+  };
+}
+
+/** Java client properties for Kafka's tools: SASL_SSL as admin with SCRAM-SHA-512, trusting the test CA. */
+function adminClientProperties(l: Layout, creds: Credentials): string {
+  const t = tlsPaths(l.tlsDir);
+  return [
+    '# Written by src/services/secure-kafka.ts: Kafka tools --command-config for the secured broker (admin).',
+    'security.protocol=SASL_SSL',
+    'sasl.mechanism=SCRAM-SHA-512',
+    `sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password=${jaasValue(creds.users.admin!)};`,
+    'ssl.truststore.type=PKCS12',
+    `ssl.truststore.location=${t.truststoreLocation}`,
+    `ssl.truststore.password=${readFileSync(t.truststorePasswordFile, 'utf8').trim()}`,
+    'request.timeout.ms=15000',
+    'default.api.timeout.ms=30000',
+    '',
+  ].join('\n');
+}
+
+/** Kafka's tools log errors only, to stderr (their own output is on stdout). */
+const TOOLS_LOG4J = `<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="error" shutdownHook="disable">
+  <Appenders><Console name="err" target="SYSTEM_ERR"><PatternLayout pattern="%p %m (%c)%n"/></Console></Appenders>
+  <Loggers><Root level="error"><AppenderRef ref="err"/></Root></Loggers>
+</Configuration>
+`;
+
+// ------------------------------------------------------------------ probing
+
+/**
+ * Opens TLS to host:port trusting only `caFile`, sends a Kafka ApiVersions v0 request (answered before
+ * SASL authentication) and checks the correlation id. `stage`: 'connect' refused, 'tls' handshake
+ * failed (e.g. a broker using another CA), 'answer' no Kafka answer.
+ */
+export function probeSecureKafka(
+  host: string,
+  port: number,
+  caFile: string,
+  timeoutMs = PROBE_TIMEOUT_MS,
+): Promise<{ ok: true } | { ok: false; stage: 'connect' | 'tls' | 'answer'; error: string }> {
+  const clientId = Buffer.from('sluice-probe');
+  const correlationId = 0x51c4;
+  const req = Buffer.alloc(14 + clientId.length);
+  req.writeInt32BE(req.length - 4, 0);
+  req.writeInt16BE(18, 4); // ApiVersions
+  req.writeInt16BE(0, 6);
+  req.writeInt32BE(correlationId, 8);
+  req.writeInt16BE(clientId.length, 12);
+  clientId.copy(req, 14);
+  let ca: Buffer;
+  try {
+    ca = readFileSync(caFile);
+  } catch (e) {
+    return Promise.resolve({ ok: false, stage: 'tls', error: (e as Error).message });
+  }
+  return new Promise((resolve) => {
+    let stage: 'connect' | 'tls' | 'answer' = 'connect';
+    let data = Buffer.alloc(0);
+    let settled = false;
+    const socket = tls.connect({ host, port, ca });
+    const finish = (
+      r: { ok: true } | { ok: false; stage: 'connect' | 'tls' | 'answer'; error: string },
+    ): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(
+      () => finish({ ok: false, stage, error: `no answer within ${timeoutMs} ms` }),
+      timeoutMs,
+    );
+    socket.on('connect', () => (stage = 'tls'));
+    socket.on('secureConnect', () => {
+      stage = 'answer';
+      socket.write(req);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      if (data.length >= 4 && data.length >= 4 + data.readInt32BE(0)) {
+        finish(
+          data.length >= 8 && data.readInt32BE(4) === correlationId
+            ? { ok: true }
+            : { ok: false, stage: 'answer', error: 'the answer is not a Kafka ApiVersions response' },
+        );
+      }
+    });
+    socket.on('end', () =>
+      finish({ ok: false, stage, error: 'the server closed the connection without answering' }),
+    );
+    socket.on('error', (e: NodeJS.ErrnoException) =>
+      finish({ ok: false, stage, error: e.code ? `${e.code}: ${e.message}` : e.message }),
+    );
+  });
+}
+
+// ------------------------------------------------------------------ ensure / stop / status
+
+/**
+ * Makes sure the secured broker runs (reusing it when it answers with this data dir's TLS material,
+ * else starting it detached; concurrent callers are serialised by a lock file) and returns everything a
+ * test needs to connect: addresses, users and passwords, mechanisms, CA and client certificate paths.
+ *
+ * @throws ServiceStartError('Kafka (secured)', reason, logTail) when it cannot be started.
+ */
+export async function ensureSecureKafka(opts: SecureKafkaOptions = {}): Promise<SecureKafkaHandle> {
+  const l = layout(opts);
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 120_000;
+  const fail = (reason: string): ServiceStartError => new ServiceStartError('Kafka (secured)', reason, '');
+
+  /** The handle when our broker answers; undefined when nothing answers; throws for someone else's server. */
+  const reuse = async (): Promise<SecureKafkaHandle | undefined> => {
+    if (tlsProblem(l.tlsDir) !== '') return undefined; // the material must be made (and the broker restarted)
+    const r = await probeSecureKafka(HOST, l.port, tlsPaths(l.tlsDir).caLocation);
+    const ours = livePid(l.pidFile, MARKER);
+    if (r.ok) {
+      const creds = readCredentials(l.credentialsFile);
+      if (creds) return handle(l, creds, true);
+      if (ours === undefined) {
+        throw fail(
+          `${HOST}:${l.port} answers but ${l.credentialsFile} is missing: that broker was not started from ${l.dir}; stop it or choose another port`,
+        );
+      }
+      return undefined; // ours but its credentials are gone: restart (below)
+    }
+    if (r.stage === 'connect') return undefined;
+    if (ours === undefined) {
+      throw fail(
+        `${HOST}:${l.port} accepts connections but is not the secured broker of ${l.dir} (${r.stage}: ${r.error}); stop it or choose another port`,
+      );
+    }
+    return undefined; // ours: still starting, or started with other TLS material (handled below)
+  };
+
+  const found = await reuse();
+  if (found) return found;
+
+  mkdirSync(l.dir, { recursive: true });
+  let lockError: unknown;
+  try {
+    return await withLockFile(l.lockFile, readyTimeoutMs + 120_000, async () => {
+      const again = await reuse();
+      if (again) return again;
+      await ensureTlsMaterial(l.tlsDir);
+      const running = livePid(l.pidFile, MARKER);
+      if (running !== undefined) {
+        const r = await probeSecureKafka(HOST, l.port, tlsPaths(l.tlsDir).caLocation);
+        if (!r.ok && r.stage === 'connect') {
+          // Our broker from an earlier call is still starting: wait for it rather than start another.
+          await waitUntilReady(l, running, null, readyTimeoutMs);
+          const creds = readCredentials(l.credentialsFile);
+          if (creds) return handle(l, creds, true);
+        }
+        // It answers with other TLS material (made anew since it started) or lost its credentials file.
+        await terminate(running, 30_000);
+        safeUnlink(l.pidFile);
+      }
+      return await start(l, opts, readyTimeoutMs);
+    });
+  } catch (e) {
+    lockError = e;
+  }
+  if (lockError instanceof ServiceStartError) throw lockError;
+  throw new ServiceStartError('Kafka (secured)', (lockError as Error).message, tailFile(l.logFile));
+}
+
+function handle(l: Layout, creds: Credentials, reused: boolean): SecureKafkaHandle {
+  const pid = livePid(l.pidFile, MARKER);
+  const { brokerKeystore: _k, brokerKeystorePasswordFile: _p, ...tlsFiles } = tlsPaths(l.tlsDir);
+  const users = Object.fromEntries(
+    SECURE_KAFKA_USERS.map((n) => [n, { username: n, password: creds.users[n]!, principal: `User:${n}` }]),
+  ) as Record<SecureKafkaUserName, SecureKafkaUser>;
+  return {
+    bootstrapServers: `${HOST}:${l.port}`,
+    mtlsBootstrapServers: `${HOST}:${l.mtlsPort}`,
+    reused,
+    ...(pid !== undefined ? { pid, logFile: l.logFile } : {}),
+    mechanisms: SECURE_KAFKA_MECHANISMS,
+    users,
+    superUsers: ['User:admin', `User:${BROKER_USER}`],
+    tls: tlsFiles,
+    adminConfigFile: l.adminConfigFile,
+    libDir: l.libDir,
+  };
+}
+
+async function start(
+  l: Layout,
+  opts: SecureKafkaOptions,
+  readyTimeoutMs: number,
+): Promise<SecureKafkaHandle> {
+  if (!existsSync(l.libDir) || !readdirSync(l.libDir).some((f) => /^kafka_2\.13-.*\.jar$/.test(f))) {
+    throw new ServiceStartError(
+      'Kafka (secured)',
+      `no Kafka jars in ${l.libDir}; run \`bash scripts/setup.sh\` (it copies them from Maven Central)`,
+      '',
+    );
+  }
+  const metaFile = path.join(l.dataDir, 'meta.properties');
+  let creds = readCredentials(l.credentialsFile);
+  if (!creds) {
+    // The SCRAM users are written into the metadata at format time: new passwords need a new log.
+    rmSync(l.dataDir, { recursive: true, force: true });
+    creds = newCredentials();
+    writePrivate(l.credentialsFile, JSON.stringify(creds, null, 2) + '\n');
+  }
+  mkdirSync(l.dataDir, { recursive: true });
+  mkdirSync(l.logDir, { recursive: true });
+
+  const props = { ...secureBrokerProperties(l, creds), ...stringify(opts.properties ?? {}) };
+  writePrivate(
+    l.propsFile,
+    `# Written by src/services/secure-kafka.ts on every start; edit SecureKafkaOptions.properties instead.\n` +
+      Object.entries(props)
+        .map(([k, v]) => `${k}=${v}`)
+        .join('\n') +
+      '\n',
+  );
+  writePrivate(l.adminConfigFile, adminClientProperties(l, creds));
+  writeFileSync(l.log4jFile, log4jConfig(l.logFile));
+  writeFileSync(l.toolsLog4jFile, TOOLS_LOG4J);
+  const classpath = `${l.libDir}/*`;
+  const log4jArg = `-Dlog4j2.configurationFile=${l.log4jFile}`;
+
+  if (!existsSync(metaFile)) {
+    const clusterId = safeRead(l.clusterIdFile).trim() || randomBytes(16).toString('base64url');
+    writeFileSync(l.clusterIdFile, clusterId + '\n');
+    const scram = [...SECURE_KAFKA_USERS, BROKER_USER].flatMap((name) =>
+      SCRAM_MECHANISMS.flatMap((m) => ['--add-scram', `${m}=[name=${name},password=${creds.users[name]}]`]),
+    );
+    const r = await runCommand(
+      'java',
+      [
+        '-Xmx256m',
+        log4jArg,
+        '-cp',
+        classpath,
+        'kafka.tools.StorageTool',
+        'format',
+        '--ignore-formatted',
+        '-t',
+        clusterId,
+        '-c',
+        l.propsFile,
+        ...scram,
+      ],
+      { timeoutMs: 90_000, cwd: l.dir },
+    );
+    if (r.code !== 0) {
+      const firstError = r.output
+        .split('\n')
+        .find((s) => /Exception|Error/.test(s))
+        ?.trim();
+      throw new ServiceStartError(
+        'Kafka (secured)',
+        r.error ??
+          `formatting the storage in ${l.dataDir} failed (exit ${r.code})${firstError ? `: ${firstError}` : ''}`,
+        // Not the whole output: on success it lists the salted SCRAM credentials.
+        lastLines(
+          r.output.replace(/UserScramCredentialRecord\([^)]*\)/g, 'UserScramCredentialRecord(...)'),
+          30,
+        ),
+      );
+    }
+  }
+
+  for (const f of [l.logFile, l.outFile]) if (existsSync(f)) renameSync(f, `${f}.prev`);
+  const out = openSync(l.outFile, 'a');
+  const heap = opts.heap ?? '512m';
+  const child = spawn(
+    'java',
+    [
+      `-Xms${heap}`,
+      `-Xmx${heap}`,
+      '-XX:+ExitOnOutOfMemoryError',
+      '-Djava.awt.headless=true',
+      log4jArg,
+      '-cp',
+      classpath,
+      MARKER,
+      l.propsFile,
+    ],
+    { cwd: l.dir, detached: true, stdio: ['ignore', out, out] },
+  );
+  closeSync(out);
+  const exit: { value: string | null } = { value: null };
+  const spawnError = await new Promise<string | null>((resolve) => {
+    child.once('error', (e: NodeJS.ErrnoException) =>
+      resolve(
+        e.code === 'ENOENT' ? 'java is not installed (apt-get install openjdk-17-jre-headless)' : e.message,
+      ),
+    );
+    child.once('spawn', () => resolve(null));
+  });
+  if (spawnError !== null || child.pid === undefined) {
+    throw new ServiceStartError('Kafka (secured)', spawnError ?? 'the JVM could not be spawned', '');
+  }
+  child.once('exit', (code, signal) => (exit.value = signal ? `signal ${signal}` : `code ${code}`));
+  child.unref();
+  writeFileSync(l.pidFile, `${child.pid}\n`);
+
+  await waitUntilReady(l, child.pid, exit, readyTimeoutMs);
+  return handle(l, creds, false);
+}
+
+/** Follows the broker log until it is ready (log line + TLS ApiVersions); on a fatal error, exit or timeout stops it and throws. */
+async function waitUntilReady(
+  l: Layout,
+  pid: number,
+  exit: { value: string | null } | null,
+  readyTimeoutMs: number,
+): Promise<void> {
+  const follower = new FileFollower(l.logFile);
+  const deadline = Date.now() + readyTimeoutMs;
+  const ca = tlsPaths(l.tlsDir).caLocation;
+  let log = '';
+  let sawReady = false;
+  let lastProbe = '';
+  for (;;) {
+    log += follower.readNew();
+    if (!sawReady && log.includes(READY_LINE)) sawReady = true;
+    if (log.includes(FATAL_LINE)) {
+      if (!(await waitForExit(pid, 15_000))) await terminate(pid, 10_000);
+      await sleep(100);
+      log += follower.readNew();
+      safeUnlink(l.pidFile);
+      throw new ServiceStartError(
+        'Kafka (secured)',
+        `the broker stopped during start-up: ${fatalReason(log)}`,
+        kafkaLogTail(l, log),
+      );
+    }
+    const exited = await exitStatus(exit, l.pidFile, MARKER);
+    if (exited !== null) {
+      log += follower.readNew();
+      safeUnlink(l.pidFile);
+      throw new ServiceStartError(
+        'Kafka (secured)',
+        `the broker process exited (${exited}) before it was ready`,
+        kafkaLogTail(l, log),
+      );
+    }
+    if (sawReady) {
+      const r = await probeSecureKafka(HOST, l.port, ca, 2_000);
+      if (r.ok) return;
+      lastProbe = `${r.stage}: ${r.error}`;
+    }
+    if (Date.now() >= deadline) {
+      await terminate(pid, 15_000);
+      safeUnlink(l.pidFile);
+      log += follower.readNew();
+      throw new ServiceStartError(
+        'Kafka (secured)',
+        `the broker was not ready after ${Math.round(readyTimeoutMs / 1000)} s${sawReady ? ` (it logged '${READY_LINE}' but TLS to ${HOST}:${l.port} fails: ${lastProbe})` : ''}; it was stopped`,
+        kafkaLogTail(l, log),
+      );
+    }
+    await sleep(200);
+  }
+}
+
+function stringify(p: Record<string, string | number | boolean>): Record<string, string> {
+  return Object.fromEntries(Object.entries(p).map(([k, v]) => [k, String(v)]));
+}
+
+/**
+ * Stops the secured broker Sluice started from this data dir (SIGTERM, SIGKILL after `graceMs`,
+ * default 30 s). Its data, users and ACLs are kept for the next start.
+ */
+export async function stopSecureKafka(
+  opts: Pick<SecureKafkaOptions, 'dataDir' | 'port'> & { graceMs?: number } = {},
+): Promise<{ stopped: boolean; pid?: number; how: 'not-running' | 'terminated' | 'killed' }> {
+  const l = layout(opts);
+  const pid = livePid(l.pidFile, MARKER);
+  if (pid === undefined) {
+    safeUnlink(l.pidFile);
+    return { stopped: false, how: 'not-running' };
+  }
+  const how = await terminate(pid, opts.graceMs ?? 30_000);
+  safeUnlink(l.pidFile);
+  return { stopped: how !== 'not-running', pid, how };
+}
+
+/** Whether the secured broker answers TLS + ApiVersions with this repo's CA, and its pid when Sluice manages it. */
+export async function secureKafkaStatus(
+  opts: Pick<SecureKafkaOptions, 'dataDir' | 'port' | 'tlsDir'> = {},
+): Promise<ServiceStatus> {
+  const l = layout(opts);
+  const pid = livePid(l.pidFile, MARKER);
+  const answering = (await probeSecureKafka(HOST, l.port, tlsPaths(l.tlsDir).caLocation)).ok;
+  return {
+    service: 'kafka-secure',
+    address: `${HOST}:${l.port}`,
+    answering,
+    managedBy: pid !== undefined ? 'sluice' : 'system',
+    ...(pid !== undefined ? { pid } : {}),
+  };
+}
+
+// ------------------------------------------------------------------ librdkafka client settings for tests
+
+/**
+ * librdkafka properties for a SASL_SSL client of the secured broker: `bootstrap.servers`,
+ * `security.protocol`, `sasl.mechanisms`, `sasl.username`, `sasl.password`, `ssl.ca.location`.
+ * `user`: one of the handle's users (default admin) or any `{ username, password }`.
+ */
+export function saslSslClientConfig(
+  h: SecureKafkaHandle,
+  user: SecureKafkaUserName | { username: string; password: string } = 'admin',
+  mechanism: SaslMechanism = 'SCRAM-SHA-512',
+): Record<string, string> {
+  const u = typeof user === 'string' ? h.users[user] : user;
+  return {
+    'bootstrap.servers': h.bootstrapServers,
+    'security.protocol': 'SASL_SSL',
+    'sasl.mechanisms': mechanism,
+    'sasl.username': u.username,
+    'sasl.password': u.password,
+    'ssl.ca.location': h.tls.caLocation,
+  };
+}
+
+/** librdkafka properties for a mutual-TLS client (principal {@link SecureKafkaTls.clientPrincipal}). */
+export function mtlsClientConfig(h: SecureKafkaHandle): Record<string, string> {
+  return {
+    'bootstrap.servers': h.mtlsBootstrapServers,
+    'security.protocol': 'SSL',
+    'ssl.ca.location': h.tls.caLocation,
+    'ssl.certificate.location': h.tls.clientCertificateLocation,
+    'ssl.key.location': h.tls.clientKeyLocation,
+  };
+}
+
+// ------------------------------------------------------------------ Kafka's tools: ACLs and users
+
+/**
+ * Runs one of Kafka's command-line tools (main class from the Kafka jars) against the secured broker
+ * as admin (`--bootstrap-server` and `--command-config` are added). Returns its output.
+ * @throws Error with the tool's output when it exits non-zero or runs longer than `timeoutMs` (90 s).
+ */
+export async function runSecureKafkaTool(
+  h: SecureKafkaHandle,
+  mainClass: string,
+  args: string[],
+  timeoutMs = 90_000,
+): Promise<string> {
+  const dir = path.dirname(h.adminConfigFile);
+  const r = await runCommand(
+    'java',
+    [
+      '-Xmx128m',
+      '-XX:TieredStopAtLevel=1', // a short-lived tool: start fast, don't optimise
+      '-XX:+UseSerialGC',
+      `-Dlog4j2.configurationFile=${path.join(dir, 'tools-log4j2.xml')}`,
+      '-cp',
+      `${h.libDir}/*`,
+      mainClass,
+      '--bootstrap-server',
+      h.bootstrapServers,
+      '--command-config',
+      h.adminConfigFile,
+      ...args,
+    ],
+    { timeoutMs, cwd: dir },
+  );
+  if (r.code !== 0) {
+    const shown = r.output.split('\n').filter((s) => !/^\s+at /.test(s));
+    throw new Error(
+      `${mainClass.split('.').pop()} ${args.join(' ')} failed (${r.error ?? `exit ${r.code}`}):\n${lastLines(shown.join('\n'), 15)}`,
+    );
+  }
+  return r.output;
+}
+
+export type AclResourceType =
+  'topic' | 'group' | 'cluster' | 'transactional-id' | 'delegation-token' | 'user';
+
+/** AclCommand's operation names. */
+export type AclOperation =
+  | 'All'
+  | 'Read'
+  | 'Write'
+  | 'Create'
+  | 'Delete'
+  | 'Alter'
+  | 'Describe'
+  | 'ClusterAction'
+  | 'DescribeConfigs'
+  | 'AlterConfigs'
+  | 'IdempotentWrite'
+  | 'CreateTokens'
+  | 'DescribeTokens'
+  | 'TwoPhaseCommit';
+
+export interface AclSpec {
+  resourceType: AclResourceType;
+  /** The resource name (a topic, group, transactional id, ...; '*' for all). Ignored for 'cluster'. */
+  name?: string;
+  /** 'literal' (default) or 'prefixed' (every name starting with `name`). */
+  patternType?: 'literal' | 'prefixed';
+  /** Must all be valid for the resource type (e.g. a group has Read, Describe, Delete, DescribeConfigs, AlterConfigs, All). */
+  operations: AclOperation[];
+  /** Default 'allow'. Deny wins over allow. */
+  permission?: 'allow' | 'deny';
+  /** Client host the ACL applies to. Default '*'. */
+  host?: string;
+}
+
+/** One ACL as AclCommand lists it. */
+export interface AclEntry {
+  principal: string;
+  host: string;
+  /** Upper case, e.g. 'READ', 'IDEMPOTENT_WRITE'. */
+  operation: string;
+  permission: 'ALLOW' | 'DENY';
+  /** Upper case, e.g. 'TOPIC', 'GROUP', 'CLUSTER', 'TRANSACTIONAL_ID'. */
+  resourceType: string;
+  name: string;
+  patternType: 'LITERAL' | 'PREFIXED';
+}
+
+const ACL_CLASS = 'org.apache.kafka.tools.AclCommand';
+
+/** 'alice' -> 'User:alice'; 'User:x' unchanged. */
+function principalOf(p: string | SecureKafkaUser): string {
+  const s = typeof p === 'string' ? p : p.principal;
+  return s.includes(':') ? s : `User:${s}`;
+}
+
+function resourceArgs(spec: AclSpec): string[] {
+  if (spec.resourceType === 'cluster') return ['--cluster'];
+  if (spec.name === undefined || spec.name === '') {
+    throw new Error(`an ACL on a ${spec.resourceType} needs a name ('*' for all)`);
+  }
+  const flag = spec.resourceType === 'user' ? '--user-principal' : `--${spec.resourceType}`;
+  return [flag, spec.name];
+}
+
+/** Specs that differ only in their resource go into one AclCommand call (one JVM); others get their own. */
+function aclCalls(action: '--add' | '--remove', principal: string, specs: AclSpec[]): string[][] {
+  const groups = new Map<string, { head: string[]; resources: string[] }>();
+  for (const spec of specs) {
+    if (spec.operations.length === 0) throw new Error('an ACL spec needs at least one operation');
+    const permission = spec.permission ?? 'allow';
+    const ops = [...new Set(spec.operations)].sort();
+    const head = [
+      action,
+      `--${permission}-principal`,
+      principal,
+      `--${permission}-host`,
+      spec.host ?? '*',
+      '--resource-pattern-type',
+      spec.patternType ?? 'literal',
+      ...ops.flatMap((o) => ['--operation', o]),
+      ...(action === '--remove' ? ['--force'] : []),
+    ];
+    const key = head.join('\0');
+    const g = groups.get(key) ?? { head, resources: [] };
+    g.resources.push(...resourceArgs(spec));
+    groups.set(key, g);
+  }
+  return [...groups.values()].map((g) => [...g.head, ...g.resources]);
+}
+
+/**
+ * Gives `principal` ('alice', 'User:alice' or a handle user) the ACLs of `specs`, with Kafka's own
+ * AclCommand as admin (one JVM per distinct operation list: 2.5-5 s each). The broker applies them when
+ * the metadata change is published, a moment after this returns: a client that checks at once may
+ * still be refused for a few milliseconds.
+ */
+export async function grantAcls(
+  h: SecureKafkaHandle,
+  principal: string | SecureKafkaUser,
+  specs: AclSpec[],
+): Promise<void> {
+  for (const args of aclCalls('--add', principalOf(principal), specs))
+    await runSecureKafkaTool(h, ACL_CLASS, args);
+}
+
+/** Removes exactly these ACLs of `principal` (the same specs as given to {@link grantAcls}). */
+export async function revokeAcls(
+  h: SecureKafkaHandle,
+  principal: string | SecureKafkaUser,
+  specs: AclSpec[],
+): Promise<void> {
+  for (const args of aclCalls('--remove', principalOf(principal), specs))
+    await runSecureKafkaTool(h, ACL_CLASS, args);
+}
+
+/**
+ * The ACLs on the broker, optionally only those of `principal` and/or of one resource (`name` with
+ * `resourceType`; matched exactly, any pattern type).
+ */
+export async function listAcls(
+  h: SecureKafkaHandle,
+  filter: { principal?: string | SecureKafkaUser; resourceType?: AclResourceType; name?: string } = {},
+): Promise<AclEntry[]> {
+  const args = ['--list'];
+  if (filter.principal !== undefined) args.push('--principal', principalOf(filter.principal));
+  if (filter.resourceType !== undefined) {
+    args.push(...resourceArgs({ resourceType: filter.resourceType, name: filter.name, operations: ['All'] }));
+    args.push('--resource-pattern-type', 'any');
+  }
+  return parseAclList(await runSecureKafkaTool(h, ACL_CLASS, args));
+}
+
+/** Parses AclCommand --list output ("Current ACLs for resource `ResourcePattern(...)`:" + one line per ACL). */
+export function parseAclList(output: string): AclEntry[] {
+  const entries: AclEntry[] = [];
+  let resource: Pick<AclEntry, 'resourceType' | 'name' | 'patternType'> | undefined;
+  for (const line of output.split('\n')) {
+    const r = /ResourcePattern\(resourceType=([A-Z_]+), name=(.*), patternType=(LITERAL|PREFIXED)\)/.exec(
+      line,
+    );
+    if (r) {
+      resource = { resourceType: r[1]!, name: r[2]!, patternType: r[3] as AclEntry['patternType'] };
+      continue;
+    }
+    const a = /\(principal=(.*), host=(.*), operation=([A-Z_]+), permissionType=(ALLOW|DENY)\)/.exec(line);
+    if (a && resource) {
+      entries.push({
+        principal: a[1]!,
+        host: a[2]!,
+        operation: a[3]!,
+        permission: a[4] as AclEntry['permission'],
+        ...resource,
+      });
+    }
+  }
+  return entries;
+}
+
+/**
+ * Creates (or changes the password of) a SCRAM user at runtime with Kafka's ConfigCommand, one call
+ * per mechanism (default both SCRAM mechanisms). PLAIN users cannot be added at runtime (they are the
+ * broker's JAAS config). The user has no ACLs until {@link grantAcls}. Returns it as a handle user.
+ */
+export async function addScramUser(
+  h: SecureKafkaHandle,
+  username: string,
+  password: string = randomBytes(12).toString('hex'),
+  mechanisms: readonly ('SCRAM-SHA-512' | 'SCRAM-SHA-256')[] = SCRAM_MECHANISMS,
+): Promise<SecureKafkaUser> {
+  if (!/^[A-Za-z0-9._-]+$/.test(username) || /[,\]=]/.test(password)) {
+    throw new Error('addScramUser: use a user name of letters, digits, . _ - and a password without , ] =');
+  }
+  for (const m of mechanisms) {
+    await runSecureKafkaTool(h, 'kafka.admin.ConfigCommand', [
+      '--alter',
+      '--entity-type',
+      'users',
+      '--entity-name',
+      username,
+      '--add-config',
+      `${m}=[password=${password}]`,
+    ]);
+  }
+  return { username, password, principal: `User:${username}` };
+}
