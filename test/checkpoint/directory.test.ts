@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
 import { CheckpointDirectory, CheckpointPipelineMismatchError } from '../../src/checkpoint/directory.js';
 import { CheckpointCorruptError, readManifest, type CheckpointManifest } from '../../src/checkpoint/files.js';
-import type { CheckpointMeta, StateUpdate } from '../../src/core/state.js';
+import type { StateUpdate } from '../../src/core/state.js';
 import { decodeStateValue, encodeStateValue } from '../../src/core/state-codec.js';
 import type { DStream } from '../../src/core/dstream.js';
 import {
@@ -27,26 +24,16 @@ import {
   expectedTally,
   sortedEntries,
 } from './fixtures/state-model.js';
+import { COUNTS_OPERATORS as OPS, checkpointMeta, fullUpdate } from '../helpers/checkpoint.js';
+import { killWhileWriting, runWriter as runFixture, tempRoot, within } from './helpers.js';
 
-const root = await mkdtemp(path.join(tmpdir(), 'sluice-checkpoint-dir-'));
-after(() => rm(root, { recursive: true, force: true }));
-let dirs = 0;
-const freshDir = () => path.join(root, `cp-${++dirs}`);
+const { root, freshDir } = await tempRoot('sluice-checkpoint-dir-');
 
 const conformanceDir = freshDir();
 offsetStoreConformance('CheckpointDirectory', () => new CheckpointDirectory({ dir: conformanceDir }));
 
-const OPS = [{ name: 'counts', kind: 'updateStateByKey' }];
-const meta = (batchTime: number, operators = OPS, pipelineId = 'wc'): CheckpointMeta => ({
-  pipelineId,
-  fingerprint: 'fp-1',
-  operators,
-  batchTime,
-});
-const fullUpdate = (entries: Record<string, unknown>): StateUpdate => ({
-  full: new Map(Object.entries(entries)),
-  deltas: new Map(),
-});
+const meta = (batchTime: number, operators = OPS, pipelineId = 'wc') =>
+  checkpointMeta(pipelineId, batchTime, operators, 'fp-1');
 const deltaUpdate = (
   deltas: Record<string, { set: [unknown, unknown][]; removed: unknown[] }>,
   full: Record<string, unknown> = {},
@@ -497,62 +484,8 @@ describe('CheckpointDirectory as the checkpoint of a pipeline', () => {
 
 // ---- SIGKILL ----------------------------------------------------------------------------------
 
-const writer = fileURLToPath(new URL('./fixtures/checkpoint-writer.ts', import.meta.url));
-
-interface WriterRun {
-  acked: () => number | undefined;
-  started: Promise<number>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
-  kill: () => void;
-}
-
-function runWriter(dir: string, commits?: number): WriterRun {
-  const args = ['--import', 'tsx', writer, dir, ...(commits === undefined ? [] : [String(commits)])];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let stderr = '';
-  let onStart: (n: number) => void;
-  let onEarlyExit: (e: Error) => void;
-  const started = new Promise<number>((resolve, reject) => {
-    onStart = resolve;
-    onEarlyExit = reject;
-  });
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-    const m = /^start (\d+)$/m.exec(out);
-    if (m) onStart(Number(m[1]));
-  });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>(
-    (resolve) =>
-      child.on('exit', (code, signal) => {
-        // A no-op once started.
-        onEarlyExit(new Error(`the writer exited (${code ?? signal}) before starting: ${stderr}`));
-        resolve({ code, signal, stderr });
-      }),
-  );
-  return {
-    acked: () => {
-      const nums = out.split('\n').filter((l) => /^\d+$/.test(l));
-      return nums.length ? Number(nums[nums.length - 1]) : undefined;
-    },
-    started,
-    exited,
-    kill: () => child.kill('SIGKILL'),
-  };
-}
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>(
-      (_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms)),
-    ),
-  ]);
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const runWriter = (dir: string, commits?: number) =>
+  runFixture('checkpoint-writer.ts', [dir, ...(commits === undefined ? [] : [String(commits)])]);
 
 /** Everything a loaded checkpoint must satisfy after commit `n`; returns `n`. */
 async function checkDirectory(dir: string): Promise<number | undefined> {
@@ -588,16 +521,13 @@ describe('CheckpointDirectory under SIGKILL', () => {
     let leftovers = 0;
     const kills = 12;
     for (let kill = 0; kill < kills; kill++) {
-      const run = runWriter(dir);
-      const start = await within(run.started, 30_000, `writer ${kill} start`);
-      assert.equal(start, expected, `run ${kill} resumes at the last commit`);
-      await sleep(Math.floor(Math.random() * 200));
-      const ackedBefore = run.acked() ?? start;
-      run.kill();
-      const { signal, stderr } = await within(run.exited, 10_000, `writer ${kill} exit`);
-      assert.equal(signal, 'SIGKILL', stderr);
-      const acked = run.acked() ?? start;
-      assert.ok(acked >= ackedBefore);
+      const acked = await killWhileWriting(
+        runWriter(dir),
+        kill,
+        expected,
+        `run ${kill} resumes at the last commit`,
+        200,
+      );
       const names = [...(await readdir(dir)), ...(await readdir(path.join(dir, 'state')).catch(() => []))];
       leftovers += names.filter((n) => n.includes('.tmp-')).length;
       const stored = (await checkDirectory(dir)) ?? 0;

@@ -1,18 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
 import { CheckpointDirOffsetStore } from '../../src/checkpoint/offset-store.js';
 import { InvalidOptionError, OffsetConflictError } from '../../src/core/errors.js';
 import { offsetStoreConformance } from '../conformance/offset-store.js';
+import { killWhileWriting, runWriter as runFixture, tempRoot, within } from './helpers.js';
 
-const root = await mkdtemp(path.join(tmpdir(), 'sluice-checkpoint-offsets-'));
-after(() => rm(root, { recursive: true, force: true }));
-let dirs = 0;
-const freshDir = () => path.join(root, `cp-${++dirs}`);
+const { root, freshDir } = await tempRoot('sluice-checkpoint-offsets-');
 
 const conformanceDir = freshDir();
 offsetStoreConformance(
@@ -20,63 +15,14 @@ offsetStoreConformance(
   () => new CheckpointDirOffsetStore({ dir: conformanceDir }),
 );
 
-const writer = fileURLToPath(new URL('./fixtures/offset-writer.ts', import.meta.url));
-
-interface Run {
-  /** Numbers printed so far: the commits that resolved. */
-  acked: () => number | undefined;
-  started: Promise<number>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
-  kill: () => void;
-}
-
-function runWriter(dir: string, group: string, topic: string, partitions: number, writes?: number): Run {
-  const args = [
-    '--import',
-    'tsx',
-    writer,
+const runWriter = (dir: string, group: string, topic: string, partitions: number, writes?: number) =>
+  runFixture('offset-writer.ts', [
     dir,
     group,
     topic,
     String(partitions),
     ...(writes === undefined ? [] : [String(writes)]),
-  ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let stderr = '';
-  let onStart: (n: number) => void;
-  const started = new Promise<number>((resolve) => (onStart = resolve));
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-    const m = /^start (\d+)$/m.exec(out);
-    if (m) onStart(Number(m[1]));
-  });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>(
-    (resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stderr })),
-  );
-  return {
-    acked: () => {
-      const nums = out.split('\n').filter((l) => /^\d+$/.test(l));
-      return nums.length ? Number(nums[nums.length - 1]) : undefined;
-    },
-    started,
-    exited,
-    kill: () => child.kill('SIGKILL'),
-  };
-}
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>(
-      (_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms)),
-    ),
   ]);
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('CheckpointDirOffsetStore', () => {
   it('writes one readable JSON file per group: version, group, updatedAt and sorted offsets', async () => {
@@ -148,16 +94,13 @@ describe('CheckpointDirOffsetStore', () => {
     let expected = 0;
     let tempFilesSeen = 0;
     for (let kill = 0; kill < 12; kill++) {
-      const run = runWriter(dir, 'job', 'events', partitions);
-      const start = await within(run.started, 30_000, `writer ${kill} start`);
-      assert.equal(start, expected, `run ${kill} resumes where the previous one stopped`);
-      await sleep(Math.floor(Math.random() * 150));
-      const lastAckedBeforeKill = run.acked() ?? start;
-      run.kill();
-      const { signal, stderr } = await within(run.exited, 10_000, `writer ${kill} exit`);
-      assert.equal(signal, 'SIGKILL', stderr);
-      const acked = run.acked() ?? start;
-      assert.ok(acked >= lastAckedBeforeKill);
+      const acked = await killWhileWriting(
+        runWriter(dir, 'job', 'events', partitions),
+        kill,
+        expected,
+        `run ${kill} resumes where the previous one stopped`,
+        150,
+      );
 
       const raw = await readFile(file, 'utf8').catch(() => undefined);
       if (raw === undefined) {

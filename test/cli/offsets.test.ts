@@ -40,6 +40,7 @@ import {
   uniqueName,
   zookeeperConnect,
 } from '../helpers/services.js';
+import { plainZooKeeper, removeTree } from '../helpers/zookeeper.js';
 
 const SECRET = 'Sup3r-s3cret-pw';
 
@@ -147,19 +148,7 @@ function redisCase(): StoreCase {
 function zookeeperCase(): StoreCase {
   const root = `/sluice-test/${uniqueName('cli-offsets')}`;
   let client: zookeeper.Client | undefined;
-  const plain = async (): Promise<zookeeper.Client> => {
-    if (client) return client;
-    const c = zookeeper.createClient(await zookeeperConnect(), { sessionTimeout: 10_000, retries: 2 });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no ZooKeeper session within 10 s')), 10_000);
-      c.once('connected', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      c.connect();
-    });
-    return (client = c);
-  };
+  const plain = async (): Promise<zookeeper.Client> => (client ??= await plainZooKeeper());
   const call = <T>(f: (cb: (e: zookeeper.Exception | Error | null, v: T) => void) => void) =>
     new Promise<T | undefined>((resolve, reject) =>
       f((e, v) => {
@@ -185,12 +174,7 @@ function zookeeperCase(): StoreCase {
     },
     async cleanup() {
       const zk = await plain();
-      const removeTree = async (p: string): Promise<void> => {
-        for (const c of (await call<string[]>((cb) => zk.getChildren(p, cb))) ?? [])
-          await removeTree(`${p}/${c}`);
-        await call<void>((cb) => zk.remove(p, -1, (e) => cb(e, undefined)));
-      };
-      await removeTree(root);
+      await removeTree(zk, root);
       zk.close();
     },
   };

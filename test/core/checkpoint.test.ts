@@ -11,6 +11,7 @@ import { InMemoryOffsetStore } from '../../src/core/offsets.js';
 import { TestDriver } from '../../src/core/testing/driver.js';
 import { InMemoryTransactionalSink, InMemoryTransactionalStore } from '../../src/core/memory-sink.js';
 import { stateStoreConformance } from '../conformance/state-store.js';
+import { advanceBatches } from '../helpers/driver.js';
 import type { StateStore } from '../../src/core/state.js';
 
 // The conformance suites open "new instances on the same place": views of one shared store.
@@ -65,12 +66,7 @@ async function runProcess(
     { name: 'out' },
   );
   await driver.start();
-  let error: Error | undefined;
-  try {
-    for (let i = 0; i < batches; i++) await driver.advance();
-  } catch (e) {
-    error = e as Error;
-  }
+  const error = await advanceBatches(driver, batches);
   await driver.stop();
   return { last: sorted(out.last()), error };
 }

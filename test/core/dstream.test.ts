@@ -4,32 +4,7 @@ import { Batch } from '../../src/core/batch.js';
 import type { DStream } from '../../src/core/dstream.js';
 import { OperatorError, PipelineDefinitionError } from '../../src/core/errors.js';
 import { TestDriver } from '../../src/core/testing/driver.js';
-
-/** Sorts records by their JSON text: Spark's batch order is not defined, its content is. */
-function sorted<T>(records: T[]): T[] {
-  return [...records].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
-}
-
-/**
- * Runs `build` over the given input batches (one per interval) through the test driver and
- * returns each output batch's records, sorted.
- */
-async function run<I, O>(
-  inputs: I[][],
-  build: (s: DStream<I>) => DStream<O>,
-  numPartitions = 1,
-): Promise<O[][]> {
-  const driver = new TestDriver({ batchInterval: 1000 });
-  const input = driver.input<I>({ name: 'in', numPartitions });
-  const out = driver.collect(build(input.stream));
-  await driver.start();
-  for (const batch of inputs) {
-    input.push(batch);
-    await driver.advance();
-  }
-  await driver.stop();
-  return out.all().map(sorted);
-}
+import { run, sorted } from './helpers.js';
 
 /** Like `run`, for two inputs fed in lockstep. */
 async function run2<A, B, O>(
@@ -68,7 +43,9 @@ describe('DStream stateless operators', () => {
   });
 
   it('mapPartitions sees each partition once, with its index', async () => {
-    const out = await run([[1, 2, 3, 4]], (s) => s.mapPartitions((p, i) => [`${i}:${p.length}`]), 2);
+    const out = await run([[1, 2, 3, 4]], (s) => s.mapPartitions((p, i) => [`${i}:${p.length}`]), {
+      numPartitions: 2,
+    });
     assert.deepEqual(out, [['0:2', '1:2']]);
   });
 

@@ -3,11 +3,19 @@ import { describe, it } from 'node:test';
 import { ContextStateError } from '../../src/core/errors.js';
 import type { State } from '../../src/core/stateful.js';
 import { TestDriver } from '../../src/core/testing/driver.js';
-
-const sorted = <T>(xs: T[]) => [...xs].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+import { feed, pairBatches, sorted } from './helpers.js';
 
 // Inputs and expected outputs from Spark's BasicOperationsSuite and MapWithStateSuite.
 const words = [['a'], ['a', 'b'], ['a', 'b', 'c'], ['a', 'b'], ['a'], []];
+// The count of each word so far, after each batch of `words`.
+const runningCounts = pairBatches(
+  'a=1',
+  'a=2 b=1',
+  'a=3 b=2 c=1',
+  'a=4 b=3 c=1',
+  'a=5 b=3 c=1',
+  'a=5 b=3 c=1',
+);
 
 describe('updateStateByKey', () => {
   it('keeps a running count per key across batches, as Spark', async () => {
@@ -19,38 +27,9 @@ describe('updateStateByKey', () => {
         .updateStateByKey((vs: number[], s: number | undefined) => vs.reduce((a, b) => a + b, 0) + (s ?? 0)),
     );
     await driver.start();
-    for (const b of words) {
-      input.push(b);
-      await driver.advance();
-    }
+    await feed(driver, input, words);
     await driver.stop();
-    assert.deepEqual(out.all().map(sorted), [
-      [['a', 1]],
-      [
-        ['a', 2],
-        ['b', 1],
-      ],
-      [
-        ['a', 3],
-        ['b', 2],
-        ['c', 1],
-      ],
-      [
-        ['a', 4],
-        ['b', 3],
-        ['c', 1],
-      ],
-      [
-        ['a', 5],
-        ['b', 3],
-        ['c', 1],
-      ],
-      [
-        ['a', 5],
-        ['b', 3],
-        ['c', 1],
-      ],
-    ]);
+    assert.deepEqual(out.all().map(sorted), runningCounts);
   });
 
   it('removes a key when the function returns undefined, and starts from the initial state', async () => {
@@ -99,40 +78,10 @@ describe('mapWithState', () => {
     const out = driver.collect(mapped);
     const snaps = driver.collect(mapped.stateSnapshots());
     await driver.start();
-    for (const b of [[], ...words, []].slice(0, 7)) {
-      input.push(b);
-      await driver.advance();
-    }
+    await feed(driver, input, [[], ...words, []].slice(0, 7));
     await driver.stop();
     assert.deepEqual(out.all().map(sorted), [[], [1], [1, 2], [1, 2, 3], [3, 4], [5], []]);
-    assert.deepEqual(snaps.all().map(sorted), [
-      [],
-      [['a', 1]],
-      [
-        ['a', 2],
-        ['b', 1],
-      ],
-      [
-        ['a', 3],
-        ['b', 2],
-        ['c', 1],
-      ],
-      [
-        ['a', 4],
-        ['b', 3],
-        ['c', 1],
-      ],
-      [
-        ['a', 5],
-        ['b', 3],
-        ['c', 1],
-      ],
-      [
-        ['a', 5],
-        ['b', 3],
-        ['c', 1],
-      ],
-    ]);
+    assert.deepEqual(snaps.all().map(sorted), [[], ...runningCounts]);
   });
 
   it('times out keys idle longer than the timeout with one last call, then removes them', async () => {

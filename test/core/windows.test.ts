@@ -1,179 +1,33 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { DStream } from '../../src/core/dstream.js';
 import { PipelineDefinitionError } from '../../src/core/errors.js';
 import { TestDriver } from '../../src/core/testing/driver.js';
+import { pairBatches, run } from './helpers.js';
 
-const sorted = <T>(xs: T[]) => [...xs].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
-
-/**
- * Feeds one input batch per interval (1 s) and returns every output batch, sorted. Windowed streams
- * produce a batch only at their slide times, so there may be fewer outputs than inputs.
- */
-async function run<I, O>(
-  inputs: I[][],
-  build: (s: DStream<I>) => DStream<O>,
-  extraBatches = 0,
-): Promise<O[][]> {
-  const driver = new TestDriver({ batchInterval: 1000 });
-  const input = driver.input<I>({ name: 'in' });
-  const out = driver.collect(build(input.stream));
-  await driver.start();
-  for (const b of inputs) {
-    input.push(b);
-    await driver.advance();
-  }
-  if (extraBatches) await driver.advance(extraBatches);
-  await driver.stop();
-  return out.all().map(sorted);
-}
-
-// Inputs and expected outputs from Spark's WindowOperationsSuite (batch interval 1 s).
-const bigInput: [string, number][][] = [
-  [['a', 1]],
-  [
-    ['a', 1],
-    ['b', 1],
-  ],
-  [
-    ['a', 1],
-    ['b', 1],
-    ['c', 1],
-  ],
-  [
-    ['a', 1],
-    ['b', 1],
-  ],
-  [['a', 1]],
-  [],
-  [['a', 1]],
-  [
-    ['a', 1],
-    ['b', 1],
-  ],
-  [
-    ['a', 1],
-    ['b', 1],
-    ['c', 1],
-  ],
-  [
-    ['a', 1],
-    ['b', 1],
-  ],
-  [['a', 1]],
-  [],
-];
-const bigReduceOutput = [
-  [['a', 1]],
-  [
-    ['a', 2],
-    ['b', 1],
-  ],
-  [
-    ['a', 2],
-    ['b', 2],
-    ['c', 1],
-  ],
-  [
-    ['a', 2],
-    ['b', 2],
-    ['c', 1],
-  ],
-  [
-    ['a', 2],
-    ['b', 1],
-  ],
-  [['a', 1]],
-  [['a', 1]],
-  [
-    ['a', 2],
-    ['b', 1],
-  ],
-  [
-    ['a', 2],
-    ['b', 2],
-    ['c', 1],
-  ],
-  [
-    ['a', 2],
-    ['b', 2],
-    ['c', 1],
-  ],
-  [
-    ['a', 2],
-    ['b', 1],
-  ],
-  [['a', 1]],
-];
+// Inputs and expected outputs from Spark's WindowOperationsSuite (batch interval 1 s). Windowed
+// streams produce a batch only at their slide times, so there may be fewer outputs than inputs.
+// The big input is the same 6 s twice, and so is its windowed reduce.
+const bigInputHalf = pairBatches('a=1', 'a=1 b=1', 'a=1 b=1 c=1', 'a=1 b=1', 'a=1', '');
+const bigInput = [...bigInputHalf, ...bigInputHalf];
+const bigReduceOutputHalf = pairBatches('a=1', 'a=2 b=1', 'a=2 b=2 c=1', 'a=2 b=2 c=1', 'a=2 b=1', 'a=1');
+const bigReduceOutput = [...bigReduceOutputHalf, ...bigReduceOutputHalf];
 // With the inverse function and no filter, keys stay at 0 once their values have left the window.
-const bigReduceInvOutput = [
-  [['a', 1]],
-  [
-    ['a', 2],
-    ['b', 1],
-  ],
-  [
-    ['a', 2],
-    ['b', 2],
-    ['c', 1],
-  ],
-  [
-    ['a', 2],
-    ['b', 2],
-    ['c', 1],
-  ],
-  [
-    ['a', 2],
-    ['b', 1],
-    ['c', 0],
-  ],
-  [
-    ['a', 1],
-    ['b', 0],
-    ['c', 0],
-  ],
-  [
-    ['a', 1],
-    ['b', 0],
-    ['c', 0],
-  ],
-  [
-    ['a', 2],
-    ['b', 1],
-    ['c', 0],
-  ],
-  [
-    ['a', 2],
-    ['b', 2],
-    ['c', 1],
-  ],
-  [
-    ['a', 2],
-    ['b', 2],
-    ['c', 1],
-  ],
-  [
-    ['a', 2],
-    ['b', 1],
-    ['c', 0],
-  ],
-  [
-    ['a', 1],
-    ['b', 0],
-    ['c', 0],
-  ],
-];
-const largerSlideInput: [string, number][][] = [
-  [['a', 1]],
-  [['a', 2]],
-  [['a', 3]],
-  [['a', 4]],
-  [['a', 5]],
-  [['a', 6]],
-  [],
-  [],
-];
-const largerSlideReduceOutput = [[['a', 3]], [['a', 10]], [['a', 18]], [['a', 11]]];
+const bigReduceInvOutput = pairBatches(
+  'a=1',
+  'a=2 b=1',
+  'a=2 b=2 c=1',
+  'a=2 b=2 c=1',
+  'a=2 b=1 c=0',
+  'a=1 b=0 c=0',
+  'a=1 b=0 c=0',
+  'a=2 b=1 c=0',
+  'a=2 b=2 c=1',
+  'a=2 b=2 c=1',
+  'a=2 b=1 c=0',
+  'a=1 b=0 c=0',
+);
+const largerSlideInput = pairBatches('a=1', 'a=2', 'a=3', 'a=4', 'a=5', 'a=6', '', '');
+const largerSlideReduceOutput = pairBatches('a=3', 'a=10', 'a=18', 'a=11');
 const add = (a: number, b: number) => a + b;
 const sub = (a: number, b: number) => a - b;
 
@@ -193,7 +47,7 @@ describe('window operations (Spark semantics)', () => {
   });
 
   it('larger window: length 4 s, slide 2 s', async () => {
-    assert.deepEqual(await run(nums, (s) => s.window(4000, { slideMs: 2000 }), 2), [
+    assert.deepEqual(await run(nums, (s) => s.window(4000, { slideMs: 2000 }), { extraBatches: 2 }), [
       [0, 1],
       [0, 1, 2, 3],
       [2, 3, 4, 5],

@@ -5,26 +5,25 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { Mode } from './modes.js';
 import { SHORT, SHORT_TIMEOUT_MS, shortCrashTest } from './short.js';
 
-test(
-  `PostgreSQL upsert with offsets in Redis: after ${SHORT.kills} SIGKILLs, batches written again overwrite themselves and every one of the ${SHORT.records}+ input records is in the table once`,
-  { timeout: SHORT_TIMEOUT_MS },
-  async (t) => {
-    const r = await shortCrashTest(t, 'pg-upsert');
-    assert.ok(r.replayedBatches > 0, 'a kill after the write made the restart write a batch again');
-    assert.equal(r.outputRecords, r.records);
-    assert.equal(r.missing, 0);
-  },
-);
+const cases: [name: string, mode: Mode][] = [
+  [
+    `PostgreSQL upsert with offsets in Redis: after ${SHORT.kills} SIGKILLs, batches written again overwrite themselves and every one of the ${SHORT.records}+ input records is in the table once`,
+    'pg-upsert',
+  ],
+  [
+    `Redis HSET with offsets in PostgreSQL: after ${SHORT.kills} SIGKILLs, batches written again overwrite themselves and every one of the ${SHORT.records}+ input records is in the hash once`,
+    'redis-idempotent',
+  ],
+];
 
-test(
-  `Redis HSET with offsets in PostgreSQL: after ${SHORT.kills} SIGKILLs, batches written again overwrite themselves and every one of the ${SHORT.records}+ input records is in the hash once`,
-  { timeout: SHORT_TIMEOUT_MS },
-  async (t) => {
-    const r = await shortCrashTest(t, 'redis-idempotent');
+for (const [name, mode] of cases) {
+  test(name, { timeout: SHORT_TIMEOUT_MS }, async (t) => {
+    const r = await shortCrashTest(t, mode);
     assert.ok(r.replayedBatches > 0, 'a kill after the write made the restart write a batch again');
     assert.equal(r.outputRecords, r.records);
     assert.equal(r.missing, 0);
-  },
-);
+  });
+}

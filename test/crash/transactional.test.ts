@@ -5,24 +5,24 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { Mode } from './modes.js';
 import { SHORT, SHORT_TIMEOUT_MS, shortCrashTest } from './short.js';
 
-test(
-  `PostgreSQL rows and offsets in one transaction: after ${SHORT.kills} SIGKILLs and restarts, every one of the ${SHORT.records}+ input records is in the table exactly once`,
-  { timeout: SHORT_TIMEOUT_MS },
-  async (t) => {
-    const r = await shortCrashTest(t, 'pg-transactional');
-    assert.equal(r.outputRecords, r.records);
-    assert.deepEqual([r.duplicates, r.missing], [0, 0]);
-  },
-);
+const cases: [name: string, mode: Mode][] = [
+  [
+    `PostgreSQL rows and offsets in one transaction: after ${SHORT.kills} SIGKILLs and restarts, every one of the ${SHORT.records}+ input records is in the table exactly once`,
+    'pg-transactional',
+  ],
+  [
+    `MariaDB rows and offsets in one transaction: after ${SHORT.kills} SIGKILLs and restarts, every one of the ${SHORT.records}+ input records is in the table exactly once`,
+    'mysql-transactional',
+  ],
+];
 
-test(
-  `MariaDB rows and offsets in one transaction: after ${SHORT.kills} SIGKILLs and restarts, every one of the ${SHORT.records}+ input records is in the table exactly once`,
-  { timeout: SHORT_TIMEOUT_MS },
-  async (t) => {
-    const r = await shortCrashTest(t, 'mysql-transactional');
+for (const [name, mode] of cases) {
+  test(name, { timeout: SHORT_TIMEOUT_MS }, async (t) => {
+    const r = await shortCrashTest(t, mode);
     assert.equal(r.outputRecords, r.records);
     assert.deepEqual([r.duplicates, r.missing], [0, 0]);
-  },
-);
+  });
+}

@@ -5,13 +5,12 @@
  * earlier lines were printed.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { createTopic, deleteTopic, produce } from '../helpers/kafka.js';
 import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
-import { ChildRun } from './child-process.js';
+import { ChildRun, afterTests } from './child-process.js';
 
 interface KeptBatch {
   time: number;
@@ -58,20 +57,14 @@ function lines(round: number, ip: string, n: number): string[] {
   );
 }
 
-const runs: ChildRun[] = [];
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const r of runs) await r.kill();
-  for (const c of cleanups) await c().catch(() => {});
-});
+const { runs, cleanups, tempDir } = afterTests();
 
 test('blacklist-filter drops the lines of a newly blacklisted IP from the next batches on, keeps its earlier lines, and exits 0 on SIGINT', async () => {
   const bootstrap = await kafkaBootstrap();
   const topic = uniqueName('example-blacklist');
   await createTopic(bootstrap, topic, 2);
   cleanups.push(() => deleteTopic(bootstrap, topic));
-  const dir = await mkdtemp(path.join(tmpdir(), 'sluice-blacklist-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir('sluice-blacklist-');
   const file = path.join(dir, 'blacklist.txt');
   /** Replaces the file in one rename, so the job never reads half of it. */
   const writeBlacklist = async (ips: string[]) => {

@@ -3,7 +3,10 @@
  * wait for its output with a deadline. Every wait is bounded; a timeout fails with what was printed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -104,6 +107,53 @@ export class ChildRun {
 
 function fmtExit(e: Exit): string {
   return e.signal ? `signal ${e.signal}` : `code ${e.code}`;
+}
+
+/**
+ * The runs and clean-ups of a test file, done after its tests: every run still going is killed
+ * first, then the clean-ups run in order, a failing one not stopping the others. `tempDir` makes a
+ * new directory under the OS temp dir and adds its removal to the clean-ups.
+ */
+export function afterTests(): {
+  runs: ChildRun[];
+  cleanups: (() => Promise<unknown>)[];
+  tempDir: (prefix: string) => Promise<string>;
+} {
+  const runs: ChildRun[] = [];
+  const cleanups: (() => Promise<unknown>)[] = [];
+  after(async () => {
+    for (const r of runs) await r.kill();
+    for (const c of cleanups) await c().catch(() => {});
+  });
+  const tempDir = async (prefix: string) => {
+    const dir = await mkdtemp(path.join(tmpdir(), prefix));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    return dir;
+  };
+  return { runs, cleanups, tempDir };
+}
+
+/** Polls `probe` (every 100 ms) until `ok` holds for its value, and returns it; fails after `timeoutMs`. */
+export async function waitUntil<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T>,
+  ok: (v: T) => boolean,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const last = await probe();
+    if (ok(last)) return last;
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}; last seen: ${JSON.stringify(last, mapJson)}`,
+      );
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function mapJson(_k: string, v: unknown): unknown {
+  return v instanceof Map ? Object.fromEntries(v) : v;
 }
 
 /** One `print()` block: Spark's `Time: <ms> ms` header and the records printed under it. */

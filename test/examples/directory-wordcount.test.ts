@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import {
   ChildRun,
+  afterTests,
   parsePrintedBatches,
   sameCounts,
   sortedEntries,
@@ -13,15 +13,10 @@ import {
   wordCounts,
 } from './child-process.js';
 
-const runs: ChildRun[] = [];
-let root: string | undefined;
-after(async () => {
-  for (const r of runs) await r.kill();
-  if (root) await rm(root, { recursive: true, force: true });
-});
+const { runs, tempDir } = afterTests();
 
 test('directory-wordcount example counts the words of each file moved into the watched directory, each file once (also across a restart), and exits 0 on SIGINT', async () => {
-  root = await mkdtemp(path.join(os.tmpdir(), 'sluice-dir-example-'));
+  const root = await tempDir('sluice-dir-example-');
   const watched = path.join(root, 'incoming');
   const staging = path.join(root, 'staging'); // same file system: the move is a rename
   await mkdir(watched);

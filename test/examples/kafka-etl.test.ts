@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import {
   AccessLogError,
   SAMPLE_MALFORMATIONS,
@@ -9,7 +9,8 @@ import {
 } from '../../examples/lib/access-log.js';
 import { createTopic, deleteTopic, produce, type TestRecord } from '../helpers/kafka.js';
 import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
-import { ChildRun } from './child-process.js';
+import { ChildRun, afterTests } from './child-process.js';
+import { checkRanges, parseEtlBatches, total, type EtlBatch } from './etl-output.js';
 
 const TIME_ZONE = 'Asia/Shanghai';
 const etl = accessLogEtl({ timeZone: TIME_ZONE });
@@ -100,68 +101,13 @@ function header(r: KcatRecord, name: string): string | undefined {
 
 const sorted = <T>(xs: T[]): T[] => [...xs].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
 
-interface PrintedBatch {
-  time: number;
-  in: number;
-  out: number;
-  dead: number;
-  ranges: { topic: string; partition: number; from: number; until: number; size: number }[];
-  sample: string | undefined;
-}
-
-/** The example's per-batch blocks (see examples/kafka-etl.ts). */
-function parseBatches(stdout: string): PrintedBatch[] {
-  const out: PrintedBatch[] = [];
-  const complete = stdout.slice(0, stdout.lastIndexOf('\n') + 1);
-  for (const line of complete.split('\n')) {
-    const head =
-      /^Batch \S+ \((\d+)\): (\d+) in, (\d+) out, (\d+) dead letters, processing \d+ ms, scheduling delay -?\d+ ms$/.exec(
-        line,
-      );
-    const range = /^ {2}offsets (\S+) (\d+) (\d+) (\d+) \((\d+)\)$/.exec(line);
-    const sample = /^ {2}dead letter e\.g\.: (.+)$/.exec(line);
-    if (head) {
-      out.push({
-        time: Number(head[1]),
-        in: Number(head[2]),
-        out: Number(head[3]),
-        dead: Number(head[4]),
-        ranges: [],
-        sample: undefined,
-      });
-    } else if (range && out.length) {
-      out.at(-1)!.ranges.push({
-        topic: range[1]!,
-        partition: Number(range[2]),
-        from: Number(range[3]),
-        until: Number(range[4]),
-        size: Number(range[5]),
-      });
-    } else if (sample && out.length) {
-      out.at(-1)!.sample = sample[1];
-    }
-  }
-  return out;
-}
-
-const total = (bs: PrintedBatch[], k: 'in' | 'out' | 'dead') => bs.reduce((n, b) => n + b[k], 0);
-
 /** Every printed batch is consistent with itself and continues where the previous one ended. */
-function checkBatches(batches: PrintedBatch[], topic: string, output: string): void {
+function checkBatches(batches: EtlBatch[], topic: string, output: string): void {
   const next = new Map<number, number>();
   for (const b of batches) {
     const where = `batch ${b.time}\n${output}`;
-    assert.deepEqual(
-      b.ranges.map((r) => [r.topic, r.partition]),
-      [
-        [topic, 0],
-        [topic, 1],
-        [topic, 2],
-      ],
-      where,
-    );
+    checkRanges(b, topic, where);
     for (const r of b.ranges) {
-      assert.equal(r.size, r.until - r.from, where);
       if (next.has(r.partition)) assert.equal(r.from, next.get(r.partition), `contiguous: ${where}`);
       next.set(r.partition, r.until);
     }
@@ -172,25 +118,20 @@ function checkBatches(batches: PrintedBatch[], topic: string, output: string): v
     );
     assert.equal(b.in, b.out + b.dead, `every line is either output or a dead letter: ${where}`);
     assert.equal(
-      b.sample !== undefined,
+      b.reason !== undefined,
       b.dead > 0,
       `a sample reason exactly when there are dead letters: ${where}`,
     );
   }
 }
 
-const runs: ChildRun[] = [];
-const topics: string[] = [];
+const { runs, cleanups } = afterTests();
 let bootstrap = '';
-after(async () => {
-  for (const r of runs) await r.kill();
-  for (const t of topics) await deleteTopic(bootstrap, t).catch(() => {});
-});
 
 function names(prefix: string) {
   const base = uniqueName(prefix);
   const n = { input: `${base}-in`, output: `${base}-out`, dlq: `${base}-dlq`, pipeline: base };
-  topics.push(n.input, n.output, n.dlq);
+  for (const topic of [n.input, n.output, n.dlq]) cleanups.push(() => deleteTopic(bootstrap, topic));
   return n;
 }
 
@@ -243,13 +184,13 @@ test('kafka-etl example: the output topic (read by kcat, read_committed) holds e
 
   const run = startEtl(n, { MAX_RATE_PER_PARTITION: '100' });
   await run.waitFor(
-    (out) => total(parseBatches(out), 'in') >= 400,
+    (out) => total(parseEtlBatches(out), 'in') >= 400,
     'the 400 lines produced before the start',
     60_000,
   );
   // More lines while it runs.
   await produce(bootstrap, n.input, records(400, 600));
-  await run.waitFor((out) => total(parseBatches(out), 'in') >= 600, 'all 600 lines', 30_000);
+  await run.waitFor((out) => total(parseEtlBatches(out), 'in') >= 600, 'all 600 lines', 30_000);
   const exit = await run.stop('SIGINT', 30_000);
   assert.deepEqual(exit, { code: 0, signal: null }, run.output());
 
@@ -270,7 +211,7 @@ test('kafka-etl example: the output topic (read by kcat, read_committed) holds e
   const reasons = new Set(want.dead.map((d) => d.reason.replace(/'.*'/, "'…'").replace(/: .*$/, '')));
   assert.ok(reasons.size >= 4, `several kinds of malformed lines: ${[...reasons].join('; ')}`);
 
-  const batches = parseBatches(run.stdout);
+  const batches = parseEtlBatches(run.stdout);
   checkBatches(batches, n.input, run.output());
   assert.ok(
     batches.filter((b) => b.in > 0).length >= 3,
@@ -279,10 +220,10 @@ test('kafka-etl example: the output topic (read by kcat, read_committed) holds e
   assert.equal(total(batches, 'in'), 600);
   assert.equal(total(batches, 'out'), want.out.length);
   assert.equal(total(batches, 'dead'), want.dead.length);
-  for (const b of batches.filter((x) => x.sample !== undefined)) {
+  for (const b of batches.filter((x) => x.reason !== undefined)) {
     assert.ok(
-      want.dead.some((d) => d.reason === b.sample),
-      `the sample reason ${b.sample} is one of the dead letters' reasons`,
+      want.dead.some((d) => d.reason === b.reason),
+      `the sample reason ${b.reason} is one of the dead letters' reasons`,
     );
   }
   const stopped = /^Stopped: (\d+) batches, (\d+) in, (\d+) out, (\d+) dead letters\.$/m.exec(run.stdout);
@@ -303,7 +244,7 @@ test('kafka-etl example: a crash after the output is written but before the comm
   const crashed = await first.waitForExit(60_000);
   assert.deepEqual(crashed, { code: null, signal: 'SIGKILL' }, first.output());
   assert.match(first.stdout, /^Crashing \(CRASH_IN_BATCH=3\): output written in the open transaction/m);
-  const firstBatches = parseBatches(first.stdout);
+  const firstBatches = parseEtlBatches(first.stdout);
   assert.equal(
     firstBatches.filter((b) => b.in > 0).length,
     2,
@@ -320,7 +261,7 @@ test('kafka-etl example: a crash after the output is written but before the comm
 
   const second = startEtl(n, { MAX_RATE_PER_PARTITION: '2000' });
   await second.waitFor(
-    (o) => total(parseBatches(o), 'in') >= lines - total(firstBatches, 'in'),
+    (o) => total(parseEtlBatches(o), 'in') >= lines - total(firstBatches, 'in'),
     'the rest of the lines',
     60_000,
   );
@@ -336,7 +277,7 @@ test('kafka-etl example: a crash after the output is written but before the comm
   assert.ok(all.length > want.out.length, `read_uncommitted sees the aborted records too (${all.length})`);
 
   // The second run resumed exactly where the last committed batch of the first ended.
-  const secondBatches = parseBatches(second.stdout);
+  const secondBatches = parseEtlBatches(second.stdout);
   checkBatches(secondBatches, n.input, second.output());
   for (const r of secondBatches[0]!.ranges) {
     const last = firstBatches.at(-1)!.ranges.find((x) => x.partition === r.partition)!;

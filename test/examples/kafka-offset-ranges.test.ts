@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { createTopic, deleteTopic, produce } from '../helpers/kafka.js';
 import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
-import { ChildRun } from './child-process.js';
+import { ChildRun, afterTests } from './child-process.js';
 
 interface PrintedRanges {
   time: number;
@@ -19,14 +19,12 @@ function parseRanges(stdout: string): PrintedRanges[] {
     const range = /^(\S+) (\d+) (\d+) (\d+)$/.exec(line);
     if (header) out.push({ time: Number(header[1]), records: Number(header[2]), ranges: [] });
     else if (range && out.length > 0) {
-      out
-        .at(-1)!
-        .ranges.push({
-          topic: range[1]!,
-          partition: Number(range[2]),
-          from: Number(range[3]),
-          until: Number(range[4]),
-        });
+      out.at(-1)!.ranges.push({
+        topic: range[1]!,
+        partition: Number(range[2]),
+        from: Number(range[3]),
+        until: Number(range[4]),
+      });
     }
   }
   return out;
@@ -34,18 +32,12 @@ function parseRanges(stdout: string): PrintedRanges[] {
 
 const recordsIn = (batches: PrintedRanges[]): number => batches.reduce((n, b) => n + b.records, 0);
 
-const runs: ChildRun[] = [];
-const topics: string[] = [];
-let bootstrap = '';
-after(async () => {
-  for (const r of runs) await r.kill();
-  for (const t of topics) await deleteTopic(bootstrap, t).catch(() => {});
-});
+const { runs, cleanups } = afterTests();
 
 test('kafka-offset-ranges example prints offset ranges that cover exactly the produced records of a 3-partition topic, and exits 0 on SIGINT', async () => {
-  bootstrap = await kafkaBootstrap();
+  const bootstrap = await kafkaBootstrap();
   const topic = uniqueName('example-offset-ranges');
-  topics.push(topic);
+  cleanups.push(() => deleteTopic(bootstrap, topic));
   await createTopic(bootstrap, topic, 3);
   // 90 records before the job starts (read from the earliest offsets), 60 more while it runs.
   const batch = (from: number, n: number) =>

@@ -5,36 +5,13 @@
  * offsets; a restart without it writes each row exactly once and stores the end offsets.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import mysql from 'mysql2/promise';
 import { createTopic, deleteTopic, produce } from '../helpers/kafka.js';
 import { kafkaBootstrap, mysqlUrl, uniqueName } from '../helpers/services.js';
-import { ChildRun } from './child-process.js';
+import { ChildRun, afterTests, waitUntil } from './child-process.js';
 
-const runs: ChildRun[] = [];
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const r of runs) await r.kill();
-  for (const c of cleanups) await c().catch(() => {});
-});
-
-async function waitUntil<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => Promise<T>,
-  ok: (v: T) => boolean,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const last = await probe();
-    if (ok(last)) return last;
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}; last seen: ${JSON.stringify(last)}`,
-      );
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const { runs, cleanups } = afterTests();
 
 test('mysql-transactional: a failure after the rows and before the commit exits 1 and leaves neither rows nor offsets; the restart writes each row exactly once and stores the end offsets', async () => {
   const bootstrap = await kafkaBootstrap();

@@ -5,13 +5,13 @@
  * checked with a plain client.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import Kafka from '@confluentinc/kafka-javascript';
 import { Redis } from 'ioredis';
-import zookeeper from 'node-zookeeper-client';
 import { createTopic, deleteTopic, produce } from '../helpers/kafka.js';
 import { kafkaBootstrap, redisUrl, uniqueName, zookeeperConnect } from '../helpers/services.js';
-import { ChildRun } from './child-process.js';
+import { nodeText, plainZooKeeper } from '../helpers/zookeeper.js';
+import { ChildRun, afterTests, waitUntil } from './child-process.js';
 
 interface PrintedBatch {
   time: number;
@@ -52,35 +52,7 @@ const printedValues = (stdout: string): string[] =>
 /** A plain client's view of the offsets the example stores: partition -> offset. */
 type StoredView = () => Promise<Map<number, number>>;
 
-const runs: ChildRun[] = [];
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const r of runs) await r.kill();
-  for (const c of cleanups) await c().catch(() => {});
-});
-
-async function waitUntil<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => Promise<T>,
-  ok: (v: T) => boolean,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  for (;;) {
-    last = await probe();
-    if (ok(last)) return last;
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}; last seen: ${JSON.stringify(last, mapJson)}`,
-      );
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function mapJson(_k: string, v: unknown): unknown {
-  return v instanceof Map ? Object.fromEntries(v) : v;
-}
+const { runs, cleanups } = afterTests();
 
 /**
  * Runs the example, produces 30 records (15 per partition) and waits until they are stored; stops it;
@@ -238,28 +210,9 @@ test('offsets-resume with offsets in Redis resumes exactly at the stored offsets
 
 test('offsets-resume with offsets in ZooKeeper resumes exactly at the stored offsets after a stop, and stores them at /sluice/offsets/<topic>/<group>/<partition>', async () => {
   const connect = await zookeeperConnect();
-  const zk = zookeeper.createClient(connect, { sessionTimeout: 10_000, retries: 2 });
-  const connected = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`no ZooKeeper session with ${connect} within 10 s`)),
-      10_000,
-    );
-    zk.once('connected', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-  zk.connect();
+  const zk = await plainZooKeeper();
   cleanups.push(async () => zk.close());
-  await connected;
-  const getData = (path: string) =>
-    new Promise<string | undefined>((resolve, reject) =>
-      zk.getData(path, (e, data) => {
-        if (e && 'getCode' in e && e.getCode() === zookeeper.Exception.NO_NODE) resolve(undefined);
-        else if (e) reject(e);
-        else resolve(data.toString('utf8'));
-      }),
-    );
+  const getData = (path: string) => nodeText(zk, path);
   let nodes = '';
   await resumeScenario(`zookeeper://${connect}`, (topic, group) => {
     nodes = `/sluice/offsets/${topic}/${group}`;

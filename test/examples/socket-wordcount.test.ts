@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import {
   ChildRun,
+  afterTests,
   countsOf,
   parsePrintedBatches,
   sameCounts,
@@ -11,12 +12,7 @@ import {
   wordCounts,
 } from './child-process.js';
 
-const servers: net.Server[] = [];
-const runs: ChildRun[] = [];
-after(async () => {
-  for (const r of runs) await r.kill();
-  for (const s of servers) await new Promise((r) => s.close(r));
-});
+const { runs, cleanups } = afterTests();
 
 /** A real TCP server on a free port; resolves the first connection's socket when it arrives. */
 async function lineServer(): Promise<{ port: number; connection: Promise<net.Socket> }> {
@@ -26,7 +22,7 @@ async function lineServer(): Promise<{ port: number; connection: Promise<net.Soc
     socket.on('error', () => {});
     accept(socket);
   });
-  servers.push(server);
+  cleanups.push(() => new Promise((r) => server.close(r)));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { port: (server.address() as net.AddressInfo).port, connection };
 }

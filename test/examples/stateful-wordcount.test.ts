@@ -6,14 +6,11 @@
  * its offsets, and the last one the counts of everything produced: no loss, no double counting.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { readManifest } from '../../src/checkpoint/files.js';
 import { createTopic, deleteTopic, produce } from '../helpers/kafka.js';
 import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
-import { ChildRun } from './child-process.js';
+import { ChildRun, afterTests } from './child-process.js';
 
 interface Printed {
   time: number;
@@ -34,12 +31,7 @@ function printed(stdout: string): Printed[] {
     .map((l) => JSON.parse(l) as Printed);
 }
 
-const runs: ChildRun[] = [];
-const cleanups: (() => Promise<unknown>)[] = [];
-after(async () => {
-  for (const r of runs) await r.kill();
-  for (const c of cleanups) await c().catch(() => {});
-});
+const { runs, cleanups, tempDir } = afterTests();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -72,8 +64,7 @@ test('case 11: SIGKILLed five times mid-stream under --supervise, the running wo
   const topic = uniqueName('example-stateful-wordcount');
   await createTopic(bootstrap, topic, PARTITIONS);
   cleanups.push(() => deleteTopic(bootstrap, topic));
-  const dir = await mkdtemp(path.join(tmpdir(), 'sluice-stateful-wordcount-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir('sluice-stateful-wordcount-');
 
   /** Every produced line by partition and offset. */
   const lines = new Map<string, string>();

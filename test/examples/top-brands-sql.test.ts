@@ -5,13 +5,11 @@
  * without SQL, after a first round, and after a restart from the checkpoint and a second round.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { createTopic, deleteTopic, produce } from '../helpers/kafka.js';
 import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
-import { ChildRun } from './child-process.js';
+import { ChildRun, afterTests } from './child-process.js';
 
 interface PrintedTop {
   time: number;
@@ -72,20 +70,14 @@ function salesLines(counts: Record<string, Record<string, number>>, firstId: num
   return out;
 }
 
-const runs: ChildRun[] = [];
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const r of runs) await r.kill();
-  for (const c of cleanups) await c().catch(() => {});
-});
+const { runs, cleanups, tempDir } = afterTests();
 
 test('top-brands-sql prints the top 3 brands per category of the running totals, as computed independently, before and after a restart from its checkpoint', async () => {
   const bootstrap = await kafkaBootstrap();
   const topic = uniqueName('example-top-brands');
   await createTopic(bootstrap, topic, 3);
   cleanups.push(() => deleteTopic(bootstrap, topic));
-  const dir = await mkdtemp(path.join(tmpdir(), 'sluice-top-brands-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir('sluice-top-brands-');
   const env = {
     KAFKA_BOOTSTRAP: bootstrap,
     KAFKA_TOPIC: topic,

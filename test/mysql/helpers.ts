@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import {
   createStateTables,
@@ -8,36 +7,12 @@ import {
   type MySqlOffsetStoreOptions,
   type MySqlSinkOptions,
 } from '../../src/mysql/index.js';
-import { ensureMariaDb } from '../../src/services/databases.js';
-import type { SqlFixture } from '../relational/fixture.js';
+import { mysqlUrl } from '../helpers/services.js';
+import { plainPools, type SqlFixture } from '../relational/fixture.js';
 
-let url: Promise<string> | undefined;
-/** The shared server's URL (SLUICE_MYSQL_URL or the local default, started if down). */
-export function mysqlUrl(): Promise<string> {
-  url ??= ensureMariaDb().then((h) => h.url);
-  return url;
-}
-
-let counter = 0;
-/** A table name no other test, process or run uses, e.g. `sink_m3k2x1_4f2a_1`. */
-export function uniqueTable(prefix: string): string {
-  return `${prefix}_${Date.now().toString(36)}_${randomBytes(2).toString('hex')}_${++counter}`;
-}
-
-/** A plain pool, independent of the code under test, for setting up and reading back. */
-export async function plainPool(): Promise<mysql.Pool> {
-  return mysql.createPool({ uri: await mysqlUrl(), connectionLimit: 2 });
-}
-
-/** Drops the tables with a pool of its own and ends it. */
-export async function dropTables(...tables: string[]): Promise<void> {
-  const pool = await plainPool();
-  try {
-    for (const t of tables) await dropTable(pool, t);
-  } finally {
-    await pool.end();
-  }
-}
+const createPool = (uri: string) => mysql.createPool({ uri, connectionLimit: 2 });
+const pools = plainPools(mysqlUrl, createPool, (pool) => pool.end(), dropTable);
+export const { uniqueTable, plainPool } = pools;
 
 type Rows = mysql.RowDataPacket[];
 
@@ -55,14 +30,11 @@ export async function mysqlFixture(): Promise<SqlFixture<mysql.Pool, mysql.PoolC
     quote: '`',
     newStore: (options) => new MySqlOffsetStore(options as MySqlOffsetStoreOptions),
     newSink: <T>(options: object) => new MySqlSink<T>(options as MySqlSinkOptions<T>),
+    ...pools,
     createStateTables,
-    uniqueTable,
-    dropTables,
-    plainPool,
-    endPool: (pool) => pool.end(),
     countingPool() {
       const statements: string[] = [];
-      const pool = mysql.createPool({ uri: url, connectionLimit: 2 });
+      const pool = createPool(url);
       // 'connection' hands over each new callback-style connection, which the promise API calls into.
       pool.on('connection', (conn) => {
         const c = conn as unknown as Record<'query' | 'execute', (...args: unknown[]) => unknown>;

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import {
   createStateTables,
@@ -8,36 +7,12 @@ import {
   type PostgresOffsetStoreOptions,
   type PostgresSinkOptions,
 } from '../../src/postgres/index.js';
-import { ensurePostgres } from '../../src/services/databases.js';
-import type { SqlFixture } from '../relational/fixture.js';
+import { postgresUrl } from '../helpers/services.js';
+import { plainPools, type SqlFixture } from '../relational/fixture.js';
 
-let url: Promise<string> | undefined;
-/** The shared server's URL (SLUICE_POSTGRES_URL or the local default, started if down). */
-export function postgresUrl(): Promise<string> {
-  url ??= ensurePostgres().then((h) => h.url);
-  return url;
-}
-
-let counter = 0;
-/** A table name no other test, process or run uses, e.g. `sink_m3k2x1_4f2a_1`. */
-export function uniqueTable(prefix: string): string {
-  return `${prefix}_${Date.now().toString(36)}_${randomBytes(2).toString('hex')}_${++counter}`;
-}
-
-/** A plain pool, independent of the code under test, for setting up and reading back. */
-export async function plainPool(): Promise<pg.Pool> {
-  return new pg.Pool({ connectionString: await postgresUrl(), max: 2 });
-}
-
-/** Drops the tables with a pool of its own and ends it. */
-export async function dropTables(...tables: string[]): Promise<void> {
-  const pool = await plainPool();
-  try {
-    for (const t of tables) await dropTable(pool, t);
-  } finally {
-    await pool.end();
-  }
-}
+const createPool = (connectionString: string) => new pg.Pool({ connectionString, max: 2 });
+const pools = plainPools(postgresUrl, createPool, (pool) => pool.end(), dropTable);
+export const { uniqueTable, plainPool } = pools;
 
 /** The shared SQL store and sink tests' fixture on the shared server. */
 export async function postgresFixture(): Promise<SqlFixture<pg.Pool, pg.PoolClient>> {
@@ -53,14 +28,11 @@ export async function postgresFixture(): Promise<SqlFixture<pg.Pool, pg.PoolClie
     quote: '"',
     newStore: (options) => new PostgresOffsetStore(options as PostgresOffsetStoreOptions),
     newSink: <T>(options: object) => new PostgresSink<T>(options as PostgresSinkOptions<T>),
+    ...pools,
     createStateTables,
-    uniqueTable,
-    dropTables,
-    plainPool,
-    endPool: (pool) => pool.end(),
     countingPool() {
       const statements: string[] = [];
-      const pool = new pg.Pool({ connectionString: url, max: 2 });
+      const pool = createPool(url);
       pool.on('connect', (client) => {
         const query = client.query.bind(client) as (...args: unknown[]) => unknown;
         client.query = ((...args: unknown[]) => {

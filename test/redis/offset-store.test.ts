@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { InvalidOptionError, OffsetConflictError } from '../../src/core/errors.js';
+import { InvalidOptionError } from '../../src/core/errors.js';
 import { RedisOffsetStore, RedisUnreachableError } from '../../src/redis/index.js';
 import { offsetStoreConformance } from '../conformance/offset-store.js';
+import { compareAndSetAcrossTopics, refusesInexactOffsets } from '../helpers/offset-store.js';
 import { redisUrl, uniqueName } from '../helpers/services.js';
 
 // Every hash this file makes starts with this prefix (or is listed in `made`), and is deleted after.
@@ -108,22 +109,8 @@ describe('RedisOffsetStore', () => {
 
   it('compare-and-set across two topics writes neither when the second conflicts', async () => {
     const store = new RedisOffsetStore({ redis: await redisUrl(), keyPrefix: prefix });
-    const [t1, t2] = [uniqueName('t'), uniqueName('t')];
     try {
-      await store.write('g', [{ topic: t2, partition: 0, fromOffset: 0, untilOffset: 8 }]);
-      await assert.rejects(
-        store.write(
-          'g',
-          [
-            { topic: t1, partition: 0, fromOffset: 0, untilOffset: 4 },
-            { topic: t2, partition: 0, fromOffset: 3, untilOffset: 9 },
-          ],
-          { compareAndSet: true },
-        ),
-        (e: unknown) =>
-          e instanceof OffsetConflictError && e.topic === t2 && e.expected === 3 && e.stored === 8,
-      );
-      assert.deepEqual(await store.read('g', [t1, t2]), [{ topic: t2, partition: 0, offset: 8 }]);
+      await compareAndSetAcrossTopics(store);
     } finally {
       await store.close();
     }
@@ -131,14 +118,8 @@ describe('RedisOffsetStore', () => {
 
   it('refuses an offset that Redis could not hold exactly (above 2^53 - 1 or fractional)', async () => {
     const store = new RedisOffsetStore({ redis: await redisUrl(), keyPrefix: prefix });
-    const topic = uniqueName('t');
     try {
-      await assert.rejects(
-        store.write('g', [{ topic, partition: 0, fromOffset: 0, untilOffset: 2 ** 53 }]),
-        RangeError,
-      );
-      await assert.rejects(store.set('g', [{ topic, partition: 0, offset: 1.5 }]), RangeError);
-      assert.deepEqual(await store.read('g', [topic]), []);
+      await refusesInexactOffsets(store, 1.5);
     } finally {
       await store.close();
     }

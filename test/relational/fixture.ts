@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { SqlOffsetStore } from '../../src/relational/offset-store.js';
 import type { SqlSink, SqlSinkOptions } from '../../src/relational/sink.js';
 
@@ -80,5 +81,38 @@ export interface SqlFixture<Pool, Conn> {
     readonly missingTable: RegExp;
     readonly missingColumn: RegExp;
     readonly notNull: RegExp;
+  };
+}
+
+let counter = 0;
+/** A table name no other test, process or run uses, e.g. `sink_m3k2x1_4f2a_1`. */
+export function uniqueTable(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${randomBytes(2).toString('hex')}_${++counter}`;
+}
+
+/**
+ * The parts of a server's fixture made from its plain pools (by `createPool` on the shared server's
+ * URL), independent of the code under test: for setting up and reading back, and for dropping
+ * tables with a pool of its own.
+ */
+export function plainPools<Pool>(
+  url: () => Promise<string>,
+  createPool: (url: string) => Pool,
+  endPool: (pool: Pool) => Promise<void>,
+  dropTable: (pool: Pool, table: string) => Promise<void>,
+): Pick<SqlFixture<Pool, unknown>, 'uniqueTable' | 'plainPool' | 'endPool' | 'dropTables'> {
+  const plainPool = async () => createPool(await url());
+  return {
+    uniqueTable,
+    plainPool,
+    endPool,
+    async dropTables(...tables) {
+      const pool = await plainPool();
+      try {
+        for (const t of tables) await dropTable(pool, t);
+      } finally {
+        await endPool(pool);
+      }
+    },
   };
 }

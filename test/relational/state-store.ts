@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import type { CheckpointMeta, StateUpdate } from '../../src/core/state.js';
 import { InvalidOptionError, OffsetConflictError } from '../../src/core/errors.js';
 import { stateStoreConformance } from '../conformance/state-store.js';
+import {
+  COUNTS_OPERATORS as counts,
+  checkpointIds as ids,
+  checkpointMeta as meta,
+  deltaUpdate as delta,
+  fullUpdate as full,
+} from '../helpers/checkpoint.js';
 import type { SqlFixture, Store } from './fixture.js';
 
 /** The offset store as a state store: its checkpoint tables, against one real server. */
@@ -26,25 +31,6 @@ export function stateStoreTests<Pool, Conn>(f: SqlFixture<Pool, Conn>): void {
   stateStoreConformance(f.storeName, () => f.newStore({ connection: f.url, table }));
 
   describe(`${f.storeName} as a state store`, () => {
-    const ids = () => {
-      const id = randomUUID().slice(0, 8);
-      return { pipeline: `p-${id}`, group: `g-${id}`, topic: `t-${id}` };
-    };
-    const counts = [{ name: 'counts', kind: 'updateStateByKey' }];
-    const meta = (pipelineId: string, batchTime: number, operators = counts): CheckpointMeta => ({
-      pipelineId,
-      fingerprint: 'f1',
-      operators,
-      batchTime,
-    });
-    const full = (entries: Record<string, unknown>): StateUpdate => ({
-      full: new Map(Object.entries(entries)),
-      deltas: new Map(),
-    });
-    const delta = (op: string, set: [unknown, unknown][], removed: unknown[] = []): StateUpdate => ({
-      full: new Map(),
-      deltas: new Map([[op, { set, removed }]]),
-    });
     const stateRows = async (pipeline: string) => {
       const pool = await f.plainPool();
       try {

@@ -7,6 +7,7 @@ import type { DStream } from '../../src/core/dstream.js';
 import { InMemoryLog, InMemoryLogSource, type LogRecord } from '../../src/core/memory-log.js';
 import type { TransactionalSink } from '../../src/core/sink.js';
 import { TestDriver } from '../../src/core/testing/driver.js';
+import { advanceBatches } from '../helpers/driver.js';
 import type { Sink, SqlFixture, Store } from './fixture.js';
 
 const TOPIC = 'words';
@@ -154,16 +155,12 @@ export function statefulTransactionTests<Pool, Conn>(f: SqlFixture<Pool, Conn>):
   async function runDriver(driver: TestDriver, store: Store<Pool, Conn>, batches: number) {
     assert.equal(driver.context.commitPlan().offsets, 'in-transaction');
     await driver.start();
-    let error: Error | undefined;
     try {
-      for (let i = 0; i < batches; i++) await driver.advance();
-    } catch (e) {
-      error = e as Error;
+      return await advanceBatches(driver, batches);
     } finally {
       await driver.stop();
       await store.close();
     }
-    return error;
   }
 
   async function tableRows(sql: string, params: unknown[] = []): Promise<unknown[][]> {

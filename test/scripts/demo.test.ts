@@ -1,84 +1,26 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { deleteTopic } from '../helpers/kafka.js';
 import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
-import { ChildRun } from '../examples/child-process.js';
+import { ChildRun, afterTests } from '../examples/child-process.js';
+import { checkRanges, parseEtlBatches, total, type EtlBatch } from '../examples/etl-output.js';
 
-interface DemoBatch {
-  time: number;
-  in: number;
-  out: number;
-  dead: number;
-  processingMs: number;
-  schedulingDelayMs: number;
-  ranges: { topic: string; partition: number; from: number; until: number; size: number }[];
-  output: string | undefined;
-  reason: string | undefined;
-}
-
-/** The demo's per-batch blocks: a `Batch <iso> (<ms>): ...` line, `offsets` lines and samples. */
-function parseDemo(stdout: string): DemoBatch[] {
-  const out: DemoBatch[] = [];
-  const complete = stdout.slice(0, stdout.lastIndexOf('\n') + 1);
-  for (const line of complete.split('\n')) {
-    const head =
-      /^Batch \S+ \((\d+)\): (\d+) in, (\d+) out, (\d+) dead letters, processing (\d+) ms, scheduling delay (-?\d+) ms$/.exec(
-        line,
-      );
-    const range = /^ {2}offsets (\S+) (\d+) (\d+) (\d+) \((\d+)\)$/.exec(line);
-    const output = /^ {2}output e\.g\.: (.*)$/.exec(line);
-    const reason = /^ {2}dead letter e\.g\.: (.*)$/.exec(line);
-    const b = out.at(-1);
-    if (head) {
-      out.push({
-        time: Number(head[1]),
-        in: Number(head[2]),
-        out: Number(head[3]),
-        dead: Number(head[4]),
-        processingMs: Number(head[5]),
-        schedulingDelayMs: Number(head[6]),
-        ranges: [],
-        output: undefined,
-        reason: undefined,
-      });
-    } else if (range && b) {
-      const [, topic, p, from, until, size] = range;
-      b.ranges.push({
-        topic: topic!,
-        partition: Number(p),
-        from: Number(from),
-        until: Number(until),
-        size: Number(size),
-      });
-    } else if (output && b) {
-      b.output = output[1];
-    } else if (reason && b) {
-      b.reason = reason[1];
-    }
-  }
+/** The demo's batches, as examples/kafka-etl.ts prints them. */
+function parseDemo(stdout: string): EtlBatch[] {
   // Each block is printed with one write; still, keep only blocks that have all their ranges.
-  return out.filter((b) => b.ranges.length === 3);
+  return parseEtlBatches(stdout).filter((b) => b.ranges.length === 3);
 }
 
 const OUTPUT_LINE = /^(\d+)\|(\d{13})\|\d+\.\d+\.\d+\.\d+:\d+\|\d+\.\d+\.\d+\.\d+:\d+\|http:\/\/\S+$/;
 const REASON =
   /^(expected 15 fields, got \d+|field \d+ is not wrapped in <<<!>>>: '.*'|bad time '.*' \(field 2\): .+)$/;
 
-function checkBatches(batches: DemoBatch[], topic: string, output: string): void {
+function checkBatches(batches: EtlBatch[], topic: string, output: string): void {
   for (const b of batches) {
     const where = `batch ${b.time}\n${output}`;
     assert.equal(b.time % 1000, 0, `batch time is a multiple of the 1 s interval: ${where}`);
-    assert.deepEqual(
-      b.ranges.map((r) => [r.topic, r.partition]),
-      [
-        [topic, 0],
-        [topic, 1],
-        [topic, 2],
-      ],
-      where,
-    );
-    for (const r of b.ranges) assert.equal(r.size, r.until - r.from, where);
+    checkRanges(b, topic, where);
     assert.equal(
       b.in,
       b.ranges.reduce((n, r) => n + r.size, 0),
@@ -128,19 +70,13 @@ function kcatCount(bootstrap: string, topic: string): Promise<number> {
   });
 }
 
-const sum = (bs: DemoBatch[], k: 'in' | 'out' | 'dead') => bs.reduce((n, b) => n + b[k], 0);
-
-const runs: ChildRun[] = [];
-const topics: string[] = [];
+const { runs, cleanups } = afterTests();
 let bootstrap = '';
-after(async () => {
-  for (const r of runs) await r.kill();
-  for (const t of topics) await deleteTopic(bootstrap, t).catch(() => {});
-});
 
 function startDemo(env: Record<string, string> = {}): { run: ChildRun; topic: string } {
   const topic = uniqueName('demo-access-log');
-  topics.push(topic, `${topic}-clean`, `${topic}-dead-letters`);
+  for (const t of [topic, `${topic}-clean`, `${topic}-dead-letters`])
+    cleanups.push(() => deleteTopic(bootstrap, t));
   const run = ChildRun.node(['--import', 'tsx', 'scripts/demo.ts'], {
     KAFKA_BOOTSTRAP: bootstrap,
     SLUICE_DEMO_TOPIC: topic,
@@ -175,7 +111,7 @@ test('the demo produces access-log lines and prints per batch its offset ranges,
   const batches = parseDemo(run.stdout);
   checkBatches(batches, topic, run.output());
   assert.ok(batches.filter((b) => b.in > 0).length >= 3, run.output());
-  assert.ok(sum(batches, 'dead') > 0, `some lines were dead-lettered\n${run.output()}`);
+  assert.ok(total(batches, 'dead') > 0, `some lines were dead-lettered\n${run.output()}`);
   assert.match(run.stdout, /^Stopping \(SIGINT\): finishing the running batch\.\.\.$/m);
   const summary =
     /^Stopped: (\d+) batches, (\d+) in, (\d+) out, (\d+) dead letters; (\d+) lines produced \((\d+) malformed\)\.$/m.exec(
@@ -184,9 +120,9 @@ test('the demo produces access-log lines and prints per batch its offset ranges,
   assert.ok(summary, run.output());
   const [batchCount, recordsIn, recordsOut, dead, produced, malformed] = summary.slice(1).map(Number);
   assert.equal(batchCount, batches.length, 'every batch was printed, the last one included');
-  assert.equal(recordsIn, sum(batches, 'in'));
-  assert.equal(recordsOut, sum(batches, 'out'));
-  assert.equal(dead, sum(batches, 'dead'));
+  assert.equal(recordsIn, total(batches, 'in'));
+  assert.equal(recordsOut, total(batches, 'out'));
+  assert.equal(dead, total(batches, 'dead'));
   assert.ok(produced! >= recordsIn!, 'it read no more lines than were produced');
   assert.ok(malformed! >= dead!, 'no more dead letters than malformed lines produced');
   // What the batches committed is what a read_committed consumer finds in the topics.

@@ -12,6 +12,7 @@ import {
   redisStatus,
 } from '../../src/services/index.js';
 import { freePorts } from '../helpers/ports.js';
+import { withEnv } from './helpers.js';
 
 const exec = promisify(execFile);
 
@@ -59,9 +60,7 @@ describe('databases', () => {
 
   test('a server URL from the environment that does not answer fails with ServiceStartError and is never started', async () => {
     const [port] = await freePorts(1);
-    const saved = process.env.SLUICE_REDIS_URL;
-    process.env.SLUICE_REDIS_URL = `redis://:secret-pw@127.0.0.1:${port}`;
-    try {
+    await withEnv('SLUICE_REDIS_URL', `redis://:secret-pw@127.0.0.1:${port}`, async () => {
       await assert.rejects(ensureRedis({ externalWaitMs: 1_000 }), (e: unknown) => {
         assert.ok(e instanceof ServiceStartError, String(e));
         assert.equal(e.service, 'Redis');
@@ -69,9 +68,6 @@ describe('databases', () => {
         assert.doesNotMatch(e.message, /secret-pw/, 'the password is not in the message');
         return true;
       });
-    } finally {
-      if (saved === undefined) delete process.env.SLUICE_REDIS_URL;
-      else process.env.SLUICE_REDIS_URL = saved;
-    }
+    });
   });
 });

@@ -1,34 +1,15 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { BrokerUnreachableError, ServiceStartError } from '../../src/core/errors.js';
 import { ensureKafka, kafkaStatus, probeKafka, stopKafka } from '../../src/services/index.js';
 import { consume, createTopic, deleteTopic, produce } from '../helpers/kafka.js';
 import { freePorts, isListening, silentServer } from '../helpers/ports.js';
 import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
+import { rejection, tempDirs, withEnv } from './helpers.js';
 
-const tempDirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(path.join(tmpdir(), 'sluice-kafka-test-'));
-  tempDirs.push(d);
-  return d;
-}
-after(() => {
-  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-});
-
-/** Awaits a promise expected to reject; returns the error and how long it took. */
-async function rejection(p: Promise<unknown>): Promise<{ error: unknown; ms: number }> {
-  const t0 = Date.now();
-  try {
-    await p;
-  } catch (error) {
-    return { error, ms: Date.now() - t0 };
-  }
-  assert.fail('expected the promise to reject');
-}
+const tempDir = tempDirs('sluice-kafka-test-');
 
 describe('the shared Kafka broker', () => {
   test('ensureKafka called twice returns the same broker and the second call reports it reused', async () => {
@@ -74,30 +55,20 @@ describe('the shared Kafka broker', () => {
 describe('KAFKA_BOOTSTRAP', () => {
   test('when set, ensureKafka only checks that cluster and returns it as reused', async () => {
     const bootstrap = await kafkaBootstrap();
-    const saved = process.env.KAFKA_BOOTSTRAP;
-    process.env.KAFKA_BOOTSTRAP = bootstrap;
-    try {
+    await withEnv('KAFKA_BOOTSTRAP', bootstrap, async () => {
       assert.deepEqual(await ensureKafka(), { bootstrapServers: bootstrap, reused: true });
-    } finally {
-      if (saved === undefined) delete process.env.KAFKA_BOOTSTRAP;
-      else process.env.KAFKA_BOOTSTRAP = saved;
-    }
+    });
   });
 
   test('when it points at nothing, ensureKafka fails with BrokerUnreachableError after the bounded wait', async () => {
     const [port] = await freePorts(1);
-    const saved = process.env.KAFKA_BOOTSTRAP;
-    process.env.KAFKA_BOOTSTRAP = `127.0.0.1:${port}`;
-    try {
+    await withEnv('KAFKA_BOOTSTRAP', `127.0.0.1:${port}`, async () => {
       const { error, ms } = await rejection(ensureKafka({ externalWaitMs: 1_500 }));
       assert.ok(error instanceof BrokerUnreachableError, String(error));
       assert.equal(error.bootstrapServers, `127.0.0.1:${port}`);
       assert.ok(ms < 10_000, `took ${ms} ms`);
       assert.equal(await isListening(port!), false, 'nothing was started for KAFKA_BOOTSTRAP');
-    } finally {
-      if (saved === undefined) delete process.env.KAFKA_BOOTSTRAP;
-      else process.env.KAFKA_BOOTSTRAP = saved;
-    }
+    });
   });
 });
 

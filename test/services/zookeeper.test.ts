@@ -1,23 +1,15 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { ServiceStartError } from '../../src/core/errors.js';
 import { ensureZooKeeper, stopZooKeeper, zookeeperStatus } from '../../src/services/index.js';
 import { freePorts, isListening, silentServer } from '../helpers/ports.js';
 import { zookeeperConnect } from '../helpers/services.js';
+import { rejection, tempDirs, withEnv } from './helpers.js';
 
-const tempDirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(path.join(tmpdir(), 'sluice-zk-test-'));
-  tempDirs.push(d);
-  return d;
-}
-after(() => {
-  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs('sluice-zk-test-');
 
 /** Sends a four-letter word and returns the whole answer. */
 function fourLetterWord(connect: string, word: string): Promise<string> {
@@ -30,16 +22,6 @@ function fourLetterWord(connect: string, word: string): Promise<string> {
     s.on('end', () => resolve(answer));
     s.on('error', reject);
   });
-}
-
-async function rejection(p: Promise<unknown>): Promise<{ error: unknown; ms: number }> {
-  const t0 = Date.now();
-  try {
-    await p;
-  } catch (error) {
-    return { error, ms: Date.now() - t0 };
-  }
-  assert.fail('expected the promise to reject');
 }
 
 describe('the shared ZooKeeper', () => {
@@ -99,17 +81,12 @@ describe('a throwaway ZooKeeper', () => {
 
   test('ZOOKEEPER_CONNECT pointing at nothing fails with ServiceStartError after the bounded wait, starting nothing', async () => {
     const [port] = await freePorts(1);
-    const saved = process.env.ZOOKEEPER_CONNECT;
-    process.env.ZOOKEEPER_CONNECT = `127.0.0.1:${port}/sluice`;
-    try {
+    await withEnv('ZOOKEEPER_CONNECT', `127.0.0.1:${port}/sluice`, async () => {
       const { error, ms } = await rejection(ensureZooKeeper({ externalWaitMs: 1_000 }));
       assert.ok(error instanceof ServiceStartError, String(error));
       assert.match(error.message, /ZOOKEEPER_CONNECT=127\.0\.0\.1:\d+\/sluice does not answer/);
       assert.ok(ms < 10_000, `took ${ms} ms`);
       assert.equal(await isListening(port!), false);
-    } finally {
-      if (saved === undefined) delete process.env.ZOOKEEPER_CONNECT;
-      else process.env.ZOOKEEPER_CONNECT = saved;
-    }
+    });
   });
 });

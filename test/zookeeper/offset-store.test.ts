@@ -4,47 +4,18 @@ import zookeeper from 'node-zookeeper-client';
 import { InvalidOptionError, OffsetConflictError } from '../../src/core/errors.js';
 import { ZooKeeperOffsetStore, ZooKeeperUnreachableError } from '../../src/zookeeper/index.js';
 import { offsetStoreConformance } from '../conformance/offset-store.js';
+import { compareAndSetAcrossTopics, refusesInexactOffsets } from '../helpers/offset-store.js';
 import { uniqueName, zookeeperConnect } from '../helpers/services.js';
+import { nodeText, plainZooKeeper, removeTree } from '../helpers/zookeeper.js';
 
-/** A client independent of the store, to look at and clean up the nodes. Every wait is bounded. */
+/** Runs `fn` with a client independent of the store, to look at and clean up the nodes. */
 async function plain<R>(fn: (c: zookeeper.Client) => Promise<R>): Promise<R> {
-  const c = zookeeper.createClient(await zookeeperConnect(), { sessionTimeout: 10_000 });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('plain ZooKeeper client: no session in 10 s')), 10_000);
-    c.once('connected', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    c.connect();
-  });
+  const c = await plainZooKeeper();
   try {
     return await fn(c);
   } finally {
     c.close();
   }
-}
-
-const isNoNode = (e: unknown) =>
-  (e as zookeeper.Exception | null)?.getCode?.() === zookeeper.Exception.NO_NODE;
-
-const getText = (c: zookeeper.Client, path: string) =>
-  new Promise<string | undefined>((resolve, reject) =>
-    c.getData(path, (e, data) => {
-      if (isNoNode(e)) resolve(undefined);
-      else if (e) reject(e);
-      else resolve(data ? data.toString('utf8') : '');
-    }),
-  );
-
-// The library's removeRecursive lists only two levels (async v3 does not see the growing list).
-async function removeTree(c: zookeeper.Client, path: string): Promise<void> {
-  const children = await new Promise<string[]>((resolve, reject) =>
-    c.getChildren(path, (e, ch) => (isNoNode(e) ? resolve([]) : e ? reject(e) : resolve(ch))),
-  );
-  for (const child of children) await removeTree(c, `${path}/${child}`);
-  await new Promise<void>((resolve, reject) =>
-    c.remove(path, -1, (e) => (e && !isNoNode(e) ? reject(e) : resolve())),
-  );
 }
 
 const mkdirp = (c: zookeeper.Client, path: string, data: string) =>
@@ -74,7 +45,7 @@ describe('ZooKeeperOffsetStore', () => {
     try {
       await store.write('billing', [{ topic, partition: 3, fromOffset: 0, untilOffset: 1042 }]);
       assert.equal(store.path('billing', topic, 3), `/sluice/offsets/${topic}/billing/3`);
-      assert.equal(await plain((c) => getText(c, `/sluice/offsets/${topic}/billing/3`)), '1042');
+      assert.equal(await plain((c) => nodeText(c, `/sluice/offsets/${topic}/billing/3`)), '1042');
     } finally {
       await store.close();
     }
@@ -100,23 +71,9 @@ describe('ZooKeeperOffsetStore', () => {
 
   it('compare-and-set across two topics writes neither when the second conflicts', async () => {
     const store = await open();
-    const [t1, t2] = [uniqueName('t'), uniqueName('t')];
     try {
-      await store.write('g', [{ topic: t2, partition: 0, fromOffset: 0, untilOffset: 8 }]);
-      await assert.rejects(
-        store.write(
-          'g',
-          [
-            { topic: t1, partition: 0, fromOffset: 0, untilOffset: 4 },
-            { topic: t2, partition: 0, fromOffset: 3, untilOffset: 9 },
-          ],
-          { compareAndSet: true },
-        ),
-        (e: unknown) =>
-          e instanceof OffsetConflictError && e.topic === t2 && e.expected === 3 && e.stored === 8,
-      );
-      assert.deepEqual(await store.read('g', [t1, t2]), [{ topic: t2, partition: 0, offset: 8 }]);
-      assert.equal(await plain((c) => getText(c, store.path('g', t1, 0))), undefined);
+      const [t1] = await compareAndSetAcrossTopics(store);
+      assert.equal(await plain((c) => nodeText(c, store.path('g', t1, 0))), undefined);
     } finally {
       await store.close();
     }
@@ -187,7 +144,7 @@ describe('ZooKeeperOffsetStore', () => {
       await store.write('b', [{ topic, partition: 0, fromOffset: 0, untilOffset: 3 }]);
       await store.delete('a', [topic]);
       await store.delete('a', [topic]); // nothing left: no error
-      assert.equal(await plain((c) => getText(c, `${base}/offsets/${topic}/a`)), undefined);
+      assert.equal(await plain((c) => nodeText(c, `${base}/offsets/${topic}/a`)), undefined);
       assert.deepEqual(await store.read('b', [topic]), [{ topic, partition: 0, offset: 3 }]);
       await store.write('a', [{ topic, partition: 0, fromOffset: 0, untilOffset: 5 }], {
         compareAndSet: true,
@@ -200,14 +157,8 @@ describe('ZooKeeperOffsetStore', () => {
 
   it('refuses an offset ZooKeeper text could not round-trip exactly (above 2^53 - 1 or fractional)', async () => {
     const store = await open();
-    const topic = uniqueName('t');
     try {
-      await assert.rejects(
-        store.write('g', [{ topic, partition: 0, fromOffset: 0, untilOffset: 2 ** 53 }]),
-        RangeError,
-      );
-      await assert.rejects(store.set('g', [{ topic, partition: 0, offset: 0.5 }]), RangeError);
-      assert.deepEqual(await store.read('g', [topic]), []);
+      await refusesInexactOffsets(store, 0.5);
     } finally {
       await store.close();
     }
