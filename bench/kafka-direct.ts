@@ -230,7 +230,7 @@ async function rawLoop(
 ): Promise<{ seconds: number; cpuSeconds: number }> {
   const consumer: RdKafkaConsumer = new KafkaConsumer(
     directConsumerConfig({
-      bootstrapServers,
+      cluster: bootstrapServers,
       groupId: `sluice-bench-raw-${Date.now()}`,
       clientId: 'sluice-bench-raw',
       isolationLevel: 'read_committed',

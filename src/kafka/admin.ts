@@ -5,7 +5,8 @@
  * `attempts` tries of at most `timeoutMs` each, then a typed error.
  */
 import { BrokerUnreachableError, SluiceError, SourceError, TopicNotFoundError } from '../core/errors.js';
-import { DEFAULT_CONNECT, librdkafkaConfig, type ClientConfig } from './options.js';
+import { DEFAULT_CONNECT, type ClientConfig } from './options.js';
+import { defaultCluster, librdkafkaConfig, type KafkaCluster } from './cluster.js';
 import {
   AdminClient,
   IsolationLevel,
@@ -75,15 +76,19 @@ export class KafkaAdmin {
     this.#owned = owned;
   }
 
-  /** An admin client of its own (close it). */
+  /**
+   * An admin client of its own (close it) on `cluster` (a {@link kafkaCluster}, or an address on the
+   * process's default cluster), with its security settings.
+   */
   static create(
-    bootstrapServers: string,
+    cluster: KafkaCluster | string,
     options: { config?: ClientConfig; policy?: RetryPolicy } = {},
   ): KafkaAdmin {
+    const c = typeof cluster === 'string' ? defaultCluster(cluster) : cluster;
     const client = AdminClient.create(
-      librdkafkaConfig({ bootstrapServers }, { 'client.id': 'sluice-admin' }, options.config) as never,
+      librdkafkaConfig(c, { 'client.id': 'sluice-admin' }, options.config) as never,
     );
-    return new KafkaAdmin(client, true, bootstrapServers, options.policy ?? DEFAULT_RETRY);
+    return new KafkaAdmin(client, true, c.bootstrapServers, options.policy ?? DEFAULT_RETRY);
   }
 
   /** An admin client sharing a connected consumer's or producer's connections. */

@@ -6,6 +6,7 @@ import type { DeadLetter } from '../core/bad-records.js';
 import { InvalidOptionError } from '../core/errors.js';
 import type { Sink } from '../core/sink.js';
 import { KafkaSink, KafkaTransactionalSink, type KafkaOutputRecord, type KafkaSinkOptions } from './sink.js';
+import type { ClusterOption } from './cluster.js';
 import type { KafkaTransactionalStore } from './transactions.js';
 
 /** The headers a dead letter carries (values are UTF-8 strings; numbers in decimal). */
@@ -19,11 +20,9 @@ export const DEAD_LETTER_HEADERS = Object.freeze({
   batchTime: 'sluice.batch.time',
 });
 
-export interface KafkaDeadLetterSinkOptions {
+export interface KafkaDeadLetterSinkOptions extends ClusterOption {
   /** The dead-letter topic. */
   readonly topic: string;
-  /** Default: env `KAFKA_BOOTSTRAP`, else `127.0.0.1:9092`. */
-  readonly bootstrapServers?: string;
   /** librdkafka producer properties (see {@link KafkaSinkOptions.producerConfig}). */
   readonly producerConfig?: KafkaSinkOptions<DeadLetter>['producerConfig'];
   /** Create the topic at open if it does not exist. */

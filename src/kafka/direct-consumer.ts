@@ -7,7 +7,8 @@
 import { BrokerUnreachableError, InvalidOptionError, SourceError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { IsolationLevelName } from './admin.js';
-import { librdkafkaConfig, type ClientConfig, type ConfigValue, type ConnectPolicy } from './options.js';
+import { defaultCluster, librdkafkaConfig, type KafkaCluster } from './cluster.js';
+import type { ClientConfig, ConfigValue, ConnectPolicy } from './options.js';
 import type { PartitionReader } from './partition-reader.js';
 import {
   KafkaConsumer,
@@ -45,14 +46,15 @@ const CONSUMER_DEFAULTS: ClientConfig = Object.freeze({
  * raw consume loop runs with exactly the same settings).
  */
 export function directConsumerConfig(o: {
-  bootstrapServers: string;
+  /** The cluster, or an address on the process's default cluster. */
+  cluster: KafkaCluster | string;
   groupId: string;
   clientId: string;
   isolationLevel: IsolationLevelName;
   consumerConfig?: ClientConfig;
 }): Record<string, ConfigValue> {
   return librdkafkaConfig(
-    { bootstrapServers: o.bootstrapServers },
+    typeof o.cluster === 'string' ? defaultCluster(o.cluster) : o.cluster,
     { 'client.id': o.clientId.slice(0, 200), ...CONSUMER_DEFAULTS },
     o.consumerConfig,
     {

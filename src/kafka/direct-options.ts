@@ -26,6 +26,7 @@ import {
   type CreateTopicsOptions,
   type OwnedKeys,
 } from './options.js';
+import { validateClusterOption, type ClusterOption } from './cluster.js';
 
 /** One Kafka record, deserialized. */
 export interface KafkaRecord<K = string | null, V = string | null> {
@@ -69,13 +70,11 @@ export type StartingOffsets = 'earliest' | 'latest' | PartitionOffsets;
  */
 export type OffsetOutOfRangePolicy = 'fail' | 'earliest' | 'latest';
 
-export interface KafkaDirectOptions {
+export interface KafkaDirectOptions extends ClusterOption {
   /** Stable name of the input stream (used by {@link createDirectStream}). */
   readonly name?: string;
   /** Topics to read, in the order their partitions appear in a batch. Non-empty. */
   readonly topics: readonly string[];
-  /** Default: env `KAFKA_BOOTSTRAP`, else `127.0.0.1:9092`. */
-  readonly bootstrapServers?: string;
   /** Consumer group id (no group membership is used: offsets are assigned). Default: the pipeline id. */
   readonly groupId?: string;
   /** Default `'latest'`. See {@link StartingOffsets}. */
@@ -209,6 +208,7 @@ export function validateOptions(options: KafkaDirectOptions): void {
   const known = new Set([
     'name',
     'topics',
+    'cluster',
     'bootstrapServers',
     'groupId',
     'startingOffsets',
@@ -240,6 +240,7 @@ export function validateOptions(options: KafkaDirectOptions): void {
     throw new InvalidOptionError('name', 'a non-empty string', o.name);
   }
   validateBootstrapServers(o.bootstrapServers);
+  validateClusterOption(o.cluster);
   if (o.groupId !== undefined && (typeof o.groupId !== 'string' || o.groupId.length === 0)) {
     throw new InvalidOptionError('groupId', 'a non-empty string', o.groupId);
   }

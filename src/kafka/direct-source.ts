@@ -40,7 +40,8 @@ import {
 } from './direct-options.js';
 import { deserializerLabel } from './deserializers.js';
 import { KafkaOffsetStore } from './offset-store.js';
-import { connectPolicy, kafkaCluster, type ConnectPolicy } from './options.js';
+import { resolveCluster, type KafkaCluster } from './cluster.js';
+import { connectPolicy, type ConnectPolicy } from './options.js';
 import { PartitionReader } from './partition-reader.js';
 import { redactConfig } from './rdkafka.js';
 import { RecordDecoder } from './record-decoder.js';
@@ -91,6 +92,8 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   /** The per-source bad-record policy the engine applies (see {@link KafkaDirectOptions.badRecords}). */
   readonly badRecords: BadRecordsOptions | undefined;
   readonly topics: readonly string[];
+  /** Where the source reads, and how it connects (security). */
+  readonly cluster: KafkaCluster;
   readonly bootstrapServers: string;
   readonly isolationLevel: IsolationLevelName;
   readonly #options: KafkaDirectOptions;
@@ -121,7 +124,8 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     this.#options = options;
     this.badRecords = options.badRecords;
     this.topics = [...options.topics];
-    this.bootstrapServers = kafkaCluster(options.bootstrapServers).bootstrapServers;
+    this.cluster = resolveCluster(options);
+    this.bootstrapServers = this.cluster.bootstrapServers;
     this.isolationLevel = options.isolationLevel ?? 'read_committed';
     this.#policy = connectPolicy(options.connect);
     this.#retention = new RetentionPolicy(options.offsetOutOfRange ?? 'fail');
@@ -135,7 +139,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     const o = this.#options;
     return {
       topics: this.topics,
-      bootstrapServers: this.bootstrapServers,
+      ...this.cluster.describe(),
       groupId: o.groupId ?? this.#ctx?.pipelineId ?? '(pipeline id)',
       startingOffsets: o.startingOffsets ?? 'latest',
       isolationLevel: this.isolationLevel,
@@ -163,7 +167,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
    */
   defaultOffsetStore(): OffsetStore {
     this.#defaultStore ??= new KafkaOffsetStore({
-      bootstrapServers: this.bootstrapServers,
+      cluster: this.cluster,
       connect: this.#policy,
       ...(this.#options.consumerConfig ? { clientConfig: this.#options.consumerConfig } : {}),
     });
@@ -182,7 +186,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     const o = this.#options;
     const consumer = await DirectConsumer.connect({
       config: directConsumerConfig({
-        bootstrapServers: this.bootstrapServers,
+        cluster: this.cluster,
         groupId: this.#groupId,
         clientId: `sluice-${ctx.pipelineId}-${ctx.name}`,
         isolationLevel: this.isolationLevel,
@@ -199,7 +203,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     try {
       // An admin client with connections of its own: on the consumer's connection, a ListOffsets
       // request would wait behind the consumer's long-poll Fetch (fetch.wait.max.ms) every batch.
-      const admin = KafkaAdmin.create(this.bootstrapServers, {
+      const admin = KafkaAdmin.create(this.cluster, {
         config: {
           ...o.consumerConfig,
           'client.id': `sluice-${ctx.pipelineId}-${ctx.name}-admin`.slice(0, 200),

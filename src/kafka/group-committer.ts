@@ -4,7 +4,8 @@
  */
 import { InvalidOptionError, SourceError } from '../core/errors.js';
 import type { PartitionOffset } from '../core/offsets.js';
-import { librdkafkaConfig, type ClientConfig, type KafkaCluster } from './options.js';
+import { librdkafkaConfig, type KafkaCluster } from './cluster.js';
+import type { ClientConfig } from './options.js';
 import {
   CODES,
   KafkaConsumer,

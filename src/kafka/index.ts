@@ -77,6 +77,16 @@ export {
   type KafkaDeadLetterSinkOptions,
 } from './dead-letter.js';
 export { librdkafkaVersion } from './rdkafka.js';
+export {
+  kafkaCluster,
+  type ClusterOption,
+  type KafkaCluster,
+  type KafkaClusterOptions,
+  type SaslMechanism,
+  type SaslOAuthBearerOptions,
+  type SaslPasswordOptions,
+  type TlsOptions,
+} from './cluster.js';
 
 /**
  * A Kafka direct stream (Spark's `KafkaUtils.createDirectStream`): every batch reads one offset

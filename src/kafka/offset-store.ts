@@ -35,23 +35,25 @@ import { GroupCommitter } from './group-committer.js';
 import {
   bootstrapKeys,
   connectPolicy,
-  kafkaCluster,
-  librdkafkaConfig,
   validateBootstrapServers,
   validateClientConfig,
   validateConnect,
   type ClientConfig,
   type ConnectOptions,
   type ConnectPolicy,
-  type KafkaCluster,
   type OwnedKeys,
 } from './options.js';
+import {
+  librdkafkaConfig,
+  resolveCluster,
+  validateClusterOption,
+  type ClusterOption,
+  type KafkaCluster,
+} from './cluster.js';
 
 const E = CODES.ERRORS;
 
-export interface KafkaOffsetStoreOptions {
-  /** Default: env `KAFKA_BOOTSTRAP`, else `127.0.0.1:9092`. */
-  readonly bootstrapServers?: string;
+export interface KafkaOffsetStoreOptions extends ClusterOption {
   /**
    * Bounds every call on the cluster: `attempts` tries of at most `timeoutMs` each (default 3 x
    * 5000 ms), then {@link BrokerUnreachableError} (or a retriable `SourceError` when the broker
@@ -60,7 +62,7 @@ export interface KafkaOffsetStoreOptions {
   readonly connect?: ConnectOptions;
   /**
    * librdkafka properties for the store's clients (an admin client and one consumer per group),
-   * e.g. security settings. Never logged with their secrets.
+   * over the cluster's. Never logged with their secrets.
    */
   readonly clientConfig?: ClientConfig;
 }
@@ -103,6 +105,7 @@ function isNonNegativeInt(v: unknown): v is number {
 export function validateKafkaOffsetStoreOptions(o: KafkaOffsetStoreOptions): void {
   if (typeof o !== 'object' || o === null) throw new InvalidOptionError('options', 'an object', o);
   validateBootstrapServers(o.bootstrapServers);
+  validateClusterOption(o.cluster);
   validateConnect(o.connect);
   validateClientConfig('clientConfig', o.clientConfig, 'an object of librdkafka properties', OWNED_CONFIG);
 }
@@ -167,7 +170,7 @@ export class KafkaOffsetStore implements OffsetStore {
 
   constructor(options: KafkaOffsetStoreOptions = {}) {
     validateKafkaOffsetStoreOptions(options);
-    this.cluster = kafkaCluster(options.bootstrapServers);
+    this.cluster = resolveCluster(options);
     this.bootstrapServers = this.cluster.bootstrapServers;
     this.policy = connectPolicy(options.connect);
     this.clientConfig = { ...options.clientConfig };
@@ -175,7 +178,7 @@ export class KafkaOffsetStore implements OffsetStore {
 
   describe(): Record<string, unknown> {
     return {
-      bootstrapServers: this.bootstrapServers,
+      ...this.cluster.describe(),
       ...(Object.keys(this.clientConfig).length
         ? { clientConfig: redactConfig({ ...this.clientConfig }) }
         : {}),

@@ -1,10 +1,6 @@
 /**
  * The options every Kafka client of Sluice shares (the direct source, the sinks, the offset stores,
- * the producer), their validation and the base librdkafka configuration built from them.
- *
- * {@link KafkaCluster} is what all clients on one cluster have in common, and {@link librdkafkaConfig}
- * the one place a client's librdkafka configuration is put together: a setting that every client
- * needs (such as the cluster's security properties) is added there once.
+ * the producer) and their validation. Where a client connects, and how, is its cluster (cluster.ts).
  */
 import { InvalidOptionError } from '../core/errors.js';
 
@@ -16,32 +12,6 @@ export type ClientConfig = Readonly<Record<string, ConfigValue>>;
 
 /** Where every client goes when neither the option nor env `KAFKA_BOOTSTRAP` says otherwise. */
 export const DEFAULT_BOOTSTRAP = '127.0.0.1:9092';
-
-/** What every client Sluice makes on one cluster shares. */
-export interface KafkaCluster {
-  /** `host:port[,host:port...]`: librdkafka's `bootstrap.servers`. */
-  readonly bootstrapServers: string;
-}
-
-/** The cluster of a `bootstrapServers` option: the option, else env `KAFKA_BOOTSTRAP`, else {@link DEFAULT_BOOTSTRAP}. */
-export function kafkaCluster(bootstrapServers: string | undefined): KafkaCluster {
-  return { bootstrapServers: bootstrapServers ?? process.env.KAFKA_BOOTSTRAP ?? DEFAULT_BOOTSTRAP };
-}
-
-/**
- * The librdkafka configuration of one client on `cluster`: the client's `defaults`, then the
- * caller's properties (`user`), then the cluster's settings and the properties the client sets
- * itself (`own`), which the caller's cannot override (their keys are refused by
- * {@link validateClientConfig} with the client's {@link OwnedKeys}).
- */
-export function librdkafkaConfig(
-  cluster: KafkaCluster,
-  defaults: ClientConfig,
-  user: ClientConfig | undefined,
-  own: ClientConfig = {},
-): Record<string, ConfigValue> {
-  return { ...defaults, ...user, 'bootstrap.servers': cluster.bootstrapServers, ...own };
-}
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

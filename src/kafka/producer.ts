@@ -18,9 +18,14 @@
 import { BrokerUnreachableError, SourceError } from '../core/errors.js';
 import type { KafkaHeader } from './deserializers.js';
 import {
-  connectPolicy,
-  kafkaCluster,
   librdkafkaConfig,
+  resolveCluster,
+  validateClusterOption,
+  type ClusterOption,
+  type KafkaCluster,
+} from './cluster.js';
+import {
+  connectPolicy,
   validateBootstrapServers,
   validateConnect,
   type ClientConfig,
@@ -53,9 +58,7 @@ export interface ProducerRecord {
   readonly headers?: readonly KafkaHeader[] | Readonly<Record<string, string | Buffer>>;
 }
 
-export interface KafkaTextProducerOptions {
-  /** Default: env `KAFKA_BOOTSTRAP`, else `127.0.0.1:9092`. */
-  readonly bootstrapServers?: string;
+export interface KafkaTextProducerOptions extends ClusterOption {
   /** Bounded connection attempts (default 3 x 5000 ms), then BrokerUnreachableError. */
   readonly connect?: ConnectOptions;
   /** librdkafka producer properties, e.g. `{ acks: 1 }` or `{ 'linger.ms': 20 }`; never logged with secrets. */
@@ -96,9 +99,10 @@ export class KafkaTextProducer {
 
   /** Connects a producer (bounded attempts, then BrokerUnreachableError). */
   static async connect(options: KafkaTextProducerOptions = {}): Promise<KafkaTextProducer> {
-    const cluster = kafkaCluster(options.bootstrapServers);
+    validateBootstrapServers(options.bootstrapServers);
+    validateClusterOption(options.cluster);
+    const cluster = resolveCluster(options);
     const { bootstrapServers } = cluster;
-    validateBootstrapServers(bootstrapServers);
     validateConnect(options.connect, PRODUCER_CONNECT_LIMITS);
     const { attempts, timeoutMs } = connectPolicy(options.connect);
     const config = librdkafkaConfig(cluster, PRODUCER_DEFAULTS, options.producerConfig);
@@ -318,12 +322,17 @@ function pooled(owner: PoolOwner, key: string, options: KafkaTextProducerOptions
  * sink with the same address and configuration shares it; the last {@link releaseProducer} closes it).
  */
 export function acquireProducer(
-  bootstrapServers: string,
+  cluster: KafkaCluster,
   producerConfig: Record<string, ConfigValue>,
   connect: ConnectOptions | undefined,
 ): ProducerLease {
-  const key = JSON.stringify(['sink', bootstrapServers, sortedEntries(producerConfig)]);
-  const entry = pooled('sink', key, { bootstrapServers, producerConfig, ...(connect ? { connect } : {}) });
+  const key = JSON.stringify([
+    'sink',
+    cluster.bootstrapServers,
+    sortedEntries({ ...cluster.config }),
+    sortedEntries(producerConfig),
+  ]);
+  const entry = pooled('sink', key, { cluster, producerConfig, ...(connect ? { connect } : {}) });
   entry.leases++;
   return { key, producer: entry.producer };
 }
@@ -344,10 +353,12 @@ function forgetPooled(producer: KafkaTextProducer): void {
 }
 
 /**
- * The process's producer for a bootstrap address: the first call connects it, later calls get the
- * same one (options of later calls are ignored). `close()` on it lets the next call connect anew.
+ * The process's producer for a cluster: the first call connects it, later calls for the same
+ * address and settings get the same one (their other options are ignored). `close()` on it lets the
+ * next call connect anew.
  */
 export async function sharedProducer(options: KafkaTextProducerOptions = {}): Promise<KafkaTextProducer> {
-  const address = kafkaCluster(options.bootstrapServers).bootstrapServers;
-  return pooled('shared', JSON.stringify(['shared', address]), options).producer;
+  const cluster = resolveCluster(options);
+  const key = JSON.stringify(['shared', cluster.bootstrapServers, sortedEntries({ ...cluster.config })]);
+  return pooled('shared', key, { ...options, cluster, bootstrapServers: undefined }).producer;
 }

@@ -9,10 +9,10 @@ import { InvalidOptionError, SourceError } from '../core/errors.js';
 import type { Sink, SinkContext, TransactionalSink } from '../core/sink.js';
 import { KafkaAdmin } from './admin.js';
 import type { KafkaHeader } from './deserializers.js';
+import { resolveCluster, validateClusterOption, type ClusterOption, type KafkaCluster } from './cluster.js';
 import {
   bootstrapKeys,
   connectPolicy,
-  kafkaCluster,
   validateBootstrapServers,
   validateClientConfig,
   validateConnect,
@@ -49,7 +49,7 @@ export interface KafkaOutputRecord {
   readonly timestamp?: number;
 }
 
-export interface KafkaSinkOptions<T> {
+export interface KafkaSinkOptions<T> extends ClusterOption {
   /** Where records go (unless `toRecord` names another topic for a record). */
   readonly topic: string;
   /**
@@ -57,8 +57,6 @@ export interface KafkaSinkOptions<T> {
    * tombstone, anything else is JSON-encoded into the value; no key.
    */
   readonly toRecord?: (record: T) => KafkaOutputRecord;
-  /** Default: env `KAFKA_BOOTSTRAP`, else `127.0.0.1:9092`. */
-  readonly bootstrapServers?: string;
   /**
    * librdkafka producer properties over the sink's defaults (`acks` all, idempotence on,
    * `linger.ms` 5, `compression.type` lz4, `message.timeout.ms` 30000). Sinks with the same
@@ -114,6 +112,7 @@ function validateSinkOptions(options: KafkaSinkOptions<unknown>): void {
     );
   }
   validateBootstrapServers(options.bootstrapServers);
+  validateClusterOption(options.cluster);
   validateClientConfig(
     'producerConfig',
     options.producerConfig,
@@ -148,6 +147,8 @@ export class KafkaSink<T> implements Sink<T> {
   readonly kind: string = 'kafka';
   readonly idempotent: boolean = false;
   readonly topic: string;
+  /** Where the sink writes, and how it connects (security). */
+  readonly cluster: KafkaCluster;
   readonly bootstrapServers: string;
   readonly #options: KafkaSinkOptions<T>;
   readonly #toRecord: (record: T) => KafkaOutputRecord;
@@ -160,7 +161,8 @@ export class KafkaSink<T> implements Sink<T> {
     validateSinkOptions(options as KafkaSinkOptions<unknown>);
     this.#options = options;
     this.topic = options.topic;
-    this.bootstrapServers = kafkaCluster(options.bootstrapServers).bootstrapServers;
+    this.cluster = resolveCluster(options);
+    this.bootstrapServers = this.cluster.bootstrapServers;
     this.#toRecord = options.toRecord ?? (defaultToRecord as (r: T) => KafkaOutputRecord);
     this.#config = { ...KAFKA_SINK_PRODUCER_DEFAULTS, ...options.producerConfig };
   }
@@ -168,7 +170,7 @@ export class KafkaSink<T> implements Sink<T> {
   describe(): Record<string, unknown> {
     return {
       topic: this.topic,
-      bootstrapServers: this.bootstrapServers,
+      ...this.cluster.describe(),
       ...(this.#options.toRecord ? { toRecord: this.#options.toRecord.name || 'custom' } : {}),
       ...(this.#options.producerConfig
         ? { producerConfig: redactConfig({ ...this.#options.producerConfig }) }
@@ -180,7 +182,10 @@ export class KafkaSink<T> implements Sink<T> {
   /** Checks the topic (creating it with `createTopics`) and takes the shared producer. */
   async open(_ctx?: SinkContext): Promise<void> {
     if (this.#opened) return;
-    const admin = KafkaAdmin.create(this.bootstrapServers, {
+    // With the cluster's settings, and the caller's producer properties (which may hold security
+    // settings given the old way) as the producer gets them.
+    const admin = KafkaAdmin.create(this.cluster, {
+      ...(this.#options.producerConfig ? { config: this.#options.producerConfig } : {}),
       policy: connectPolicy(this.#options.connect),
     });
     try {
@@ -259,7 +264,7 @@ export class KafkaSink<T> implements Sink<T> {
         ),
       );
     }
-    this.#lease ??= acquireProducer(this.bootstrapServers, this.#config, this.#options.connect);
+    this.#lease ??= acquireProducer(this.cluster, this.#config, this.#options.connect);
     return this.#lease.producer;
   }
 }

@@ -19,12 +19,12 @@ import {
 } from './offset-store.js';
 import {
   bootstrapKeys,
-  librdkafkaConfig,
   validateClientConfig,
   type ClientConfig,
   type ConfigValue,
   type OwnedKeys,
 } from './options.js';
+import { librdkafkaConfig } from './cluster.js';
 import { produceAll, trackDeliveries, type ProducerRecord } from './producer.js';
 import {
   CODES,

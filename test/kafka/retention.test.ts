@@ -491,7 +491,7 @@ describe("the direct source's consumer configuration", () => {
     await deleteBelow(t, { 0: 6 });
     const consumer = new KafkaConsumer(
       directConsumerConfig({
-        bootstrapServers,
+        cluster: bootstrapServers,
         groupId: uniqueName('client'),
         clientId: 'retention-test',
         isolationLevel: 'read_committed',
