@@ -81,6 +81,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { ServiceStartError } from '../core/errors.js';
@@ -211,6 +212,7 @@ interface Layout {
   toolsLog4jFile: string;
   adminConfigFile: string;
   credentialsFile: string;
+  portsFile: string;
   pidFile: string;
   clusterIdFile: string;
   lockFile: string;
@@ -218,14 +220,19 @@ interface Layout {
   tlsDir: string;
 }
 
+/**
+ * The ports of a data dir's broker: the options, else those it was started with (`ports.json`,
+ * written when the defaults were taken by another checkout's broker), else 9094 and the two after.
+ */
 function layout(opts: SecureKafkaOptions): Layout {
-  const port = opts.port ?? DEFAULT_PORT;
   const dir = path.resolve(opts.dataDir ?? sluicePath('kafka-secure'));
+  const saved = opts.port === undefined ? readPorts(path.join(dir, 'ports.json')) : undefined;
+  const port = opts.port ?? saved?.port ?? DEFAULT_PORT;
   const logDir = path.join(dir, 'logs');
   return {
     port,
-    controllerPort: opts.controllerPort ?? port + 1,
-    mtlsPort: opts.mtlsPort ?? port + 2,
+    controllerPort: opts.controllerPort ?? saved?.controllerPort ?? port + 1,
+    mtlsPort: opts.mtlsPort ?? saved?.mtlsPort ?? port + 2,
     dir,
     dataDir: path.join(dir, 'data'),
     logDir,
@@ -236,6 +243,7 @@ function layout(opts: SecureKafkaOptions): Layout {
     toolsLog4jFile: path.join(dir, 'tools-log4j2.xml'),
     adminConfigFile: path.join(dir, 'admin.properties'),
     credentialsFile: path.join(dir, 'credentials.json'),
+    portsFile: path.join(dir, 'ports.json'),
     pidFile: path.join(dir, 'kafka.pid'),
     clusterIdFile: path.join(dir, 'cluster-id'),
     lockFile: path.join(dir, 'start.lock'),
@@ -485,9 +493,27 @@ export function probeSecureKafka(
  * @throws ServiceStartError('Kafka (secured)', reason, logTail) when it cannot be started.
  */
 export async function ensureSecureKafka(opts: SecureKafkaOptions = {}): Promise<SecureKafkaHandle> {
-  const l = layout(opts);
+  try {
+    return await ensureAt(layout(opts), opts);
+  } catch (e) {
+    // Another checkout's broker (e.g. a developer's, while CI runs a fresh clone on the same machine)
+    // holds the default ports: when no port was asked for, this data dir's broker takes free ones.
+    if (!(e as { [FOREIGN]?: boolean })[FOREIGN] || opts.port !== undefined) throw e;
+    const [port, controllerPort, mtlsPort] = await freePorts(3);
+    const l = layout(opts);
+    mkdirSync(l.dir, { recursive: true });
+    writeFileSync(l.portsFile, JSON.stringify({ port, controllerPort, mtlsPort }) + '\n');
+    return ensureAt(layout(opts), opts);
+  }
+}
+
+/** Marks the error of a port answered by a server that is not this data dir's broker. */
+const FOREIGN = Symbol('foreign broker');
+
+async function ensureAt(l: Layout, opts: SecureKafkaOptions): Promise<SecureKafkaHandle> {
   const readyTimeoutMs = opts.readyTimeoutMs ?? 120_000;
-  const fail = (reason: string): ServiceStartError => new ServiceStartError('Kafka (secured)', reason, '');
+  const foreign = (reason: string): ServiceStartError =>
+    Object.assign(new ServiceStartError('Kafka (secured)', reason, ''), { [FOREIGN]: true });
 
   /** The handle when our broker answers; undefined when nothing answers; throws for someone else's server. */
   const reuse = async (): Promise<SecureKafkaHandle | undefined> => {
@@ -498,7 +524,7 @@ export async function ensureSecureKafka(opts: SecureKafkaOptions = {}): Promise<
       const creds = readCredentials(l.credentialsFile);
       if (creds) return handle(l, creds, true);
       if (ours === undefined) {
-        throw fail(
+        throw foreign(
           `${HOST}:${l.port} answers but ${l.credentialsFile} is missing: that broker was not started from ${l.dir}; stop it or choose another port`,
         );
       }
@@ -506,7 +532,7 @@ export async function ensureSecureKafka(opts: SecureKafkaOptions = {}): Promise<
     }
     if (r.stage === 'connect') return undefined;
     if (ours === undefined) {
-      throw fail(
+      throw foreign(
         `${HOST}:${l.port} accepts connections but is not the secured broker of ${l.dir} (${r.stage}: ${r.error}); stop it or choose another port`,
       );
     }
@@ -543,6 +569,34 @@ export async function ensureSecureKafka(opts: SecureKafkaOptions = {}): Promise<
   }
   if (lockError instanceof ServiceStartError) throw lockError;
   throw new ServiceStartError('Kafka (secured)', (lockError as Error).message, tailFile(l.logFile));
+}
+
+function readPorts(file: string): { port: number; controllerPort: number; mtlsPort: number } | undefined {
+  try {
+    const p = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const ok = [p.port, p.controllerPort, p.mtlsPort].every((n) => Number.isInteger(n));
+    return ok ? (p as { port: number; controllerPort: number; mtlsPort: number }) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `n` distinct ports that nothing listens on now (the OS's choice). */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const server = net.createServer();
+          server.once('error', reject);
+          server.listen(0, HOST, () => resolve(server));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
 }
 
 function handle(l: Layout, creds: Credentials, reused: boolean): SecureKafkaHandle {

@@ -26,7 +26,6 @@ import {
   type AclSpec,
   type SecureKafkaHandle,
 } from '../../src/services/secure-kafka.js';
-import { freePorts } from '../helpers/ports.js';
 import { uniqueName } from '../helpers/services.js';
 
 const { AdminClient, Producer, KafkaConsumer, CODES } = Kafka;
@@ -411,13 +410,17 @@ describe('stopping and restarting a secured broker', () => {
   });
 
   test('stopSecureKafka then ensureSecureKafka starts it again with the same users, passwords and ACLs', async () => {
-    // Its own broker (temporary data dir, free ports): the shared one may be in use by other test files.
+    // Its own broker (temporary data dir): the shared one may be in use by other test files. No
+    // ports are given: the shared broker holds the default ones, so this one takes free ports, and
+    // keeps them across the restart.
+    const shared = await ensureSecureKafka();
     const dataDir = mkdtempSync(path.join(tmpdir(), 'sluice-secure-kafka-'));
     dirs.push(dataDir);
-    const [port, controllerPort, mtlsPort] = await freePorts(3);
-    const opts = { dataDir, port: port!, controllerPort: controllerPort!, mtlsPort: mtlsPort! };
+    const opts = { dataDir };
     const first = await ensureSecureKafka(opts);
     assert.equal(first.reused, false);
+    assert.notEqual(first.bootstrapServers, shared.bootstrapServers);
+    const port = Number(first.bootstrapServers.split(':')[1]);
     const topic = uniqueName('secure-restart');
     await createTopic(saslSslClientConfig(first, 'admin'), topic);
     await grantAcls(first, 'carol', [
@@ -430,10 +433,11 @@ describe('stopping and restarting a secured broker', () => {
 
     const stopped = await stopSecureKafka({ dataDir });
     assert.equal(stopped.stopped, true);
-    assert.equal((await secureKafkaStatus({ dataDir, port: port! })).answering, false);
+    assert.equal((await secureKafkaStatus({ dataDir, port })).answering, false);
 
     const second = await ensureSecureKafka(opts);
     assert.equal(second.reused, false);
+    assert.equal(second.bootstrapServers, first.bootstrapServers);
     assert.deepEqual(second.users, first.users);
     for (const mechanism of ['SCRAM-SHA-512', 'SCRAM-SHA-256', 'PLAIN'] as const) {
       assert.deepEqual(
