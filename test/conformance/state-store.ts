@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import type { CheckpointMeta, StateStore, StateUpdate } from '../../src/core/state.js';
 import { OffsetConflictError } from '../../src/core/errors.js';
 import { isTransactionalStore } from '../../src/core/transactional-store.js';
+import { checkpointIds, checkpointMeta, deltaUpdate, fullUpdate } from '../helpers/checkpoint.js';
 
 /**
  * The state store conformance suite (checkpoints: operator state committed with the offsets).
@@ -25,28 +25,10 @@ export function stateStoreConformance(
     after(async () => {
       for (const s of stores) await s.close();
     });
-    const ids = () => {
-      const id = randomUUID().slice(0, 8);
-      return { pipeline: `p-${id}`, group: `g-${id}`, topic: `t-${id}` };
-    };
-    const meta = (
-      pipelineId: string,
-      batchTime: number,
-      operators = [{ name: 'counts', kind: 'updateStateByKey' }],
-    ): CheckpointMeta => ({
-      pipelineId,
-      fingerprint: 'f1',
-      operators,
-      batchTime,
-    });
-    const full = (entries: Record<string, unknown>): StateUpdate => ({
-      full: new Map(Object.entries(entries)),
-      deltas: new Map(),
-    });
-    const delta = (op: string, set: [unknown, unknown][], removed: unknown[] = []): StateUpdate => ({
-      full: new Map(),
-      deltas: new Map([[op, { set, removed }]]),
-    });
+    const ids = checkpointIds;
+    const meta = checkpointMeta;
+    const full = fullUpdate;
+    const delta = deltaUpdate;
 
     it('has no checkpoint for a pipeline that never committed', async () => {
       const { pipeline } = ids();
