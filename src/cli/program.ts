@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { escapeControlChars } from '../core/logger.js';
 import { checkpointCommand } from './checkpoint.js';
 import { describePipelineFile } from './describe.js';
 import { formatError } from './errors.js';
@@ -36,14 +37,29 @@ function wholeNumber(option: string, min: number): (value: string) => number {
   };
 }
 
-/** Runs a command body; an error is printed as `sluice <what>: CODE: message` with exit code 1. */
+/**
+ * Runs a command body; an error is printed as one line `sluice <what>: CODE: message` (control
+ * characters escaped, see {@link formatError}) with exit code 1.
+ */
 async function guarded(what: string, fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
   } catch (e) {
-    process.stderr.write(`sluice ${what}: ${formatError(e)}\n`);
+    process.stderr.write(`sluice ${escapeControlChars(what)}: ${formatError(e)}\n`);
     process.exitCode = 1;
   }
+}
+
+/**
+ * Commander's usage errors quote the arguments as given: one is written as one line with its
+ * control characters escaped, like every other line the CLI writes that is not a JSON log entry.
+ */
+function escapeUsageErrors(cmd: Command): void {
+  cmd.configureOutput({
+    outputError: (text, write) =>
+      write(text.endsWith('\n') ? `${escapeControlChars(text.slice(0, -1))}\n` : escapeControlChars(text)),
+  });
+  for (const sub of cmd.commands) escapeUsageErrors(sub);
 }
 
 /** The `sluice` command line. Only wiring: each command's logic is a function in this folder. */
@@ -160,6 +176,7 @@ last failed run's.`,
 
   program.addCommand(offsetsCommand());
   program.addCommand(checkpointCommand());
+  escapeUsageErrors(program);
 
   return program;
 }

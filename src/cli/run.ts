@@ -1,4 +1,5 @@
-import { formatError } from './errors.js';
+import { createJsonLogger, escapeControlChars } from '../core/logger.js';
+import { errorFields, formatError } from './errors.js';
 import { buildContext, loadPipeline } from './load.js';
 import { SUPERVISED_ENV } from './supervise.js';
 
@@ -14,14 +15,32 @@ export interface RunOptions {
  * `sluice run <file>`: loads the pipeline file, builds its context with `stopGracefullyOnSignals`,
  * starts it and waits until it stops. Resolves to the process exit code: 0 when the context stopped
  * gracefully (SIGINT/SIGTERM, or the pipeline stopped it), 1 when loading, building, starting or a
- * batch failed (the error's code and message are written first).
+ * batch failed (the error is reported first, see {@link reportFailure}).
  *
  * A signal that arrives before the context has started (while the file loads or the sources open)
- * stops it as soon as it has started; a second one exits at once with 130.
+ * stops it as soon as it has started; a second one exits at once with 130. An exception nothing
+ * catches (thrown by a callback of the pipeline outside a batch) is reported the same way and
+ * exits with 1 at once, as Node would, instead of Node's multi-line print of it.
  */
 export async function runPipelineFile(file: string, options: RunOptions = {}): Promise<number> {
   const writeError = options.writeError ?? ((line: string) => process.stderr.write(`${line}\n`));
   if (options.logLevel !== undefined) process.env.SLUICE_LOG_LEVEL = options.logLevel;
+  let pipeline: string | undefined;
+  let started = false;
+  const report = (e: unknown) =>
+    reportFailure(file, started ? 'the pipeline failed' : 'cannot start', e, {
+      logLevel: options.logLevel,
+      pipeline,
+      writeError,
+    });
+  // Left installed: until the process exits, whatever the pipeline left running belongs to this run.
+  process.on('uncaughtException', (e) => {
+    try {
+      report(e);
+    } finally {
+      process.exit(1);
+    }
+  });
   let early: string | undefined;
   const earlyHandler = (signal: NodeJS.Signals): void => {
     if (early !== undefined) process.exit(130);
@@ -38,13 +57,13 @@ export async function runPipelineFile(file: string, options: RunOptions = {}): P
     process.channel.unref();
     process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
   }
-  let started = false;
   try {
     const definition = await loadPipeline(file);
     const ctx = await buildContext(file, definition, {
       logLevel: options.logLevel,
       stopGracefullyOnSignals: true,
     });
+    pipeline = ctx.pipelineId;
     try {
       await ctx.start();
       started = true;
@@ -56,12 +75,46 @@ export async function runPipelineFile(file: string, options: RunOptions = {}): P
     await ctx.awaitTermination();
     return 0;
   } catch (e) {
-    writeError(`sluice run ${file}: ${started ? 'the pipeline failed' : 'cannot start'}: ${formatError(e)}`);
+    report(e);
     return 1;
   } finally {
     process.removeListener('SIGINT', earlyHandler);
     process.removeListener('SIGTERM', earlyHandler);
   }
+}
+
+/**
+ * How `sluice run` reports the error that ends it, on stderr:
+ *
+ * 1. a JSON log entry at level 60 (fatal) through a logger of the run's level, with the file, the
+ *    pipeline id once known, and {@link errorFields}: `code`, `message`, `hint`, `retriable`, and
+ *    the stack of what user code threw (`cause.stack`, or `stack`), never of a Sluice error;
+ * 2. then, for a person and for any level (also `silent`), one line
+ *    `sluice run <file>: cannot start|the pipeline failed: CODE: message. hint` with control
+ *    characters escaped, so that a message quoting a record cannot forge a log line.
+ */
+export function reportFailure(
+  file: string,
+  phase: 'cannot start' | 'the pipeline failed',
+  error: unknown,
+  options: { logLevel?: string; pipeline?: string; writeError: (line: string) => void },
+): void {
+  const prefix = `sluice run ${file}: ${phase}`;
+  let logger: ReturnType<typeof createJsonLogger> | undefined;
+  try {
+    logger = createJsonLogger({ level: options.logLevel });
+  } catch {
+    // An unknown SLUICE_LOG_LEVEL: the error it caused is the one reported, on the line below.
+  }
+  logger?.fatal(
+    {
+      file,
+      ...(options.pipeline !== undefined ? { pipeline: options.pipeline } : {}),
+      ...errorFields(error),
+    },
+    prefix,
+  );
+  options.writeError(`${escapeControlChars(prefix)}: ${formatError(error)}`);
 }
 
 /**

@@ -14,8 +14,11 @@
  * ```
  *
  * `table`, `keyPrefix` and `root` may also be given as options (the CLI's `--table`, `--key-prefix`,
- * `--root`); an option that does not apply to the store is refused. Passwords in URLs never appear
- * in what {@link redactSpec} and {@link describeStoreSpec} return, nor in the errors thrown here.
+ * `--root`); an option that does not apply to the store is refused. Other query parameters of a
+ * postgres, mysql or redis URL go to the driver (e.g. `?sslmode=require`). Secrets — the password of
+ * the user info and every query parameter whose name is secret (`password`, `sslpassword`, `token`,
+ * `apiKey`, ...: the rule of `src/core/redact.ts`) — never appear in what {@link redactSpec} and
+ * {@link describeStoreSpec} return, nor in the errors thrown here.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -23,6 +26,7 @@ import { CheckpointDirectory } from '../checkpoint/directory.js';
 import { CheckpointDirOffsetStore } from '../checkpoint/offset-store.js';
 import { InvalidOptionError } from '../core/errors.js';
 import type { OffsetStore } from '../core/offsets.js';
+import { redactUrl, urlSecrets } from '../core/redact.js';
 import { KafkaOffsetStore } from '../kafka/offset-store.js';
 import { MySqlOffsetStore } from '../mysql/offset-store.js';
 import { PostgresOffsetStore } from '../postgres/offset-store.js';
@@ -82,9 +86,6 @@ const SCHEMES: Record<string, StoreKind> = {
   'kafka:': 'kafka',
 };
 
-/** `scheme://` then the user info: everything up to the last `@` before the path. */
-const USERINFO = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*)@/;
-
 const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?$/;
 
 /**
@@ -94,7 +95,9 @@ const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?$/;
  */
 export function parseStoreSpec(spec: unknown, options: StoreSpecOptions = {}): StoreSpec {
   if (typeof spec !== 'string' || spec.trim() === '') {
-    throw new InvalidOptionError('store', STORE_SPEC_FORMS, spec);
+    // An object is shown by its type only: it could hold a password.
+    const received = typeof spec === 'object' && spec !== null ? '(an object)' : spec;
+    throw new InvalidOptionError('store', STORE_SPEC_FORMS, received);
   }
   const text = spec.trim();
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*:)/.exec(text)?.[1]?.toLowerCase();
@@ -222,21 +225,14 @@ export function offsetStoreFromSpec(spec: unknown, options: StoreSpecOptions = {
   return createOffsetStore(parseStoreSpec(spec, options));
 }
 
-/** The spec as text without its password (`postgres://app:***@db/app`). Anything, even unparsable. */
+/**
+ * The spec as text without its secrets: the password of the user info and the values of secret
+ * query parameters become `***` (`postgres://app:***@db/app?sslpassword=***&table=t`). Anything,
+ * even unparsable text (a host list, a password with `/` in it); a `checkpoint:<dir>` is a path and
+ * is left as it is.
+ */
 export function redactSpec(spec: string): string {
-  try {
-    const u = new URL(spec);
-    if (u.password) {
-      u.password = '***';
-      return u.href;
-    }
-    return spec;
-  } catch {
-    // user:password@ in something URL-like that URL refuses (e.g. several hosts).
-    return spec.replace(USERINFO, (all: string, scheme: string, info: string) =>
-      info.includes(':') ? `${scheme}${info.slice(0, info.indexOf(':'))}:***@` : all,
-    );
-  }
+  return isCheckpointSpec(spec) ? spec : redactUrl(spec);
 }
 
 /** A one-line description of the store a spec names, without secrets, e.g. `redis redis://127.0.0.1:6379/ key prefix "jobs:"`. */
@@ -256,25 +252,16 @@ export function describeStoreSpec(spec: StoreSpec): string {
   }
 }
 
-/** The password of a spec's URL, if any, as written, decoded and encoded (to scrub it from anything printed). */
+/**
+ * The secrets of a spec (its password, the values of its secret query parameters) as written and
+ * decoded: what to scrub from anything printed, such as a driver's error message.
+ */
 export function specSecrets(spec: string): string[] {
-  const userinfo = USERINFO.exec(spec.trim())?.[2];
-  const colon = userinfo?.indexOf(':') ?? -1;
-  if (userinfo === undefined || colon < 0) return [];
-  const raw = userinfo.slice(colon + 1);
-  const secrets = new Set([raw]);
-  try {
-    secrets.add(decodeURIComponent(raw));
-  } catch {
-    // not percent-encoded
-  }
-  try {
-    const u = new URL(spec.trim());
-    if (u.password) secrets.add(u.password);
-  } catch {
-    // not a URL the WHATWG parser takes
-  }
-  return [...secrets].filter((s) => s.length > 0);
+  return isCheckpointSpec(spec) ? [] : urlSecrets(spec);
+}
+
+function isCheckpointSpec(spec: string): boolean {
+  return /^\s*checkpoint:/i.test(spec);
 }
 
 function parseUrl(text: string): URL {

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { InvalidOptionError } from '../core/errors.js';
+import { escapeControlChars } from '../core/logger.js';
 
 /** Options of {@link superviseRun}. */
 export interface SuperviseOptions {
@@ -75,9 +76,10 @@ export async function superviseRun(file: string, options: SuperviseOptions = {})
     throw new InvalidOptionError('--max-restarts', 'an integer >= 0', maxRestarts);
   if (!(Number.isInteger(backoffMs) && backoffMs >= 1))
     throw new InvalidOptionError('--backoff-ms', 'a whole number of milliseconds >= 1', backoffMs);
+  // One line each, control characters escaped: a line may quote the child's last error.
   const say = (line: string) =>
     (options.writeError ?? ((l: string) => process.stderr.write(`${l}\n`)))(
-      `sluice run --supervise: ${line}`,
+      `sluice run --supervise: ${escapeControlChars(line)}`,
     );
 
   let stopping: NodeJS.Signals | undefined;
@@ -205,21 +207,15 @@ function exitCodeOf(end: ChildEnd): number {
 }
 
 /**
- * The line of a child's stderr that best says what went wrong: `sluice run`'s own error line (with
- * the indented lines of a multi-line message), else
- * the last JSON log line at level error or above (its message and error message), else the last line
- * that is neither a log line below warn nor a stack frame.
+ * The line of a child's stderr that best says what went wrong: `sluice run`'s own error line, else
+ * the last JSON log line at level error or above (its message, and its code and message or its
+ * error's message), else the last line that is neither a log line below warn nor a stack frame. Line
+ * breaks that `sluice run` escaped in a message (`\n` and the indentation after it) read as a space.
  */
 export function lastErrorLine(lines: readonly string[]): string | undefined {
-  const at = lines.findLastIndex((l) => /^sluice run .*: (cannot start|the pipeline failed): /.test(l));
-  if (at >= 0) {
-    // With the indented lines of a multi-line message (e.g. the differences of a checkpoint).
-    const more: string[] = [];
-    for (const l of lines.slice(at + 1)) {
-      if (!/^\s+\S/.test(l) || /^\s+at /.test(l)) break;
-      more.push(l.trim());
-    }
-    const text = [lines[at]!, ...more].join(' ');
+  const own = lines.findLast((l) => /^sluice run .*: (cannot start|the pipeline failed): /.test(l));
+  if (own !== undefined) {
+    const text = own.replace(/(\\[rn])+[ \t]*/g, ' ');
     return text.length > 1000 ? `${text.slice(0, 1000)}…` : text;
   }
   let plain: string | undefined;
@@ -240,9 +236,23 @@ export function lastErrorLine(lines: readonly string[]): string | undefined {
 function parseLog(line: string): { level: number; msg: string; err?: string } | undefined {
   if (!line.startsWith('{')) return undefined;
   try {
-    const o = JSON.parse(line) as { level?: unknown; msg?: unknown; err?: { message?: unknown } };
+    const o = JSON.parse(line) as {
+      level?: unknown;
+      msg?: unknown;
+      err?: { message?: unknown };
+      code?: unknown;
+      message?: unknown;
+    };
     if (typeof o.level !== 'number') return undefined;
-    const err = typeof o.err?.message === 'string' ? o.err.message : undefined;
+    // `sluice run`'s fatal entry carries code and message; other entries an `err`.
+    const err =
+      typeof o.message === 'string'
+        ? typeof o.code === 'string'
+          ? `${o.code}: ${o.message}`
+          : o.message
+        : typeof o.err?.message === 'string'
+          ? o.err.message
+          : undefined;
     return { level: o.level, msg: typeof o.msg === 'string' ? o.msg : '', ...(err ? { err } : {}) };
   } catch {
     return undefined;

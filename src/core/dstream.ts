@@ -8,7 +8,9 @@ import { originOf, validateBadRecords, type BadRecordsOptions, type DeadLetter }
 import { Batch, type PairInput, type BatchContext } from './batch.js';
 import { OperatorError, PipelineDefinitionError } from './errors.js';
 import { COMPUTE, type BatchRun, type Graph } from './graph.js';
+import { escapeControlChars } from './logger.js';
 import type { SinkContext } from './sink.js';
+import type { CheckAccess } from './access.js';
 import type { Pair } from './keys.js';
 import {
   invertibleWindowState,
@@ -685,6 +687,7 @@ export class DStream<T> {
         transactional,
         open: (ctx) => sink.open(ctx),
         close: () => sink.close(),
+        ...(sink.checkAccess ? { checkAccess: sink.checkAccess.bind(sink) } : {}),
         late,
       },
     );
@@ -726,6 +729,7 @@ export class DStream<T> {
       };
       open?: (ctx: SinkContext) => Promise<void>;
       close?: () => Promise<void>;
+      checkAccess?: CheckAccess;
       late?: boolean;
     },
   ): void {
@@ -761,6 +765,7 @@ export class DStream<T> {
       },
       open: impl.open,
       close: impl.close,
+      ...(impl.checkAccess ? { checkAccess: impl.checkAccess } : {}),
       prepare: async (run) => void (await this[COMPUTE](run)),
       late: impl.late ?? false,
       run: (run) => call(run, impl.write),
@@ -813,13 +818,17 @@ function checkPartitions(n: number): void {
   }
 }
 
-/** Spark prints tuples as `(a,b)`; records that are arrays print the same way, objects as JSON. */
+/**
+ * Spark prints tuples as `(a,b)`; records that are arrays print the same way, objects as JSON. Control
+ * characters are escaped (`\n`, `\x1b`, ...): a record prints as one line, which can never pass for
+ * a log line nor drive the terminal.
+ */
 export function formatRecord(r: unknown): string {
   if (Array.isArray(r)) return `(${r.map(formatRecord).join(',')})`;
   if (r === undefined) return 'None';
   if (typeof r === 'object' && r !== null) {
-    if (Buffer.isBuffer(r)) return r.toString('utf8');
-    return JSON.stringify(r);
+    if (Buffer.isBuffer(r)) return escapeControlChars(r.toString('utf8'));
+    return escapeControlChars(JSON.stringify(r));
   }
-  return String(r);
+  return escapeControlChars(String(r));
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { InvalidOptionError } from '../core/errors.js';
+import { redactUrl } from '../core/redact.js';
 import { RedisUnreachableError } from './errors.js';
 
 /**
@@ -110,16 +111,13 @@ export function describeRedis(client: Redis): Record<string, unknown> {
   };
 }
 
-/** A URL with its password replaced by `***`, for error messages. */
+/**
+ * For error messages: a URL without its password and secret query parameters (`***`); an object
+ * (options that may hold a password) as `(an object)`; anything else as it is.
+ */
 export function redactValue(value: unknown): unknown {
-  if (typeof value !== 'string') return value;
-  try {
-    const u = new URL(value);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return value.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
-  }
+  if (typeof value === 'string') return redactUrl(value);
+  return typeof value === 'object' && value !== null ? '(an object)' : value;
 }
 
 /** Quits a client Sluice owns; disconnects at once if it never connected or cannot quit cleanly. */

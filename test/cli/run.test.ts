@@ -10,6 +10,15 @@ async function sluiceRun(file: string): Promise<ChildRun> {
 
 const EXPECTED = /export default definePipeline\(\{ batchInterval: 1000, build\(ctx\) \{ \.\.\. \} \}\)/;
 
+/** The JSON log entries of a stderr at level 60 (fatal). */
+function fatalEntries(stderr: string): Record<string, unknown>[] {
+  return stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((e) => e.level === 60);
+}
+
 test('sluice run on a file without a default export exits 1 naming the file, the code and what it must export', async () => {
   const run = await sluiceRun('test/cli/fixtures/no-default-export.ts');
   assert.equal(run.exitInfo?.code, 1, run.output());
@@ -62,7 +71,47 @@ test('sluice run exits 1 with SLUICE_OPERATOR_FAILED naming the operator when a 
     run.stderr,
     /the pipeline failed: SLUICE_OPERATOR_FAILED: Operator 'flaky-sink' failed in the batch of .*: the sink is down/,
   );
-  assert.match(run.stderr, /caused by: Error: the sink is down\n\s+at /);
+  // The user function's stack is in the fatal log entry, not in the summary line.
+  const [fatal, ...more] = fatalEntries(run.stderr);
+  assert.deepEqual(more, []);
+  const cause = fatal?.cause as { type?: string; stack?: string } | undefined;
+  assert.equal(cause?.type, 'Error');
+  assert.match(cause?.stack ?? '', /^Error: the sink is down\n\s+at .*failing-batch\.ts/);
+});
+
+test('sluice run reports a failure as a fatal JSON log entry with code, message, hint and retriable, then one summary line without a stack', async () => {
+  const run = await sluiceRun('test/cli/fixtures/failing-build.ts');
+  assert.equal(run.exitInfo?.code, 1, run.output());
+  const lines = run.stderr.split('\n').filter((l) => l !== '');
+  const [fatal, ...more] = fatalEntries(run.stderr);
+  assert.deepEqual(more, []);
+  assert.deepEqual(
+    {
+      msg: fatal?.msg,
+      file: fatal?.file,
+      pipeline: fatal?.pipeline,
+      code: fatal?.code,
+      message: fatal?.message,
+      hint: fatal?.hint,
+      retriable: fatal?.retriable,
+    },
+    {
+      msg: 'sluice run test/cli/fixtures/failing-build.ts: cannot start',
+      file: 'test/cli/fixtures/failing-build.ts',
+      pipeline: undefined, // the build failed: no context yet
+      code: 'SLUICE_PIPELINE_DEFINITION',
+      message: 'reference data missing',
+      hint: 'Load it before building',
+      retriable: false,
+    },
+  );
+  assert.equal(fatal?.stack, undefined, 'no stack for a Sluice error');
+  assert.equal(fatal?.cause, undefined);
+  assert.equal(
+    lines.at(-1),
+    'sluice run test/cli/fixtures/failing-build.ts: cannot start: SLUICE_PIPELINE_DEFINITION: reference data missing. Load it before building',
+  );
+  assert.doesNotMatch(run.stderr, /^\s+at /m, 'no stack trace line');
 });
 
 test('sluice run stops gracefully with exit 0 when SIGINT arrives while the pipeline is still being built', async () => {

@@ -182,7 +182,15 @@ test('does not restart a pipeline whose checkpoint does not fit it: exits 1 at o
   runs.push(run);
   const exit = await run.waitForExit(60_000);
   assert.deepEqual(exit, { code: 1, signal: null }, run.output());
-  assert.match(run.stderr, /cannot start: SLUICE_CHECKPOINT_INCOMPATIBLE: [^\n]*\n  - 'totals'/);
+  // The child's summary line escapes the line breaks of the message; its fatal log entry has them.
+  assert.match(run.stderr, /cannot start: SLUICE_CHECKPOINT_INCOMPATIBLE: [^\n]*\\n  - 'totals'/);
+  const fatal = run.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{"level":60,'))
+    .map((l) => JSON.parse(l) as { code?: string; message?: string });
+  assert.equal(fatal.length, 1, run.output());
+  assert.equal(fatal[0]!.code, 'SLUICE_CHECKPOINT_INCOMPATIBLE');
+  assert.match(fatal[0]!.message!, /does not fit this pipeline:\n  - 'totals'/);
   assert.match(run.stderr, new RegExp(`sluice checkpoint migrate ${dir} --drop totals`));
   assert.match(
     run.stderr,
@@ -191,21 +199,18 @@ test('does not restart a pipeline whose checkpoint does not fit it: exits 1 at o
   assert.equal(started(run.stderr), 1);
 });
 
-test('the last error is sluice run’s own error line, else the last error log line, else the last plain line', () => {
+test('the last error is sluice run’s own error line (escaped line breaks read as spaces), else the last error log line, else the last plain line', () => {
   assert.equal(
     lastErrorLine([
+      '{"level":60,"code":"SLUICE_OPERATOR_FAILED","message":"Operator x failed","msg":"sluice run x.ts: the pipeline failed"}',
       'sluice run x.ts: the pipeline failed: SLUICE_OPERATOR_FAILED: Operator x failed',
-      'caused by: Error: boom',
-      '    at f (x.ts:1:1)',
       '{"level":30,"msg":"streaming context stopped"}',
     ]),
     'sluice run x.ts: the pipeline failed: SLUICE_OPERATOR_FAILED: Operator x failed',
   );
   assert.equal(
     lastErrorLine([
-      'sluice run x.ts: cannot start: SLUICE_CHECKPOINT_INCOMPATIBLE: The checkpoint at /cp does not fit this pipeline:',
-      "  - 'a' is gone",
-      "  - 'b' is gone. Ways forward: ...",
+      "sluice run x.ts: cannot start: SLUICE_CHECKPOINT_INCOMPATIBLE: The checkpoint at /cp does not fit this pipeline:\\n  - 'a' is gone\\n  - 'b' is gone. Ways forward: ...",
       '{"level":30,"msg":"streaming context stopped"}',
     ]),
     "sluice run x.ts: cannot start: SLUICE_CHECKPOINT_INCOMPATIBLE: The checkpoint at /cp does not fit this pipeline: - 'a' is gone - 'b' is gone. Ways forward: ...",
@@ -216,6 +221,12 @@ test('the last error is sluice run’s own error line, else the last error log l
       '{"level":30,"msg":"streaming context stopped"}',
     ]),
     'batch failed; stopping the context: disk full',
+  );
+  assert.equal(
+    lastErrorLine([
+      '{"level":60,"code":"SLUICE_SOURCE_FAILED","message":"Source \'in\' failed","msg":"sluice run x.ts: the pipeline failed"}',
+    ]),
+    "sluice run x.ts: the pipeline failed: SLUICE_SOURCE_FAILED: Source 'in' failed",
   );
   assert.equal(
     lastErrorLine(['fatal: out of cheese', '{"level":30,"msg":"tick"}', '']),
