@@ -65,6 +65,7 @@ export type {
 } from './core/state.js';
 export type { TransactionalOffsetStore } from './core/transactional-store.js';
 export type { Guarantee, Sink, SinkContext, TransactionalSink } from './core/sink.js';
+export type { AccessCheck, AccessCheckContext, MissingPermission } from './core/access.js';
 export {
   InMemorySink,
   InMemoryTransaction,

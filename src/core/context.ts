@@ -1,3 +1,4 @@
+import { runAccessChecks, type CheckAccess } from './access.js';
 import { Batch } from './batch.js';
 import { validateBadRecords } from './bad-records.js';
 import { BatchProtocol, type BatchInfo } from './batch-protocol.js';
@@ -220,9 +221,10 @@ export class StreamingContext {
   }
 
   /**
-   * Decides the commit plan (refusing impossible guarantees), restores the checkpoint, opens every
-   * source and sink and starts the batch loop. Resolves once running; rejects (and opens nothing
-   * further) if the pipeline is invalid or a source cannot be opened.
+   * Decides the commit plan (refusing impossible guarantees), restores the checkpoint, runs every
+   * input's and output's access check (one error lists every permission the pipeline lacks), opens
+   * every source and sink and starts the batch loop. Resolves once running; rejects (and opens
+   * nothing further) if the pipeline is invalid, lacks permissions or a source cannot be opened.
    */
   async start(): Promise<void> {
     if (this.#state !== 'initialized') {
@@ -270,6 +272,7 @@ export class StreamingContext {
     this.#protocol = protocol;
     this.#state = 'active';
     try {
+      await this.#checkAccess();
       await this.#openSources(offsetStore, protocol);
     } catch (e) {
       await this.#closeSources();
@@ -329,6 +332,28 @@ export class StreamingContext {
       offsetStore: this.#options.offsetStore,
       checkpoint: this.#options.checkpoint,
     };
+  }
+
+  /**
+   * Every input's and output's access check (see `Source.checkAccess`), before anything opens: ONE
+   * error lists every permission the pipeline lacks, across its inputs, outputs and dead-letter
+   * outputs, rather than the job failing on the first, then on the next once that one is fixed.
+   */
+  async #checkAccess(): Promise<void> {
+    const checks: { name: string; check: CheckAccess }[] = [];
+    for (const input of this.#graph.inputs) {
+      const source = input.source;
+      if (source.checkAccess) checks.push({ name: input.name, check: (ctx) => source.checkAccess!(ctx) });
+    }
+    for (const output of this.#graph.outputs) {
+      if (output.checkAccess) checks.push({ name: output.name, check: output.checkAccess });
+    }
+    if (checks.length === 0) return;
+    await runAccessChecks(checks, {
+      pipelineId: this.pipelineId,
+      logger: this.logger,
+      signal: this.#stopSources.signal,
+    });
   }
 
   async #openSources(offsetStore: OffsetStore | undefined, protocol: BatchProtocol): Promise<void> {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { CheckAccess } from './access.js';
 import type { BadRecordLedger } from './bad-records.js';
 import type { Batch } from './batch.js';
 import { PipelineDefinitionError } from './errors.js';
@@ -55,6 +56,8 @@ export interface OutputRegistration {
   };
   readonly open?: (ctx: SinkContext) => Promise<void>;
   readonly close?: () => Promise<void>;
+  /** The sink's access check, run at start before anything opens (see `Sink.checkAccess`). */
+  readonly checkAccess?: CheckAccess;
   /** Computes the output's input batch (memoised), before any output writes. */
   readonly prepare: (run: BatchRun) => Promise<void>;
   /** Computed after all the others: its content (dead letters) is collected while they compute. */

@@ -1,3 +1,4 @@
+import type { AccessCheck, AccessCheckContext } from './access.js';
 import type { Batch, BatchContext } from './batch.js';
 import type { Logger } from './logger.js';
 import { isTransactionalStore, type TransactionalOffsetStore } from './transactional-store.js';
@@ -41,6 +42,13 @@ export interface Sink<T> {
   /** Writes the batch; resolves when it is durable. */
   write(batch: Batch<T>, ctx: BatchContext): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Which permissions the sink needs and its principal lacks (e.g. a Kafka ACL to write its
+   * topic), found without opening it. The context runs every input's and output's check at start,
+   * before opening anything, and fails with one error listing all that are missing. The contract
+   * is {@link AccessCheck}'s.
+   */
+  checkAccess?(ctx: AccessCheckContext): Promise<AccessCheck | undefined>;
 }
 
 /** A sink that can also write a batch inside a {@link TransactionalOffsetStore}'s transaction. */

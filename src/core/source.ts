@@ -1,3 +1,4 @@
+import type { AccessCheck, AccessCheckContext } from './access.js';
 import type { BadRecordsOptions, DeadLetter } from './bad-records.js';
 import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
@@ -111,4 +112,11 @@ export interface Source<T> {
   readonly badRecords?: BadRecordsOptions;
   /** Called after every completed batch, e.g. to adapt the rate. */
   onBatchCompleted?(feedback: BatchFeedback): void;
+  /**
+   * Which permissions the source needs and its principal lacks (e.g. Kafka ACLs on its topics and
+   * group), found without opening it. The context runs every input's and output's check at start,
+   * before opening anything, and fails with one error listing all that are missing. The contract
+   * is {@link AccessCheck}'s.
+   */
+  checkAccess?(ctx: AccessCheckContext): Promise<AccessCheck | undefined>;
 }

@@ -6,21 +6,27 @@
  */
 import { BrokerUnreachableError, SluiceError, SourceError, TopicNotFoundError } from '../core/errors.js';
 import { DEFAULT_CONNECT, type ClientConfig } from './options.js';
+import { AuthFailureWatch } from './auth-watch.js';
 import { defaultCluster, librdkafkaConfig, type KafkaCluster } from './cluster.js';
+import { identityOf, securityError, type KafkaIdentity, type KafkaPermission } from './errors.js';
 import {
+  AclOperationTypes,
   AdminClient,
   IsolationLevel,
   OffsetSpec,
+  CODES,
   backoff,
   call,
   delay,
   describeError,
+  errorCode,
   isTopicExists,
   isTransient,
   isUnknownTopic,
   isUnreachable,
   retrying,
   type IAdminClient,
+  type LibrdKafkaError,
   type RdKafkaConsumer,
   type RdKafkaProducer,
 } from './rdkafka.js';
@@ -61,9 +67,54 @@ export interface NewTopicSpec {
   readonly config?: Record<string, string>;
 }
 
+/**
+ * What a principal may do with a topic, as the cluster says (`describeTopics` with the authorized
+ * operations): `denied` when it may not even describe it (Kafka then does not say whether it
+ * exists), `missing` when it does not exist, else the operations allowed (undefined: the cluster
+ * did not say, Kafka < 2.3).
+ */
+export type TopicAccess =
+  | { readonly kind: 'denied' }
+  | { readonly kind: 'missing' }
+  | { readonly kind: 'found'; readonly operations: ReadonlySet<string> | undefined };
+
+/** AclOperationTypes -> the operation names of Kafka's ACL tools. */
+const OPERATION_NAMES: ReadonlyMap<number, string> = new Map([
+  [AclOperationTypes.READ, 'Read'],
+  [AclOperationTypes.WRITE, 'Write'],
+  [AclOperationTypes.CREATE, 'Create'],
+  [AclOperationTypes.DELETE, 'Delete'],
+  [AclOperationTypes.ALTER, 'Alter'],
+  [AclOperationTypes.DESCRIBE, 'Describe'],
+  [AclOperationTypes.CLUSTER_ACTION, 'ClusterAction'],
+  [AclOperationTypes.DESCRIBE_CONFIGS, 'DescribeConfigs'],
+  [AclOperationTypes.ALTER_CONFIGS, 'AlterConfigs'],
+  [AclOperationTypes.IDEMPOTENT_WRITE, 'IdempotentWrite'],
+]);
+
+function operationNames(ops: readonly number[] | undefined): ReadonlySet<string> | undefined {
+  if (!Array.isArray(ops)) return undefined;
+  if (ops.includes(AclOperationTypes.ALL)) return new Set(OPERATION_NAMES.values());
+  return new Set(ops.flatMap((o) => OPERATION_NAMES.get(o) ?? []));
+}
+
+/** What ListOffsets needs: Describe on the topics. */
+function describeNeeds(partitions: readonly TopicPartition[]): KafkaPermission[] {
+  return [...new Set(partitions.map((p) => p.topic))].map((topic) => ({
+    operation: 'Describe',
+    resourceType: 'topic',
+    resource: topic,
+  }));
+}
+
 export class KafkaAdmin {
   readonly #client: IAdminClient;
   readonly #owned: boolean;
+  readonly #identity: KafkaIdentity;
+  /** An own client's refused login (a derived client gets no events). */
+  readonly #auth: AuthFailureWatch | undefined;
+  /** Calls not answered yet: the client is disconnected after them (see {@link close}). */
+  readonly #pending = new Set<Promise<unknown>>();
   #closed = false;
 
   private constructor(
@@ -71,9 +122,19 @@ export class KafkaAdmin {
     owned: boolean,
     readonly bootstrapServers: string,
     readonly policy: RetryPolicy,
+    identity: KafkaIdentity,
   ) {
     this.#client = client;
     this.#owned = owned;
+    this.#identity = identity;
+    this.#auth = owned
+      ? new AuthFailureWatch(identity).watch(client as unknown as Parameters<AuthFailureWatch['watch']>[0])
+      : undefined;
+  }
+
+  /** @internal The principal this client connects as, as far as its configuration tells. */
+  get identity(): KafkaIdentity {
+    return this.#identity;
   }
 
   /**
@@ -85,10 +146,15 @@ export class KafkaAdmin {
     options: { config?: ClientConfig; policy?: RetryPolicy } = {},
   ): KafkaAdmin {
     const c = typeof cluster === 'string' ? defaultCluster(cluster) : cluster;
-    const client = AdminClient.create(
-      librdkafkaConfig(c, { 'client.id': 'sluice-admin' }, options.config) as never,
+    const config = librdkafkaConfig(c, { 'client.id': 'sluice-admin' }, options.config);
+    const client = AdminClient.create(config as never);
+    return new KafkaAdmin(
+      client,
+      true,
+      c.bootstrapServers,
+      options.policy ?? DEFAULT_RETRY,
+      identityOf(config),
     );
-    return new KafkaAdmin(client, true, c.bootstrapServers, options.policy ?? DEFAULT_RETRY);
   }
 
   /** An admin client sharing a connected consumer's or producer's connections. */
@@ -97,21 +163,30 @@ export class KafkaAdmin {
     bootstrapServers: string,
     policy: RetryPolicy,
   ): KafkaAdmin {
-    return new KafkaAdmin(AdminClient.createFrom(client), false, bootstrapServers, policy);
+    return new KafkaAdmin(AdminClient.createFrom(client), false, bootstrapServers, policy, {
+      bootstrapServers,
+    });
   }
 
   /** Partition ids (ascending) of each topic; a topic that does not exist maps to `undefined`. */
   async describeTopics(topics: readonly string[]): Promise<Map<string, number[] | undefined>> {
-    const result = await this.#retry('describe topics', (timeout) =>
-      call<
-        Array<{ name: string; error?: unknown; partitions: Array<{ partition: number; leader: unknown }> }>
-      >((cb) => this.#client.describeTopics([...topics], { timeout }, cb as never)),
+    const result = await this.#retry(
+      'describe topics',
+      (timeout) =>
+        this.#call<
+          Array<{ name: string; error?: unknown; partitions: Array<{ partition: number; leader: unknown }> }>
+        >((cb) => this.#client.describeTopics([...topics], { timeout }, cb as never)),
+      describeNeeds(topics.map((topic) => ({ topic, partition: 0 }))),
     );
     const out = new Map<string, number[] | undefined>();
     for (const t of topics) out.set(t, undefined);
     for (const d of result) {
       if (d.error) {
         if (isUnknownTopic(d.error)) continue;
+        const security = securityError(d.error, this.#identity, [
+          { operation: 'Describe', resourceType: 'topic', resource: d.name },
+        ]);
+        if (security) throw security;
         throw new SourceError(
           'kafka',
           `cannot describe topic '${d.name}': ${describeError(d.error)}`,
@@ -131,27 +206,84 @@ export class KafkaAdmin {
     return out;
   }
 
+  /**
+   * @internal What this client's principal may do with each topic (see {@link TopicAccess}): one
+   * describeTopics round with the authorized operations.
+   */
+  async topicAccess(topics: readonly string[]): Promise<Map<string, TopicAccess>> {
+    const result = await this.#retry('describe topics', (timeout) =>
+      this.#call<Array<{ name: string; error?: unknown; authorizedOperations?: number[] }>>((cb) =>
+        this.#client.describeTopics([...topics], { timeout, includeAuthorizedOperations: true }, cb as never),
+      ),
+    );
+    const out = new Map<string, TopicAccess>();
+    for (const d of result) {
+      if (!d.error) {
+        out.set(d.name, { kind: 'found', operations: operationNames(d.authorizedOperations) });
+      } else if (isUnknownTopic(d.error)) {
+        out.set(d.name, { kind: 'missing' });
+      } else if (errorCode(d.error) === CODES.ERRORS.ERR_TOPIC_AUTHORIZATION_FAILED) {
+        out.set(d.name, { kind: 'denied' });
+      } else {
+        throw this.#failure(`describe topic '${d.name}'`, d.error);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * @internal Whether this client's principal may describe `group` (ask for its committed offsets: Kafka
+   * checks Describe on the group first, also for a group that does not exist yet). Read implies
+   * Describe, so a principal refused here lacks both.
+   *
+   * Not with describeGroups (and its authorized operations, which would also tell Read apart):
+   * this client's describeGroups crashes the process (SIGSEGV, measured with 1.10 / librdkafka 2.15)
+   * when the answer for a group is an error, as GROUP_AUTHORIZATION_FAILED is: it reads the
+   * description's strings without checking them for NULL (confluent-kafka-javascript issue #531).
+   */
+  async groupDescribable(group: string): Promise<boolean> {
+    return this.#retry(`read the offsets of group '${group}'`, async (timeout) => {
+      try {
+        await this.#call<unknown>((cb) =>
+          this.#client.listConsumerGroupOffsets([{ groupId: group }], { timeout }, cb as never),
+        );
+        return true;
+      } catch (e) {
+        if (errorCode(e) === CODES.ERRORS.ERR_GROUP_AUTHORIZATION_FAILED) return false;
+        throw e;
+      }
+    });
+  }
+
   /** Creates the topics; a topic that already exists is left as it is. */
   async createTopics(topics: readonly string[], spec: NewTopicSpec): Promise<void> {
     for (const topic of topics) {
-      await this.#retry(`create topic '${topic}'`, async (timeout) => {
-        try {
-          await call<void>((cb) =>
-            this.#client.createTopic(
-              {
-                topic,
-                num_partitions: spec.partitions,
-                replication_factor: spec.replicationFactor ?? -1,
-                ...(spec.config ? { config: spec.config } : {}),
-              },
-              timeout,
-              cb,
-            ),
-          );
-        } catch (e) {
-          if (!isTopicExists(e)) throw e;
-        }
-      });
+      await this.#retry(
+        `create topic '${topic}'`,
+        async (timeout) => {
+          try {
+            await this.#call<void>((cb) =>
+              this.#client.createTopic(
+                {
+                  topic,
+                  num_partitions: spec.partitions,
+                  replication_factor: spec.replicationFactor ?? -1,
+                  ...(spec.config ? { config: spec.config } : {}),
+                },
+                timeout,
+                cb,
+              ),
+            );
+          } catch (e) {
+            if (!isTopicExists(e)) throw e;
+          }
+        },
+        // Create on the topic, or on the cluster (which allows creating any topic).
+        [
+          { operation: 'Create', resourceType: 'topic', resource: topic },
+          { operation: 'Create', resourceType: 'cluster', resource: 'kafka-cluster' },
+        ],
+      );
     }
   }
 
@@ -212,7 +344,7 @@ export class KafkaAdmin {
     for (let attempt = 1; attempt <= this.policy.attempts; attempt++) {
       let results: Array<{ topic: string; partition: number; offset: number; error?: unknown }>;
       try {
-        results = await call((cb) =>
+        results = await this.#call((cb) =>
           this.#client.listOffsets(
             pending.map((p) => ({ topic: p.topic, partition: p.partition, offset: spec })),
             { timeout: this.policy.timeoutMs, isolationLevel },
@@ -221,7 +353,9 @@ export class KafkaAdmin {
         );
       } catch (e) {
         if (isUnknownTopic(e)) throw new TopicNotFoundError(pending[0]!.topic);
-        if (!isTransient(e)) throw this.#failure(`list ${which} offsets`, e);
+        // A topic this principal may not describe has no leader it can see: "No such entry".
+        if (errorCode(e) === CODES.ERRORS.ERR__NOENT) await this.#requireDescribable(pending);
+        if (!isTransient(e)) throw this.#failure(`list ${which} offsets`, e, describeNeeds(pending));
         lastError = e;
         if (attempt < this.policy.attempts) await delay(backoff(attempt), this.policy.signal);
         continue;
@@ -231,7 +365,11 @@ export class KafkaAdmin {
         if (r.error) {
           if (isUnknownTopic(r.error)) throw new TopicNotFoundError(r.topic);
           if (!isTransient(r.error))
-            throw this.#failure(`list ${which} offsets of ${r.topic}-${r.partition}`, r.error);
+            throw this.#failure(
+              `list ${which} offsets of ${r.topic}-${r.partition}`,
+              r.error,
+              describeNeeds([r]),
+            );
           lastError = r.error;
           retry.push({ topic: r.topic, partition: r.partition });
         } else {
@@ -278,7 +416,7 @@ export class KafkaAdmin {
     const out = new Map<string, number>();
     if (offsets.length === 0) return out;
     const results = await this.#retry('delete records', (timeout) =>
-      call<Array<{ topic: string; partition: number; lowWatermark: number; error?: unknown }>>((cb) =>
+      this.#call<Array<{ topic: string; partition: number; lowWatermark: number; error?: unknown }>>((cb) =>
         this.#client.deleteRecords(
           offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset })),
           { timeout, operationTimeout: timeout },
@@ -289,29 +427,65 @@ export class KafkaAdmin {
     for (const r of results) {
       if (r.error) {
         if (isUnknownTopic(r.error)) throw new TopicNotFoundError(r.topic);
-        throw this.#failure(`delete records of ${r.topic}-${r.partition}`, r.error);
+        throw this.#failure(`delete records of ${r.topic}-${r.partition}`, r.error, [
+          { operation: 'Delete', resourceType: 'topic', resource: r.topic },
+        ]);
       }
       out.set(tpKey(r.topic, r.partition), r.lowWatermark);
     }
     return out;
   }
 
-  /** Releases the client if it is this object's own. */
+  /**
+   * Releases the client if it is this object's own. With a call still waiting for its answer (one
+   * that ended early on a refused login), after that answer: the binding's disconnect() blocks the
+   * event loop until pending calls end.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#owned) this.#client.disconnect();
+    if (!this.#owned) return;
+    const client = this.#client;
+    if (this.#pending.size === 0) client.disconnect();
+    else void Promise.allSettled([...this.#pending]).then(() => client.disconnect());
   }
 
-  #retry<T>(what: string, op: (timeoutMs: number) => Promise<T>): Promise<T> {
+  /** A call on the client: tracked until answered, and ended at once by a refused login. */
+  #call<T>(fn: (cb: (err: LibrdKafkaError | null | undefined, value: T) => void) => void): Promise<T> {
+    const p = call<T>(fn);
+    this.#pending.add(p);
+    const done = () => void this.#pending.delete(p);
+    p.then(done, done);
+    return this.#auth ? this.#auth.race(p) : p;
+  }
+
+  /** Throws the authorization error when one of `partitions`' topics may not be described. */
+  async #requireDescribable(partitions: readonly TopicPartition[]): Promise<void> {
+    const topics = [...new Set(partitions.map((p) => p.topic))];
+    const access = await this.topicAccess(topics);
+    const denied = topics.filter((t) => access.get(t)?.kind === 'denied');
+    if (denied.length === 0) return;
+    throw securityError(
+      { code: CODES.ERRORS.ERR_TOPIC_AUTHORIZATION_FAILED, message: 'Broker: Topic authorization failed' },
+      this.#identity,
+      denied.map((t) => ({ operation: 'Describe', resourceType: 'topic', resource: t })),
+    )!;
+  }
+
+  #retry<T>(
+    what: string,
+    op: (timeoutMs: number) => Promise<T>,
+    needs: readonly KafkaPermission[] = [],
+  ): Promise<T> {
     return retrying(this.policy, op, {
       retriable: isTransient,
-      failure: (e) => this.#failure(what, e),
+      failure: (e) => this.#failure(what, e, needs),
       exhausted: (e) => this.#exhausted(what, e),
     });
   }
 
   #exhausted(what: string, e: unknown): Error {
+    if (this.#auth?.failure) return this.#auth.failure;
     if (isUnreachable(e)) return new BrokerUnreachableError(this.bootstrapServers, this.policy.attempts, e);
     return new SourceError(
       'kafka',
@@ -324,8 +498,10 @@ export class KafkaAdmin {
     );
   }
 
-  #failure(what: string, e: unknown): Error {
+  #failure(what: string, e: unknown, needs: readonly KafkaPermission[] = []): Error {
     if (e instanceof SluiceError) return e;
+    const security = securityError(e, this.#identity, needs) ?? this.#auth?.failure;
+    if (security) return security;
     return new SourceError(
       'kafka',
       `${what} failed: ${describeError(e)}`,

@@ -7,7 +7,9 @@
 import { BrokerUnreachableError, InvalidOptionError, SourceError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { IsolationLevelName } from './admin.js';
+import { AuthFailureWatch } from './auth-watch.js';
 import { defaultCluster, librdkafkaConfig, type KafkaCluster } from './cluster.js';
+import { identityOf, securityError, type KafkaPermission } from './errors.js';
 import type { ClientConfig, ConfigValue, ConnectPolicy } from './options.js';
 import type { PartitionReader } from './partition-reader.js';
 import {
@@ -112,11 +114,21 @@ export class DirectConsumer {
   /** topic -> partition -> reader, for routing delivered messages. */
   #byTopic: ReadonlyMap<string, readonly PartitionReader[]> = new Map();
   #lastClientError: unknown;
+  /** A refused login, seen in the client's events (see auth-watch.ts). */
+  readonly #auth: AuthFailureWatch;
+  readonly #group: ConfigValue | undefined;
 
-  private constructor(client: RdKafkaConsumer, bootstrapServers: string, policy: ConnectPolicy) {
+  private constructor(
+    client: RdKafkaConsumer,
+    bootstrapServers: string,
+    policy: ConnectPolicy,
+    config: Record<string, ConfigValue>,
+  ) {
     this.client = client;
     this.#bootstrapServers = bootstrapServers;
     this.#policy = policy;
+    this.#auth = new AuthFailureWatch({ ...identityOf(config), bootstrapServers }).watch(client);
+    this.#group = config['group.id'];
   }
 
   /** Connects a consumer: bounded attempts, then BrokerUnreachableError. */
@@ -136,16 +148,30 @@ export class DirectConsumer {
           redactConfig(o.consumerConfig ?? {}),
         );
       }
-      const dc = new DirectConsumer(consumer, o.bootstrapServers, o.policy);
+      const dc = new DirectConsumer(consumer, o.bootstrapServers, o.policy, o.config);
       consumer.on('event.error', (e) => {
         dc.#lastClientError = e;
       });
+      const connecting = call((cb) => consumer.connect({ timeout: timeoutMs, topic: o.topic }, cb as never));
       try {
-        await call((cb) => consumer.connect({ timeout: timeoutMs, topic: o.topic }, cb as never));
+        // Ends at the first sign of a refused login, not at the timeout.
+        await dc.#auth.race(connecting);
         tuneDirectConsumer(consumer);
         return dc;
       } catch (e) {
         lastError = e;
+        const security = securityError(e, dc.#auth.identity, [
+          { operation: 'Describe', resourceType: 'topic', resource: o.topic },
+        ]);
+        if (security) {
+          // No further attempt: a refused login fails the same way until the settings change. The
+          // connect still running ends at its timeout; a consumer it connected after all is closed.
+          connecting.then(
+            () => void disconnect(consumer, timeoutMs),
+            () => {},
+          );
+          throw security;
+        }
         consumer.removeAllListeners();
         if (!isTransient(e)) {
           throw new SourceError(
@@ -208,6 +234,8 @@ export class DirectConsumer {
         msgs = await call<RdMessage[]>((cb) => consumer.consume(CONSUME_BATCH, cb));
       } catch (e) {
         msgs = [];
+        const security = securityError(e, this.#auth.identity, this.#fetchNeeds(open));
+        if (security) throw security;
         if (isOffsetOutOfRange(e)) {
           // The error does not say which partition: the log start tells. One that is not waiting
           // (it may have been reset since) is dealt with by the next plan.
@@ -271,6 +299,7 @@ export class DirectConsumer {
           .filter((s) => s.waiting)
           .map((s) => s.describeWait())
           .join(', ');
+        if (this.#auth.failure) throw this.#auth.failure;
         const lastError = this.#lastClientError;
         if (lastError === undefined || isUnreachable(lastError)) {
           throw new BrokerUnreachableError(
@@ -290,6 +319,25 @@ export class DirectConsumer {
         );
       }
     }
+  }
+
+  /**
+   * What a fetch of `open` needs: Read on their topics, and Describe on the consumer's group (a
+   * consumer with a group.id looks up the group's coordinator, even with assign()). The error
+   * code only names the kind of resource refused: every topic being read is named.
+   */
+  #fetchNeeds(open: readonly PartitionReader[]): KafkaPermission[] {
+    const group = this.#group;
+    return [
+      ...[...new Set(open.map((r) => r.topic))].map((topic): KafkaPermission => ({
+        operation: 'Read',
+        resourceType: 'topic',
+        resource: topic,
+      })),
+      ...(typeof group === 'string'
+        ? [{ operation: 'Describe', resourceType: 'group', resource: group } as const]
+        : []),
+    ];
   }
 
   /** Disconnects (bounded by `timeoutMs`). */

@@ -21,12 +21,14 @@
  * partition (positions, buffer, seek), the consumer and its consume loop (direct-consumer.ts),
  * records (record-decoder.ts) and retention handling (retention.ts). This class composes them.
  */
+import type { AccessCheck, AccessCheckContext } from '../core/access.js';
 import { InvalidOptionError, SourceError } from '../core/errors.js';
 import type { BadRecordsOptions } from '../core/bad-records.js';
 import type { Logger } from '../core/logger.js';
 import type { OffsetStore, OffsetRange } from '../core/offsets.js';
 import { RateController } from '../core/rate.js';
 import type { BatchFeedback, InputMetrics, InputPlan, Source, SourceContext } from '../core/source.js';
+import { checkKafkaAccess } from './access.js';
 import { KafkaAdmin, tpKey, type IsolationLevelName, type RetryPolicy } from './admin.js';
 import { DirectConsumer, directConsumerConfig } from './direct-consumer.js';
 import {
@@ -172,6 +174,25 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
       ...(this.#options.consumerConfig ? { clientConfig: this.#options.consumerConfig } : {}),
     });
     return this.#defaultStore;
+  }
+
+  /**
+   * The access check at start (the context runs it before opening anything): Read and Describe on
+   * each topic and on the group (`groupId`, else the pipeline id), asked with one admin client
+   * within the `connect` bounds, then closed. Describe on the group is what can be known up front;
+   * Read on a group whose Describe is allowed is refused at the first commit (see access.ts). A
+   * rejected login throws `KafkaAuthenticationError` at once; a topic that does not exist is
+   * left to `open` (TopicNotFoundError, or `createTopics`).
+   */
+  async checkAccess(ctx: AccessCheckContext): Promise<AccessCheck> {
+    return checkKafkaAccess({
+      cluster: this.cluster,
+      config: this.#options.consumerConfig,
+      policy: this.#policy,
+      signal: ctx.signal,
+      topics: this.topics.map((topic) => ({ topic, operations: ['Read', 'Describe'] })),
+      group: this.offsetGroup(ctx.pipelineId),
+    });
   }
 
   async open(ctx: SourceContext): Promise<void> {

@@ -4,6 +4,7 @@
  */
 import { InvalidOptionError, SourceError } from '../core/errors.js';
 import type { PartitionOffset } from '../core/offsets.js';
+import type { AuthFailureWatch } from './auth-watch.js';
 import { librdkafkaConfig, type KafkaCluster } from './cluster.js';
 import type { ClientConfig } from './options.js';
 import {
@@ -41,12 +42,16 @@ export class GroupCommitter {
     });
   }
 
-  /** Connects the group's consumer (it never subscribes: it has no assignment and fetches nothing). */
+  /**
+   * Connects the group's consumer (it never subscribes: it has no assignment and fetches nothing).
+   * `auth` watches it: a refused login ends the connect at once with the reason.
+   */
   static async connect(
     cluster: KafkaCluster,
     clientConfig: ClientConfig,
     group: string,
     timeoutMs: number,
+    auth: AuthFailureWatch,
   ): Promise<GroupCommitter> {
     let consumer: RdKafkaConsumer;
     try {
@@ -67,10 +72,20 @@ export class GroupCommitter {
       );
     }
     consumer.on('event.error', () => {}); // reported through the calls that fail
+    auth.watch(consumer);
+    const connecting = call((cb) => consumer.connect({ timeout: timeoutMs }, cb as never));
     try {
-      await call((cb) => consumer.connect({ timeout: timeoutMs }, cb as never));
+      await auth.race(connecting);
     } catch (e) {
-      consumer.removeAllListeners();
+      if (e === auth.failure) {
+        // The connect still running ends at its timeout; a consumer it connected after all is closed.
+        connecting.then(
+          () => void disconnect(consumer, timeoutMs),
+          () => {},
+        );
+      } else {
+        consumer.removeAllListeners();
+      }
       throw e;
     }
     consumer.setDefaultConsumeTimeout(COMMIT_POLL_MS);

@@ -76,6 +76,7 @@ export {
   kafkaDeadLetterSink,
   type KafkaDeadLetterSinkOptions,
 } from './dead-letter.js';
+export { KafkaAuthenticationError, KafkaAuthorizationError } from './errors.js';
 export { librdkafkaVersion } from './rdkafka.js';
 export {
   kafkaCluster,

@@ -29,9 +29,12 @@ import {
   redactConfig,
   retrying,
   type IAdminClient,
+  type LibrdKafkaError,
   type RdKafkaConsumer,
 } from './rdkafka.js';
 import { GroupCommitter } from './group-committer.js';
+import { AuthFailureWatch } from './auth-watch.js';
+import { identityOf, securityError, type KafkaIdentity, type KafkaPermission } from './errors.js';
 import {
   bootstrapKeys,
   connectPolicy,
@@ -95,6 +98,18 @@ const GROUP_HAS_MEMBERS = new Set<number>([
 function retriable(e: unknown): boolean {
   const c = errorCode(e);
   return isTransient(e) || (c !== undefined && COORDINATOR_BUSY.has(c));
+}
+
+/** What a commit of `offsets` for `group` needs: Read on the group and on the topics. */
+function commitNeeds(group: string, offsets: readonly { topic: string }[]): KafkaPermission[] {
+  return [
+    { operation: 'Read', resourceType: 'group', resource: group },
+    ...[...new Set(offsets.map((o) => o.topic))].map((topic): KafkaPermission => ({
+      operation: 'Read',
+      resourceType: 'topic',
+      resource: topic,
+    })),
+  ];
 }
 
 function isNonNegativeInt(v: unknown): v is number {
@@ -164,7 +179,16 @@ export class KafkaOffsetStore implements OffsetStore {
   protected readonly cluster: KafkaCluster;
   protected readonly policy: ConnectPolicy;
   protected readonly clientConfig: ClientConfig;
+  /** @internal Who the store's clients are on the cluster (for the security errors). */
+  protected readonly identity: KafkaIdentity;
+  /**
+   * @internal A refused login, seen in the events of any of the store's clients (they share the cluster's
+   * settings and `clientConfig`): later calls fail at once with it.
+   */
+  protected readonly auth: AuthFailureWatch;
   #admin: IAdminClient | undefined;
+  /** Admin calls not answered yet: the admin client is disconnected after them. */
+  readonly #pending = new Set<Promise<unknown>>();
   readonly #committers = new Map<string, Promise<GroupCommitter>>();
   #closed = false;
 
@@ -174,6 +198,8 @@ export class KafkaOffsetStore implements OffsetStore {
     this.bootstrapServers = this.cluster.bootstrapServers;
     this.policy = connectPolicy(options.connect);
     this.clientConfig = { ...options.clientConfig };
+    this.identity = identityOf(librdkafkaConfig(this.cluster, {}, this.clientConfig));
+    this.auth = new AuthFailureWatch(this.identity);
   }
 
   describe(): Record<string, unknown> {
@@ -258,8 +284,12 @@ export class KafkaOffsetStore implements OffsetStore {
       const committer = await c.catch(() => undefined);
       await committer?.close(this.policy.timeoutMs);
     }
-    this.#admin?.disconnect();
+    const admin = this.#admin;
     this.#admin = undefined;
+    // After the calls still waiting for their answer (ones a refused login ended early): the
+    // binding's disconnect() blocks the event loop until pending calls end.
+    if (admin && this.#pending.size === 0) admin.disconnect();
+    else if (admin) void Promise.allSettled([...this.#pending]).then(() => admin.disconnect());
   }
 
   // ---- for the transactional store -------------------------------------------------------------
@@ -276,16 +306,18 @@ export class KafkaOffsetStore implements OffsetStore {
         committer = await this.#committer(group);
       } catch (e) {
         if (e instanceof SluiceError || !retriable(e))
-          throw this.#failure(`connect a client for group '${group}'`, e);
+          throw this.#failure(`connect a client for group '${group}'`, e, commitNeeds(group, offsets));
         lastError = e;
         continue;
       }
       try {
-        await committer.commit(offsets, this.policy.timeoutMs);
+        await this.auth.race(committer.commit(offsets, this.policy.timeoutMs));
         return;
       } catch (e) {
         lastError = e;
         const c = errorCode(e);
+        const security = securityError(e, this.identity, commitNeeds(group, offsets));
+        if (security) throw security;
         if (isUnknownTopic(e) || c === E.ERR__UNKNOWN_PARTITION) {
           const missing = await this.missingTopic(offsets.map((o) => o.topic));
           if (missing !== undefined) throw new TopicNotFoundError(missing);
@@ -342,6 +374,7 @@ export class KafkaOffsetStore implements OffsetStore {
         this.clientConfig,
         group,
         this.policy.timeoutMs,
+        this.auth,
       );
       c = connecting;
       this.#committers.set(group, connecting);
@@ -357,11 +390,26 @@ export class KafkaOffsetStore implements OffsetStore {
       throw new SourceError('kafka-offsets', 'the offset store is closed', 'Create a new KafkaOffsetStore');
   }
 
+  /** A call on the store's admin client: tracked until answered, and ended at once by a refused login. */
+  #adminCall<T>(
+    fn: (admin: IAdminClient, cb: (err: LibrdKafkaError | null | undefined, value: T) => void) => void,
+  ): Promise<T> {
+    const admin = this.#adminClient();
+    const p = call<T>((cb) => fn(admin, cb));
+    this.#pending.add(p);
+    const done = () => void this.#pending.delete(p);
+    p.then(done, done);
+    return this.auth.race(p);
+  }
+
   #adminClient(): IAdminClient {
     this.#requireOpen();
-    this.#admin ??= AdminClient.create(
-      librdkafkaConfig(this.cluster, { 'client.id': 'sluice-offsets-admin' }, this.clientConfig) as never,
-    );
+    if (!this.#admin) {
+      this.#admin = AdminClient.create(
+        librdkafkaConfig(this.cluster, { 'client.id': 'sluice-offsets-admin' }, this.clientConfig) as never,
+      );
+      this.auth.watch(this.#admin as unknown as Parameters<AuthFailureWatch['watch']>[0]);
+    }
     return this.#admin;
   }
 
@@ -379,16 +427,24 @@ export class KafkaOffsetStore implements OffsetStore {
   async #partitionsOf(topics: readonly string[]): Promise<{ topic: string; partition: number }[]> {
     const unique = [...new Set(topics)];
     if (unique.length === 0) return [];
-    const described = await this.#retry('describe topics', (timeout) =>
-      call<Array<{ name: string; error?: unknown; partitions: Array<{ partition: number }> }>>((cb) =>
-        this.#adminClient().describeTopics(unique, { timeout }, cb as never),
-      ),
+    const needs = unique.map((topic): KafkaPermission => ({
+      operation: 'Describe',
+      resourceType: 'topic',
+      resource: topic,
+    }));
+    const described = await this.#retry(
+      'describe topics',
+      (timeout) =>
+        this.#adminCall<Array<{ name: string; error?: unknown; partitions: Array<{ partition: number }> }>>(
+          (admin, cb) => admin.describeTopics(unique, { timeout }, cb as never),
+        ),
+      needs,
     );
     const out: { topic: string; partition: number }[] = [];
     for (const d of described) {
       if (d.error) {
         if (isUnknownTopic(d.error)) continue;
-        throw this.#failure(`describe topic '${d.name}'`, d.error);
+        throw this.#failure(`describe topic '${d.name}'`, d.error, needs);
       }
       for (const p of [...d.partitions].sort((a, b) => a.partition - b.partition)) {
         out.push({ topic: d.name, partition: p.partition });
@@ -414,9 +470,18 @@ export class KafkaOffsetStore implements OffsetStore {
         error?: unknown;
         partitions: Array<{ topic: string; partition: number; offset: number; error?: unknown }>;
       }>;
+      // OffsetFetch: Describe on the group and on the topics.
+      const needs: KafkaPermission[] = [
+        { operation: 'Describe', resourceType: 'group', resource: group },
+        ...[...new Set((partitions ?? []).map((p) => p.topic))].map((topic): KafkaPermission => ({
+          operation: 'Describe',
+          resourceType: 'topic',
+          resource: topic,
+        })),
+      ];
       try {
-        results = await call((cb) =>
-          this.#adminClient().listConsumerGroupOffsets(
+        results = await this.#adminCall((admin, cb) =>
+          admin.listConsumerGroupOffsets(
             [
               {
                 groupId: group,
@@ -430,7 +495,7 @@ export class KafkaOffsetStore implements OffsetStore {
           ),
         );
       } catch (e) {
-        if (!retriable(e)) throw this.#failure(`read the offsets of group '${group}'`, e);
+        if (!retriable(e)) throw this.#failure(`read the offsets of group '${group}'`, e, needs);
         lastError = e;
         results = [];
       }
@@ -440,14 +505,18 @@ export class KafkaOffsetStore implements OffsetStore {
       if (result?.error) {
         if (errorCode(result.error) === E.ERR_GROUP_ID_NOT_FOUND) return [];
         if (!retriable(result.error))
-          throw this.#failure(`read the offsets of group '${group}'`, result.error);
+          throw this.#failure(`read the offsets of group '${group}'`, result.error, needs);
         lastError = result.error;
         again = true;
       }
       for (const p of result?.partitions ?? []) {
         if (p.error) {
           if (!retriable(p.error))
-            throw this.#failure(`read the offset of group '${group}' on ${p.topic}-${p.partition}`, p.error);
+            throw this.#failure(
+              `read the offset of group '${group}' on ${p.topic}-${p.partition}`,
+              p.error,
+              needs,
+            );
           lastError = p.error;
           again = true;
         } else if (p.offset >= 0) {
@@ -474,33 +543,42 @@ export class KafkaOffsetStore implements OffsetStore {
   }
 
   async #deleteGroup(group: string): Promise<void> {
-    await this.#retry(`delete group '${group}'`, async (timeout) => {
-      const [r] = await call<Array<{ groupId: string; errorCode?: number; error?: unknown }>>((cb) =>
-        this.#adminClient().deleteGroups([group], { timeout }, cb as never),
-      );
-      const code = r?.errorCode ?? errorCode(r?.error) ?? 0;
-      if (code === 0 || code === E.ERR_GROUP_ID_NOT_FOUND) return;
-      if (code === E.ERR_NON_EMPTY_GROUP) {
-        throw new SourceError(
-          'kafka-offsets',
-          `cannot delete the offsets of group '${group}': the group has active members`,
-          'Stop the consumers subscribed with this group id first',
-          { cause: r?.error },
+    await this.#retry(
+      `delete group '${group}'`,
+      async (timeout) => {
+        const [r] = await this.#adminCall<Array<{ groupId: string; errorCode?: number; error?: unknown }>>(
+          (admin, cb) => admin.deleteGroups([group], { timeout }, cb as never),
         );
-      }
-      throw r?.error ?? Object.assign(new Error(`delete group failed with code ${code}`), { code });
-    });
+        const code = r?.errorCode ?? errorCode(r?.error) ?? 0;
+        if (code === 0 || code === E.ERR_GROUP_ID_NOT_FOUND) return;
+        if (code === E.ERR_NON_EMPTY_GROUP) {
+          throw new SourceError(
+            'kafka-offsets',
+            `cannot delete the offsets of group '${group}': the group has active members`,
+            'Stop the consumers subscribed with this group id first',
+            { cause: r?.error },
+          );
+        }
+        throw r?.error ?? Object.assign(new Error(`delete group failed with code ${code}`), { code });
+      },
+      [{ operation: 'Delete', resourceType: 'group', resource: group }],
+    );
   }
 
-  #retry<T>(what: string, op: (timeoutMs: number) => Promise<T>): Promise<T> {
+  #retry<T>(
+    what: string,
+    op: (timeoutMs: number) => Promise<T>,
+    needs: readonly KafkaPermission[] = [],
+  ): Promise<T> {
     return retrying(this.policy, op, {
       retriable,
-      failure: (e) => this.#failure(what, e),
+      failure: (e) => this.#failure(what, e, needs),
       exhausted: (e) => this.#exhausted(what, e),
     });
   }
 
   #exhausted(what: string, e: unknown): Error {
+    if (this.auth.failure) return this.auth.failure;
     if (e === undefined || isUnreachable(e) || errorCode(e) === E.ERR__TIMED_OUT) {
       return new BrokerUnreachableError(this.bootstrapServers, this.policy.attempts, e);
     }
@@ -515,8 +593,10 @@ export class KafkaOffsetStore implements OffsetStore {
     );
   }
 
-  #failure(what: string, e: unknown): Error {
+  #failure(what: string, e: unknown, needs: readonly KafkaPermission[] = []): Error {
     if (e instanceof SluiceError) return e;
+    const security = securityError(e, this.identity, needs) ?? this.auth.failure;
+    if (security) return security;
     if (isUnreachable(e)) return new BrokerUnreachableError(this.bootstrapServers, this.policy.attempts, e);
     return new SourceError(
       'kafka-offsets',

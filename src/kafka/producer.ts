@@ -15,8 +15,16 @@
  * await producer.close();
  * ```
  */
-import { BrokerUnreachableError, SourceError } from '../core/errors.js';
+import { BrokerUnreachableError, SourceError, type SluiceError } from '../core/errors.js';
+import { AuthFailureWatch } from './auth-watch.js';
 import type { KafkaHeader } from './deserializers.js';
+import {
+  KafkaAuthorizationError,
+  identityOf,
+  missingOf,
+  securityError,
+  type KafkaIdentity,
+} from './errors.js';
 import {
   librdkafkaConfig,
   resolveCluster,
@@ -40,6 +48,7 @@ import {
   delay,
   describeError,
   disconnect,
+  authorizationFailure,
   errorCode,
   isTransient,
   redactConfig,
@@ -84,16 +93,23 @@ export class KafkaTextProducer {
   readonly bootstrapServers: string;
   readonly #producer: RdKafkaProducer;
   readonly #config: Record<string, ConfigValue>;
+  readonly #identity: KafkaIdentity;
+  /** A missing ACL the client reported as an event (see {@link refusedBy}). */
+  readonly #refused: { error: unknown };
   #closed = false;
 
   private constructor(
     producer: RdKafkaProducer,
     bootstrapServers: string,
     config: Record<string, ConfigValue>,
+    identity: KafkaIdentity,
+    refused: { error: unknown },
   ) {
     this.#producer = producer;
     this.bootstrapServers = bootstrapServers;
     this.#config = config;
+    this.#identity = identity;
+    this.#refused = refused;
     trackDeliveries(producer);
   }
 
@@ -106,16 +122,32 @@ export class KafkaTextProducer {
     validateConnect(options.connect, PRODUCER_CONNECT_LIMITS);
     const { attempts, timeoutMs } = connectPolicy(options.connect);
     const config = librdkafkaConfig(cluster, PRODUCER_DEFAULTS, options.producerConfig);
+    const identity = identityOf(config);
     let lastError: unknown;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       const producer = new Producer({ ...config, dr_cb: true } as never, {});
+      const auth = new AuthFailureWatch(identity).watch(producer);
+      const refused = refusedBy(producer);
+      const connecting = call((cb) => producer.connect({ timeout: timeoutMs }, cb as never));
       try {
-        await call((cb) => producer.connect({ timeout: timeoutMs }, cb as never));
+        // Ends at the first sign of a refused login, not at the timeout.
+        await auth.race(connecting);
         producer.setPollInBackground(true);
-        return new KafkaTextProducer(producer, bootstrapServers, config);
+        return new KafkaTextProducer(producer, bootstrapServers, config, identity, refused);
       } catch (e) {
         lastError = e;
+        if (e === auth.failure) {
+          // No further attempt: a refused login fails the same way until the settings change. The
+          // connect still running ends at its timeout; a producer it connected after all is closed.
+          connecting.then(
+            () => void disconnect(producer, timeoutMs),
+            () => {},
+          );
+          throw e;
+        }
         producer.removeAllListeners();
+        const security = securityError(e, identity);
+        if (security) throw security;
         if (!isTransient(e)) {
           throw new SourceError(
             'kafka-producer',
@@ -149,6 +181,7 @@ export class KafkaTextProducer {
       topic,
       records,
       (e) =>
+        this.#securityError(e, topic) ??
         new SourceError(
           'kafka-producer',
           `cannot send to '${topic}': ${describeError(e)}`,
@@ -159,6 +192,8 @@ export class KafkaTextProducer {
         ),
     );
     if (error) {
+      const security = this.#securityError(error, topic);
+      if (security) throw security;
       throw new SourceError(
         'kafka-producer',
         `delivery to '${topic}' failed: ${describeError(error)}`,
@@ -170,6 +205,31 @@ export class KafkaTextProducer {
       );
     }
     return sent;
+  }
+
+  /**
+   * `e` (a delivery or produce error) as the missing ACL it comes from, if it does: its own code,
+   * or, for records purged or refused because the producer failed fatally, the refusal the client
+   * reported as an event.
+   */
+  #securityError(e: unknown, topic: string): SluiceError | undefined {
+    const needs = [{ operation: 'Write', resourceType: 'topic', resource: topic } as const];
+    const own = securityError(e, this.#identity, needs);
+    if (own) return own;
+    const c = errorCode(e);
+    const refused = this.#refused.error;
+    if (refused === undefined || (c !== CODES.ERRORS.ERR__FATAL && c !== CODES.ERRORS.ERR__PURGE_QUEUE)) {
+      return undefined;
+    }
+    if (authorizationFailure(refused) === 'cluster') {
+      // InitProducerId of an idempotent producer: Write on any topic (Kafka 3.0+), which this one
+      // needs anyway, or IdempotentWrite on the cluster.
+      return new KafkaAuthorizationError(missingOf(this.#identity, needs), {
+        reason: `${describeError(refused)}: an idempotent producer needs Write on a topic, or IdempotentWrite on the cluster`,
+        cause: refused,
+      });
+    }
+    return securityError(refused, this.#identity, needs);
   }
 
   /** Waits until every record sent so far is acknowledged (or the timeout passes). */
@@ -198,6 +258,18 @@ interface Delivery {
   pending: number;
   error: LibrdKafkaError | undefined;
   done: (() => void) | undefined;
+}
+
+/**
+ * Keeps the first missing ACL a producer reports as an event (the binding gives those without
+ * their code: see rdkafka.ts): a fatal refusal makes its records fail with "Purged in queue".
+ */
+function refusedBy(producer: RdKafkaProducer): { error: unknown } {
+  const refused: { error: unknown } = { error: undefined };
+  producer.on('event.error', (e) => {
+    if (refused.error === undefined && authorizationFailure(e) !== undefined) refused.error = e;
+  });
+  return refused;
 }
 
 /** Counts a producer's delivery reports down on the {@link produceAll} call each record came from. */

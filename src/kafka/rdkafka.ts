@@ -5,6 +5,7 @@
  */
 import Kafka from '@confluentinc/kafka-javascript';
 import type { LibrdKafkaError } from '@confluentinc/kafka-javascript';
+import { isSecretName, redactUrl } from '../core/redact.js';
 
 export type {
   KafkaConsumer as RdKafkaConsumer,
@@ -16,7 +17,8 @@ export type {
   TopicPartitionOffset,
 } from '@confluentinc/kafka-javascript';
 
-export const { KafkaConsumer, Producer, AdminClient, CODES, OffsetSpec, IsolationLevel } = Kafka;
+export const { KafkaConsumer, Producer, AdminClient, CODES, OffsetSpec, IsolationLevel, AclOperationTypes } =
+  Kafka;
 
 /** librdkafka's version, for plans and bench reports. */
 export const librdkafkaVersion: string = Kafka.librdkafkaVersion;
@@ -53,9 +55,111 @@ export function isUnreachable(e: unknown): boolean {
   return c !== undefined && UNREACHABLE.has(c);
 }
 
+/** Never transient: a security failure (rejected login, missing ACL) stays until someone fixes it. */
 export function isTransient(e: unknown): boolean {
   const c = errorCode(e);
-  return c !== undefined && (TRANSIENT.has(c) || UNREACHABLE.has(c));
+  return c !== undefined && (TRANSIENT.has(c) || UNREACHABLE.has(c)) && !isSecurityFailure(e);
+}
+
+// ---- security failures -------------------------------------------------------------------------
+//
+// Measured with the secured test broker (src/services/secure-kafka.ts: Kafka 4.3, SASL_SSL with
+// SCRAM and PLAIN, StandardAuthorizer) and this client (librdkafka 2.15):
+// - A rejected login never reaches a call as such: librdkafka keeps reconnecting, so connect() ends
+//   at its timeout with -195 "broker transport failure" and admin calls with -185 "Timed out". What
+//   says why is `event.error` — message 'authentication failure' (ERR__AUTHENTICATION), or
+//   'ssl error' (ERR__SSL) for a CA that does not verify the broker — whose numeric code the
+//   binding drops (`code` is -1), hence the match on the message; and `event.log` FAIL lines with
+//   librdkafka's reason: "SASL authentication error: Authentication failed during authentication
+//   due to invalid credentials with SASL mechanism SCRAM-SHA-512" (PLAIN: "... Invalid username or
+//   password"), "SASL OAUTHBEARER mechanism handshake failed: Broker: Unsupported SASL mechanism:
+//   ...", "SSL handshake failed: ... certificate verify failed: ...", and on the mutual-TLS
+//   listener without a client certificate "... sslv3 alert bad certificate: SSL alert number 42"
+//   (whose event.error is a plain 'broker transport failure'). An AdminClient emits event.error
+//   within ~0.4 s; a KafkaConsumer only once its connect() returns (its events are served by its
+//   own polling), a Producer not before; the log lines of all three come within ~0.4 s.
+// - A missing ACL is a broker error code on the call or report that needed it: 29 topic (produce
+//   delivery reports, describeTopics per topic, createTopic, fetch), 30 group (consume() of a
+//   consumer with a group.id, even an assign()ed one: it looks up the group's coordinator; the
+//   offset fetch of listConsumerGroupOffsets), 53 transactional id (initTransactions, fatal).
+//   ListOffsets on a topic the principal may not describe fails with -156 "No such entry" (the
+//   client finds no leader in the metadata it is allowed to see), not 29. An idempotent producer
+//   (enable.idempotence) of a principal that may write no topic gets `event.error` 'cluster
+//   authorization failed' (code -1, fatal) right after connect; its records are then reported as
+//   -152 "Purged in queue" and later produce() calls throw -150 "Fatal error".
+
+/** Codes of a rejected login or TLS handshake. */
+const AUTHENTICATION = new Set<number>([
+  E.ERR__AUTHENTICATION,
+  E.ERR_SASL_AUTHENTICATION_FAILED,
+  E.ERR_UNSUPPORTED_SASL_MECHANISM,
+  E.ERR_ILLEGAL_SASL_STATE,
+  E.ERR__SSL,
+]);
+
+/** `event.error` messages of a rejected login or TLS handshake, which come without their code. */
+const AUTHENTICATION_MESSAGE = /^(Local: )?(authentication failure|ssl error)$/i;
+
+/**
+ * librdkafka's FAIL log lines that say why a connection was refused at login or TLS handshake.
+ * Not "SSL handshake failed: Disconnected": a broker going away mid-handshake is not a refusal.
+ */
+const AUTHENTICATION_LOG =
+  /SASL authentication error|SASL \S+ mechanism handshake failed|Unsupported SASL mechanism|certificate verify failed|SSL alert number (40|42|43|44|45|46|48|116)\b/i;
+
+/** The resource type an authorization error code is about. */
+const AUTHORIZATION = new Map<number, KafkaResourceType>([
+  [E.ERR_TOPIC_AUTHORIZATION_FAILED, 'topic'],
+  [E.ERR_GROUP_AUTHORIZATION_FAILED, 'group'],
+  [E.ERR_CLUSTER_AUTHORIZATION_FAILED, 'cluster'],
+  [E.ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED, 'transactional-id'],
+]);
+
+/** The kinds of Kafka resources ACLs are given on that Sluice's clients use. */
+export type KafkaResourceType = 'topic' | 'group' | 'cluster' | 'transactional-id';
+
+/** A rejected login or TLS handshake (credentials, mechanism, CA, client certificate). */
+export function isAuthenticationFailure(e: unknown): boolean {
+  const c = errorCode(e);
+  if (c !== undefined && AUTHENTICATION.has(c)) return true;
+  const message = e && typeof e === 'object' ? (e as { message?: unknown }).message : undefined;
+  return (c === undefined || c === -1) && typeof message === 'string' && AUTHENTICATION_MESSAGE.test(message);
+}
+
+/** The reason a librdkafka log line gives for a refused login or TLS handshake, if it is one. */
+export function authenticationLogReason(
+  line: { fac?: string; message?: string } | undefined,
+): string | undefined {
+  const message = line?.message;
+  if (typeof message !== 'string' || !AUTHENTICATION_LOG.test(message)) return undefined;
+  // "[thrd:...]: sasl_ssl://host:port/bootstrap: <reason> (after 306ms in state AUTH_REQ, ...)"
+  const m = /^(?:\[thrd:[^\]]*\]:\s*)?(?:\S+:\/\/\S+:\s+)?(.*?)(?:\s*\(after \d+ms in state .*\))?$/s.exec(
+    message,
+  );
+  return (m?.[1] ?? message).trim();
+}
+
+/**
+ * `event.error` messages of a missing ACL, which come without their code: e.g. an idempotent
+ * producer that may write no topic gets 'cluster authorization failed' (fatal) right after connect.
+ */
+const AUTHORIZATION_MESSAGE =
+  /^(?:Broker: )?(topic|group|cluster|transactional id) authorization failed\.?$/i;
+
+/** The resource type of an authorization failure (a missing ACL), if `e` is one. */
+export function authorizationFailure(e: unknown): KafkaResourceType | undefined {
+  const c = errorCode(e);
+  if (c !== undefined && c !== -1) return AUTHORIZATION.get(c);
+  const message = e && typeof e === 'object' ? (e as { message?: unknown }).message : undefined;
+  const m = typeof message === 'string' ? AUTHORIZATION_MESSAGE.exec(message) : null;
+  if (!m) return undefined;
+  const kind = m[1]!.toLowerCase();
+  return kind === 'transactional id' ? 'transactional-id' : (kind as KafkaResourceType);
+}
+
+/** A rejected login or a missing ACL: never worth retrying. */
+export function isSecurityFailure(e: unknown): boolean {
+  return isAuthenticationFailure(e) || authorizationFailure(e) !== undefined;
 }
 
 export function isUnknownTopic(e: unknown): boolean {
@@ -90,16 +194,24 @@ export function describeError(e: unknown): string {
   return String(e);
 }
 
-/** Config keys whose values are never shown (plans, logs, errors). */
-const SECRET_KEY =
-  /(password|secret|token|sasl\.jaas|sasl\.username|ssl\.key\.pem|ssl\.keystore|ssl_key|credentials?)/i;
+/**
+ * Config keys whose values are never shown (plans, logs, errors): every key {@link isSecretName}
+ * calls secret — among librdkafka's, `sasl.password`, `sasl.jaas.config`, `sasl.kerberos.keytab`,
+ * `sasl.oauthbearer.config` (it holds the client secret), `sasl.oauthbearer.client.secret`,
+ * `sasl.oauthbearer.assertion.private.key.*`, `sasl.oauthbearer.token.endpoint.url`, `ssl.key.pem`,
+ * `ssl_key`, `ssl.key.password`, `ssl.key.location`, `ssl.keystore.location`,
+ * `ssl.keystore.password` — and `sasl.username`. Certificates (`ssl.certificate.*`, `ssl.ca.*`) are
+ * public and shown. A string value that is a URL is shown without its password and secret parameters.
+ */
+const SECRET_KEY = (key: string): boolean => isSecretName(key) || /^sasl\.username$/i.test(key);
 
 /** A copy of a librdkafka config safe to log: secret values replaced by `[redacted]`. */
 export function redactConfig(
   config: Record<string, string | number | boolean>,
 ): Record<string, string | number | boolean> {
   const out: Record<string, string | number | boolean> = {};
-  for (const [k, v] of Object.entries(config)) out[k] = SECRET_KEY.test(k) ? '[redacted]' : v;
+  for (const [k, v] of Object.entries(config))
+    out[k] = SECRET_KEY(k) ? '[redacted]' : typeof v === 'string' && v.includes('://') ? redactUrl(v) : v;
   return out;
 }
 

@@ -4,9 +4,11 @@
  * Creating a producer per record or per batch is the classic performance bug; here the producer
  * is connected when the first sink opens and closed when the last one closes.
  */
+import type { AccessCheck, AccessCheckContext } from '../core/access.js';
 import type { Batch, BatchContext } from '../core/batch.js';
 import { InvalidOptionError, SourceError } from '../core/errors.js';
 import type { Sink, SinkContext, TransactionalSink } from '../core/sink.js';
+import { checkKafkaAccess } from './access.js';
 import { KafkaAdmin } from './admin.js';
 import type { KafkaHeader } from './deserializers.js';
 import { resolveCluster, validateClusterOption, type ClusterOption, type KafkaCluster } from './cluster.js';
@@ -177,6 +179,24 @@ export class KafkaSink<T> implements Sink<T> {
         : {}),
       ...(this.#options.createTopics ? { createTopics: this.#options.createTopics } : {}),
     };
+  }
+
+  /**
+   * The access check at start (the context runs it before opening anything): Write and Describe on
+   * the topic, asked with one admin client within the `connect` bounds, then closed. A rejected
+   * login throws `KafkaAuthenticationError` at once. Not checked: topics the records name
+   * themselves (`toRecord`'s `topic`) and, for a {@link KafkaTransactionalSink}, the transactional
+   * id, which only the producer's start can tell (the store starts it when the source opens, still
+   * in `start()`, and a refusal fails the start with `KafkaAuthorizationError`).
+   */
+  async checkAccess(ctx: AccessCheckContext): Promise<AccessCheck> {
+    return checkKafkaAccess({
+      cluster: this.cluster,
+      config: this.#options.producerConfig,
+      policy: connectPolicy(this.#options.connect),
+      signal: ctx.signal,
+      topics: [{ topic: this.topic, operations: ['Write', 'Describe'] }],
+    });
   }
 
   /** Checks the topic (creating it with `createTopics`) and takes the shared producer. */

@@ -25,6 +25,7 @@ import {
   type OwnedKeys,
 } from './options.js';
 import { librdkafkaConfig } from './cluster.js';
+import { securityError, type KafkaIdentity, type KafkaPermission } from './errors.js';
 import { produceAll, trackDeliveries, type ProducerRecord } from './producer.js';
 import {
   CODES,
@@ -104,6 +105,8 @@ interface Channel {
   readonly group: string;
   readonly id: string;
   readonly producer: RdKafkaProducer;
+  /** Who the producer is on the cluster (for the security errors). */
+  readonly identity: KafkaIdentity;
   /** Set once fenced: every later use throws it. */
   fenced: KafkaProducerFencedError | undefined;
   /** A fatal error or a failed abort: the producer is disposed and the next transaction makes a new one. */
@@ -366,7 +369,7 @@ export class KafkaTransactionalStore
     try {
       await call<void>((cb) => ch.producer.beginTransaction(cb));
     } catch (e) {
-      throw this.#fail(ch, 'begin a transaction', e);
+      throw this.#fail(ch, 'begin a transaction', e, transactionNeeds(ch, ranges));
     }
     const tx = new KafkaTransaction(ch.group, ch.id);
     const st: TxState = { channel: ch, open: true, sends: [] };
@@ -407,7 +410,7 @@ export class KafkaTransactionalStore
         const missing = await this.missingTopic(ranges.map((r) => r.topic));
         if (missing !== undefined) throw new TopicNotFoundError(missing);
       }
-      throw this.#fail(ch, step, e);
+      throw this.#fail(ch, step, e, transactionNeeds(ch, ranges));
     }
   }
 
@@ -445,11 +448,13 @@ export class KafkaTransactionalStore
   }
 
   /** The error to rethrow: fencing wins; librdkafka errors become typed; others pass through. */
-  #fail(ch: Channel, step: string, e: unknown): Error {
+  #fail(ch: Channel, step: string, e: unknown, needs: readonly KafkaPermission[] = []): Error {
     if (fencedCode(e) !== undefined) this.#fence(ch, e);
     if (ch.fenced) return ch.fenced;
     if (e instanceof SluiceError || !isLibrdKafkaError(e)) return e as Error;
     if ((e as LibrdKafkaError).isFatal) this.#dispose(ch);
+    const security = securityError(e, ch.identity, needs);
+    if (security) return security;
     return new SourceError(
       'kafka-transactions',
       `could not ${step} of group '${ch.group}' (transactional.id '${ch.id}'): ${describeError(e)}`,
@@ -505,15 +510,27 @@ export class KafkaTransactionalStore
       );
     }
     producer.on('event.error', () => {}); // fatal errors surface through the transactional calls
+    this.auth.watch(producer);
     trackDeliveries(producer);
+    const connecting = call((cb) => producer.connect({ timeout: this.policy.timeoutMs }, cb as never));
     try {
-      await call((cb) => producer.connect({ timeout: this.policy.timeoutMs }, cb as never));
+      await this.auth.race(connecting);
       producer.setPollInBackground(true);
       // Fences any earlier producer with this id and resolves the transaction it left open.
-      await call<void>((cb) => producer.initTransactions(this.#txTimeoutMs, cb));
+      await this.auth.race(call<void>((cb) => producer.initTransactions(this.#txTimeoutMs, cb)));
     } catch (e) {
-      void disconnect(producer, this.policy.timeoutMs);
+      // After a connect that a refused login ended early, once that connect is over.
+      void connecting.then(
+        () => disconnect(producer, this.policy.timeoutMs),
+        () => {},
+      );
       if (e instanceof SluiceError) throw e;
+      // InitProducerId with a transactional.id: Write on it (Describe is implied).
+      const security = securityError(e, this.identity, [
+        { operation: 'Write', resourceType: 'transactional-id', resource: id },
+        { operation: 'Describe', resourceType: 'transactional-id', resource: id },
+      ]);
+      if (security) throw security;
       if (isUnreachable(e)) throw new BrokerUnreachableError(this.bootstrapServers, 1, e);
       throw new SourceError(
         'kafka-transactions',
@@ -522,8 +539,33 @@ export class KafkaTransactionalStore
         { cause: e, retriable: isTransient(e) || Boolean((e as LibrdKafkaError).isRetriable) },
       );
     }
-    return { group, id, producer, fenced: undefined, broken: false, chain: Promise.resolve() };
+    return {
+      group,
+      id,
+      producer,
+      identity: this.identity,
+      fenced: undefined,
+      broken: false,
+      chain: Promise.resolve(),
+    };
   }
+}
+
+/**
+ * What a transaction of `ch` over `ranges` needs besides writing its topics (checked per send):
+ * Write on the transactional id (every transactional call), Read on the group and its input topics
+ * (AddOffsetsToTxn, TxnOffsetCommit).
+ */
+function transactionNeeds(ch: Channel, ranges: readonly OffsetRange[]): KafkaPermission[] {
+  return [
+    { operation: 'Write', resourceType: 'transactional-id', resource: ch.id },
+    { operation: 'Read', resourceType: 'group', resource: ch.group },
+    ...[...new Set(ranges.map((r) => r.topic))].map((topic): KafkaPermission => ({
+      operation: 'Read',
+      resourceType: 'topic',
+      resource: topic,
+    })),
+  ];
 }
 
 function isLibrdKafkaError(e: unknown): boolean {
@@ -558,6 +600,10 @@ async function sendInTransaction(
       throw ch.fenced;
     }
     if (e instanceof SluiceError) throw e;
+    const security = securityError(e, ch.identity, [
+      { operation: 'Write', resourceType: 'topic', resource: topic },
+    ]);
+    if (security) throw security;
     throw new SourceError(
       'kafka-transactions',
       `cannot send to '${topic}' in the transaction of group '${ch.group}': ${describeError(e)}`,
@@ -574,6 +620,10 @@ async function sendInTransaction(
       throw ch.fenced;
     }
     if (isUnknownTopic(error)) throw new TopicNotFoundError(topic);
+    const security = securityError(error, ch.identity, [
+      { operation: 'Write', resourceType: 'topic', resource: topic },
+    ]);
+    if (security) throw security;
     throw new SourceError(
       'kafka-transactions',
       `delivery to '${topic}' in the transaction of group '${ch.group}' failed: ${describeError(error)}`,
