@@ -1,3 +1,5 @@
+import { KafkaAdmin } from '../kafka/admin.js';
+import { defaultCluster } from '../kafka/cluster.js';
 import { ensureKafka, kafkaStatus, stopKafka } from '../services/kafka.js';
 
 /** What a `sluice kafka ...` command prints and its exit code. */
@@ -47,8 +49,18 @@ export async function kafkaStopCommand(): Promise<CommandResult> {
   };
 }
 
-/** `sluice kafka status`: exit code 0 when the broker answers, 3 when it does not (as `systemctl status`). */
-export async function kafkaStatusCommand(options: { json?: boolean } = {}): Promise<CommandResult> {
+/**
+ * `sluice kafka status`: exit code 0 when the broker answers, 3 when it does not (as `systemctl status`).
+ * With `--bootstrap` or the process's cluster settings (env SLUICE_KAFKA_CONFIG, `--kafka-config`),
+ * it asks that cluster as every Sluice client would, with its security settings: a refused login or
+ * TLS handshake is an error (SLUICE_KAFKA_AUTH_FAILED), not "not running".
+ */
+export async function kafkaStatusCommand(
+  options: { json?: boolean; bootstrap?: string } = {},
+): Promise<CommandResult> {
+  if (options.bootstrap !== undefined || process.env.SLUICE_KAFKA_CONFIG) {
+    return clusterStatus(options.bootstrap, options.json ?? false);
+  }
   const s = await kafkaStatus();
   const state = s.answering ? 'running' : 'not running';
   const exitCode = s.answering ? 0 : 3;
@@ -62,4 +74,46 @@ export async function kafkaStatusCommand(options: { json?: boolean } = {}): Prom
           ? 'not started by Sluice'
           : 'start one with `sluice kafka start`';
   return { exitCode, lines: [`kafka: ${state} at ${s.address} (${who})`] };
+}
+
+/** The status of a cluster as Sluice's clients reach it (security included): one authenticated round trip. */
+async function clusterStatus(bootstrap: string | undefined, json: boolean): Promise<CommandResult> {
+  const cluster = defaultCluster(bootstrap);
+  const protocol = String(cluster.config['security.protocol'] ?? 'plaintext').toUpperCase();
+  const admin = KafkaAdmin.create(cluster, { policy: { attempts: 2, timeoutMs: 5000 } });
+  let topics: string[] | undefined;
+  let unreachable: string | undefined;
+  try {
+    topics = await admin.listTopics();
+  } catch (e) {
+    // A refused login or a missing permission is an error of its own; only no answer is "not running".
+    if ((e as { code?: unknown }).code !== 'SLUICE_BROKER_UNREACHABLE') throw e;
+    unreachable = (e as Error).message;
+  } finally {
+    admin.close();
+  }
+  const running = topics !== undefined;
+  const exitCode = running ? 0 : 3;
+  if (json) {
+    return {
+      exitCode,
+      lines: [
+        JSON.stringify({
+          state: running ? 'running' : 'not running',
+          answering: running,
+          address: cluster.bootstrapServers,
+          protocol,
+          ...(topics ? { visibleTopics: topics.length } : { error: unreachable }),
+        }),
+      ],
+    };
+  }
+  return {
+    exitCode,
+    lines: [
+      running
+        ? `kafka: running at ${cluster.bootstrapServers} (${protocol}; ${topics!.length} topic(s) visible to this client)`
+        : `kafka: not running at ${cluster.bootstrapServers} (${protocol}): no broker answered`,
+    ],
+  };
 }

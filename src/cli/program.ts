@@ -69,6 +69,15 @@ export function createProgram(): Command {
       'Sluice: micro-batch stream processing for TypeScript (Spark Streaming DStreams on Node.js, Kafka in and out)',
     )
     .version(version(), '-V, --version')
+    .option(
+      '--kafka-config <file>',
+      'librdkafka properties of the Kafka cluster (security.protocol, sasl.*, ssl.*) for every Kafka client; as env SLUICE_KAFKA_CONFIG. Secrets go in the file, never on the command line',
+    )
+    .hook('preAction', (cmd) => {
+      // Every Kafka client of this process (and of a supervised child) reads it from there.
+      const file = (cmd.opts() as { kafkaConfig?: string }).kafkaConfig;
+      if (file !== undefined) process.env.SLUICE_KAFKA_CONFIG = file;
+    })
     .showHelpAfterError('(add --help for usage)')
     .addHelpText(
       'after',
@@ -168,9 +177,15 @@ last failed run's.`,
     .action(() => guarded('kafka stop', async () => print(await kafkaStopCommand())));
   kafka
     .command('status')
-    .description('say whether the broker answers; exit code 0 when running, 3 when not')
+    .description(
+      'say whether the broker answers (with the cluster settings of SLUICE_KAFKA_CONFIG / --kafka-config: as a client would, logging in); exit code 0 when running, 3 when not',
+    )
     .option('--json', 'print the status as JSON')
-    .action((opts: { json?: boolean }) =>
+    .option(
+      '--bootstrap <host:port>',
+      'ask this cluster (with the process cluster settings) instead of the local broker',
+    )
+    .action((opts: { json?: boolean; bootstrap?: string }) =>
       guarded('kafka status', async () => print(await kafkaStatusCommand(opts))),
     );
 

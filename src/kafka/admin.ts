@@ -168,6 +168,17 @@ export class KafkaAdmin {
     });
   }
 
+  /**
+   * The names of the topics this client's principal may see: one authenticated round trip, what
+   * `sluice kafka status` asks a cluster. A refused login fails with KafkaAuthenticationError.
+   */
+  async listTopics(): Promise<string[]> {
+    const topics = await this.#retry('list topics', (timeout) =>
+      this.#call<string[]>((cb) => this.#client.listTopics({ timeout }, cb as never)),
+    );
+    return [...topics].sort();
+  }
+
   /** Partition ids (ascending) of each topic; a topic that does not exist maps to `undefined`. */
   async describeTopics(topics: readonly string[]): Promise<Map<string, number[] | undefined>> {
     const result = await this.#retry(
