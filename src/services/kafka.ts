@@ -47,7 +47,10 @@ import {
   terminate,
   waitForExit,
   withLockFile,
+  stopByPidFile,
+  stringifyProperties,
   type ServiceStatus,
+  type StopResult,
 } from './util.js';
 
 export interface KafkaOptions {
@@ -317,7 +320,7 @@ async function start(l: Layout, opts: KafkaOptions, readyTimeoutMs: number): Pro
   mkdirSync(l.dataDir, { recursive: true });
   mkdirSync(l.logDir, { recursive: true });
 
-  const props = { ...brokerProperties(l), ...stringify(opts.properties ?? {}) };
+  const props = { ...brokerProperties(l), ...stringifyProperties(opts.properties ?? {}) };
   writeFileSync(
     l.propsFile,
     `# Written by src/services/kafka.ts on every start; edit KafkaOptions.properties instead.\n` +
@@ -333,57 +336,109 @@ async function start(l: Layout, opts: KafkaOptions, readyTimeoutMs: number): Pro
   // Format once; keep the cluster id so the data dir stays valid across restarts.
   const metaFile = path.join(l.dataDir, 'meta.properties');
   if (!existsSync(metaFile)) {
-    const clusterId = safeRead(l.clusterIdFile).trim() || randomBytes(16).toString('base64url');
-    writeFileSync(l.clusterIdFile, clusterId + '\n');
-    const r = await runCommand(
-      'java',
-      [
-        '-Xmx256m',
-        log4jArg,
-        '-cp',
-        classpath,
-        'kafka.tools.StorageTool',
-        'format',
-        '--ignore-formatted',
-        '-t',
-        clusterId,
-        '-c',
-        l.propsFile,
-      ],
-      { timeoutMs: 60_000, cwd: l.dir },
-    );
-    if (r.code !== 0) {
-      const firstError = r.output
-        .split('\n')
-        .find((s) => /Exception|Error/.test(s))
-        ?.trim();
-      throw new ServiceStartError(
-        'Kafka',
-        r.error ??
-          `formatting the storage in ${l.dataDir} failed (exit ${r.code})${firstError ? `: ${firstError}` : ''}`,
-        lastLines(r.output, 30),
-      );
-    }
+    await formatKafkaStorage({ service: 'Kafka', ...l, log4jArg, classpath, timeoutMs: 60_000 });
   }
 
+  const { pid, exit } = await spawnKafkaJvm({
+    service: 'Kafka',
+    dir: l.dir,
+    logFile: l.logFile,
+    outFile: l.outFile,
+    pidFile: l.pidFile,
+    heap: opts.heap ?? '512m',
+    log4jArg,
+    classpath,
+    propsFile: l.propsFile,
+  });
+  await waitUntilReady(l, pid, exit, readyTimeoutMs);
+  return { bootstrapServers: `${HOST}:${l.port}`, reused: false, pid, logFile: l.logFile };
+}
+
+/**
+ * Formats a broker's storage (Kafka's StorageTool) with the cluster id kept in `clusterIdFile` (made
+ * on first use, so the data dir stays valid across restarts). `extraArgs` go to the tool (e.g.
+ * `--add-scram`); `scrub` cleans its output before an error shows it.
+ */
+export async function formatKafkaStorage(o: {
+  service: string;
+  dir: string;
+  dataDir: string;
+  clusterIdFile: string;
+  propsFile: string;
+  log4jArg: string;
+  classpath: string;
+  timeoutMs: number;
+  extraArgs?: readonly string[];
+  scrub?: (output: string) => string;
+}): Promise<void> {
+  const clusterId = safeRead(o.clusterIdFile).trim() || randomBytes(16).toString('base64url');
+  writeFileSync(o.clusterIdFile, clusterId + '\n');
+  const r = await runCommand(
+    'java',
+    [
+      '-Xmx256m',
+      o.log4jArg,
+      '-cp',
+      o.classpath,
+      'kafka.tools.StorageTool',
+      'format',
+      '--ignore-formatted',
+      '-t',
+      clusterId,
+      '-c',
+      o.propsFile,
+      ...(o.extraArgs ?? []),
+    ],
+    { timeoutMs: o.timeoutMs, cwd: o.dir },
+  );
+  if (r.code !== 0) {
+    const output = o.scrub ? o.scrub(r.output) : r.output;
+    const firstError = output
+      .split('\n')
+      .find((s) => /Exception|Error/.test(s))
+      ?.trim();
+    throw new ServiceStartError(
+      o.service,
+      r.error ??
+        `formatting the storage in ${o.dataDir} failed (exit ${r.code})${firstError ? `: ${firstError}` : ''}`,
+      lastLines(output, 30),
+    );
+  }
+}
+
+/**
+ * Starts a broker JVM detached (it outlives this process) with its output appended to `outFile`,
+ * after keeping the previous run's logs as *.prev; writes its pid file. `exit` is filled in if it
+ * exits while this process watches.
+ */
+export async function spawnKafkaJvm(o: {
+  service: string;
+  dir: string;
+  logFile: string;
+  outFile: string;
+  pidFile: string;
+  heap: string;
+  log4jArg: string;
+  classpath: string;
+  propsFile: string;
+}): Promise<{ pid: number; exit: { value: string | null } }> {
   // This run's log starts empty; the previous run's is kept as *.prev.
-  for (const f of [l.logFile, l.outFile]) if (existsSync(f)) renameSync(f, `${f}.prev`);
-  const out = openSync(l.outFile, 'a');
-  const heap = opts.heap ?? '512m';
+  for (const f of [o.logFile, o.outFile]) if (existsSync(f)) renameSync(f, `${f}.prev`);
+  const out = openSync(o.outFile, 'a');
   const child = spawn(
     'java',
     [
-      `-Xms${heap}`,
-      `-Xmx${heap}`,
+      `-Xms${o.heap}`,
+      `-Xmx${o.heap}`,
       '-XX:+ExitOnOutOfMemoryError',
       '-Djava.awt.headless=true',
-      log4jArg,
+      o.log4jArg,
       '-cp',
-      classpath,
+      o.classpath,
       MARKER,
-      l.propsFile,
+      o.propsFile,
     ],
-    { cwd: l.dir, detached: true, stdio: ['ignore', out, out] },
+    { cwd: o.dir, detached: true, stdio: ['ignore', out, out] },
   );
   closeSync(out);
   const exit: { value: string | null } = { value: null };
@@ -396,61 +451,89 @@ async function start(l: Layout, opts: KafkaOptions, readyTimeoutMs: number): Pro
     child.once('spawn', () => resolve(null));
   });
   if (spawnError !== null || child.pid === undefined) {
-    throw new ServiceStartError('Kafka', spawnError ?? 'the JVM could not be spawned', '');
+    throw new ServiceStartError(o.service, spawnError ?? 'the JVM could not be spawned', '');
   }
   child.once('exit', (code, signal) => (exit.value = signal ? `signal ${signal}` : `code ${code}`));
   child.unref();
-  writeFileSync(l.pidFile, `${child.pid}\n`);
-
-  await waitUntilReady(l, child.pid, exit, readyTimeoutMs);
-  return { bootstrapServers: `${HOST}:${l.port}`, reused: false, pid: child.pid, logFile: l.logFile };
+  writeFileSync(o.pidFile, `${child.pid}\n`);
+  return { pid: child.pid, exit };
 }
 
 /** Follows the broker log until it is ready; on a fatal error, exit or timeout stops it and throws. */
-async function waitUntilReady(
+function waitUntilReady(
   l: Layout,
   pid: number,
   exit: { value: string | null } | null,
   readyTimeoutMs: number,
 ): Promise<void> {
-  const follower = new FileFollower(l.logFile);
-  const started = Date.now();
-  const deadline = started + readyTimeoutMs;
+  return waitForBroker({
+    service: 'Kafka',
+    ...l,
+    pid,
+    exit,
+    readyTimeoutMs,
+    probe: async () =>
+      (await probeKafka(HOST, l.port, 2_000)).ok ? undefined : `${HOST}:${l.port} does not answer`,
+  });
+}
+
+/**
+ * Follows a broker's log until it logged that it started and `probe` answers undefined (ready);
+ * `probe` otherwise says why not. On a fatal error, an exit or the timeout it stops the broker and
+ * throws ServiceStartError with the log's tail.
+ */
+export async function waitForBroker(o: {
+  service: string;
+  logFile: string;
+  outFile: string;
+  pidFile: string;
+  pid: number;
+  exit: { value: string | null } | null;
+  readyTimeoutMs: number;
+  probe: () => Promise<string | undefined>;
+}): Promise<void> {
+  const follower = new FileFollower(o.logFile);
+  const deadline = Date.now() + o.readyTimeoutMs;
   let log = '';
   let sawReady = false;
+  let notReady = '';
   for (;;) {
     log += follower.readNew();
     if (!sawReady && log.includes(READY_LINE)) sawReady = true;
     if (log.includes(FATAL_LINE)) {
-      if (!(await waitForExit(pid, 15_000))) await terminate(pid, 10_000);
+      if (!(await waitForExit(o.pid, 15_000))) await terminate(o.pid, 10_000);
       await sleep(100); // let the last lines reach the file
       log += follower.readNew();
-      safeUnlink(l.pidFile);
+      safeUnlink(o.pidFile);
       throw new ServiceStartError(
-        'Kafka',
+        o.service,
         `the broker stopped during start-up: ${fatalReason(log)}`,
-        kafkaLogTail(l, log),
+        kafkaLogTail(o, log),
       );
     }
-    const exited = await exitStatus(exit, l.pidFile, MARKER);
+    const exited = await exitStatus(o.exit, o.pidFile, MARKER);
     if (exited !== null) {
       log += follower.readNew();
-      safeUnlink(l.pidFile);
+      safeUnlink(o.pidFile);
       throw new ServiceStartError(
-        'Kafka',
+        o.service,
         `the broker process exited (${exited}) before it was ready`,
-        kafkaLogTail(l, log),
+        kafkaLogTail(o, log),
       );
     }
-    if (sawReady && (await probeKafka(HOST, l.port, 2_000)).ok) return;
+    if (sawReady) {
+      const why = await o.probe();
+      if (why === undefined) return;
+      notReady = why;
+    }
     if (Date.now() >= deadline) {
-      await terminate(pid, 15_000);
-      safeUnlink(l.pidFile);
+      await terminate(o.pid, 15_000);
+      safeUnlink(o.pidFile);
       log += follower.readNew();
       throw new ServiceStartError(
-        'Kafka',
-        `the broker was not ready after ${Math.round(readyTimeoutMs / 1000)} s${sawReady ? ` (it logged '${READY_LINE}' but ${HOST}:${l.port} does not answer)` : ''}; it was stopped`,
-        kafkaLogTail(l, log),
+        o.service,
+        `the broker was not ready after ${Math.round(o.readyTimeoutMs / 1000)} s${sawReady ? ` (it logged '${READY_LINE}' but ${notReady})` : ''}; it was stopped`,
+        kafkaLogTail(o, log),
       );
     }
     await sleep(200);
@@ -494,26 +577,14 @@ export function kafkaLogTail(l: Pick<Layout, 'outFile'>, log: string): string {
   return [tail.join('\n'), out ? `--- JVM output (${l.outFile}) ---\n${out}` : ''].filter(Boolean).join('\n');
 }
 
-function stringify(p: Record<string, string | number | boolean>): Record<string, string> {
-  return Object.fromEntries(Object.entries(p).map(([k, v]) => [k, String(v)]));
-}
-
 /**
  * Stops the broker Sluice started from this data dir (SIGTERM = controlled shutdown, SIGKILL after
  * `graceMs`, default 30 s). A broker Sluice did not start (KAFKA_BOOTSTRAP, or no pid file) is left alone.
  */
 export async function stopKafka(
   opts: Pick<KafkaOptions, 'dataDir' | 'port'> & { graceMs?: number } = {},
-): Promise<{ stopped: boolean; pid?: number; how: 'not-running' | 'terminated' | 'killed' }> {
-  const l = layout(opts);
-  const pid = livePid(l.pidFile, MARKER);
-  if (pid === undefined) {
-    safeUnlink(l.pidFile);
-    return { stopped: false, how: 'not-running' };
-  }
-  const how = await terminate(pid, opts.graceMs ?? 30_000);
-  safeUnlink(l.pidFile);
-  return { stopped: how !== 'not-running', pid, how };
+): Promise<StopResult> {
+  return stopByPidFile(layout(opts).pidFile, MARKER, opts.graceMs ?? 30_000);
 }
 
 /** Whether the broker answers, and the pid when Sluice manages it. */

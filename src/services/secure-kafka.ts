@@ -68,40 +68,26 @@
  *   a nonce bug fixed in librdkafka 2.6.1); kcat works here with PLAIN only.
  */
 import { X509Certificate, randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
-import {
-  chmodSync,
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { ServiceStartError } from '../core/errors.js';
-import { brokerProperties, fatalReason, kafkaLogTail, log4jConfig } from './kafka.js';
+import { brokerProperties, formatKafkaStorage, log4jConfig, spawnKafkaJvm, waitForBroker } from './kafka.js';
 import {
-  FileFollower,
-  exitStatus,
   lastLines,
   livePid,
   repoRoot,
   runCommand,
-  safeRead,
   safeUnlink,
-  sleep,
   sluicePath,
   tailFile,
   terminate,
-  waitForExit,
   withLockFile,
+  stopByPidFile,
+  stringifyProperties,
   type ServiceStatus,
+  type StopResult,
 } from './util.js';
 
 export type SaslMechanism = 'SCRAM-SHA-512' | 'SCRAM-SHA-256' | 'PLAIN';
@@ -179,8 +165,6 @@ export interface SecureKafkaHandle {
 const DEFAULT_PORT = 9094;
 const HOST = '127.0.0.1';
 const MARKER = 'kafka.Kafka';
-const READY_LINE = 'Kafka Server started';
-const FATAL_LINE = 'Exiting Kafka due to fatal exception';
 const PROBE_TIMEOUT_MS = 3_000;
 const CREDENTIALS_VERSION = 1;
 /** The broker's own user (inter-broker and controller connections); a super user. */
@@ -642,7 +626,7 @@ async function start(
   mkdirSync(l.dataDir, { recursive: true });
   mkdirSync(l.logDir, { recursive: true });
 
-  const props = { ...secureBrokerProperties(l, creds), ...stringify(opts.properties ?? {}) };
+  const props = { ...secureBrokerProperties(l, creds), ...stringifyProperties(opts.properties ?? {}) };
   writePrivate(
     l.propsFile,
     `# Written by src/services/secure-kafka.ts on every start; edit SecureKafkaOptions.properties instead.\n` +
@@ -658,144 +642,55 @@ async function start(
   const log4jArg = `-Dlog4j2.configurationFile=${l.log4jFile}`;
 
   if (!existsSync(metaFile)) {
-    const clusterId = safeRead(l.clusterIdFile).trim() || randomBytes(16).toString('base64url');
-    writeFileSync(l.clusterIdFile, clusterId + '\n');
     const scram = [...SECURE_KAFKA_USERS, BROKER_USER].flatMap((name) =>
       SCRAM_MECHANISMS.flatMap((m) => ['--add-scram', `${m}=[name=${name},password=${creds.users[name]}]`]),
     );
-    const r = await runCommand(
-      'java',
-      [
-        '-Xmx256m',
-        log4jArg,
-        '-cp',
-        classpath,
-        'kafka.tools.StorageTool',
-        'format',
-        '--ignore-formatted',
-        '-t',
-        clusterId,
-        '-c',
-        l.propsFile,
-        ...scram,
-      ],
-      { timeoutMs: 90_000, cwd: l.dir },
-    );
-    if (r.code !== 0) {
-      const firstError = r.output
-        .split('\n')
-        .find((s) => /Exception|Error/.test(s))
-        ?.trim();
-      throw new ServiceStartError(
-        'Kafka (secured)',
-        r.error ??
-          `formatting the storage in ${l.dataDir} failed (exit ${r.code})${firstError ? `: ${firstError}` : ''}`,
-        // Not the whole output: on success it lists the salted SCRAM credentials.
-        lastLines(
-          r.output.replace(/UserScramCredentialRecord\([^)]*\)/g, 'UserScramCredentialRecord(...)'),
-          30,
-        ),
-      );
-    }
-  }
-
-  for (const f of [l.logFile, l.outFile]) if (existsSync(f)) renameSync(f, `${f}.prev`);
-  const out = openSync(l.outFile, 'a');
-  const heap = opts.heap ?? '512m';
-  const child = spawn(
-    'java',
-    [
-      `-Xms${heap}`,
-      `-Xmx${heap}`,
-      '-XX:+ExitOnOutOfMemoryError',
-      '-Djava.awt.headless=true',
+    await formatKafkaStorage({
+      service: 'Kafka (secured)',
+      ...l,
       log4jArg,
-      '-cp',
       classpath,
-      MARKER,
-      l.propsFile,
-    ],
-    { cwd: l.dir, detached: true, stdio: ['ignore', out, out] },
-  );
-  closeSync(out);
-  const exit: { value: string | null } = { value: null };
-  const spawnError = await new Promise<string | null>((resolve) => {
-    child.once('error', (e: NodeJS.ErrnoException) =>
-      resolve(
-        e.code === 'ENOENT' ? 'java is not installed (apt-get install openjdk-17-jre-headless)' : e.message,
-      ),
-    );
-    child.once('spawn', () => resolve(null));
-  });
-  if (spawnError !== null || child.pid === undefined) {
-    throw new ServiceStartError('Kafka (secured)', spawnError ?? 'the JVM could not be spawned', '');
+      timeoutMs: 90_000,
+      extraArgs: scram,
+      // On success the tool lists the salted SCRAM credentials: never show them.
+      scrub: (out) => out.replace(/UserScramCredentialRecord\([^)]*\)/g, 'UserScramCredentialRecord(...)'),
+    });
   }
-  child.once('exit', (code, signal) => (exit.value = signal ? `signal ${signal}` : `code ${code}`));
-  child.unref();
-  writeFileSync(l.pidFile, `${child.pid}\n`);
 
-  await waitUntilReady(l, child.pid, exit, readyTimeoutMs);
+  const { pid, exit } = await spawnKafkaJvm({
+    service: 'Kafka (secured)',
+    dir: l.dir,
+    logFile: l.logFile,
+    outFile: l.outFile,
+    pidFile: l.pidFile,
+    heap: opts.heap ?? '512m',
+    log4jArg,
+    classpath,
+    propsFile: l.propsFile,
+  });
+  await waitUntilReady(l, pid, exit, readyTimeoutMs);
   return handle(l, creds, false);
 }
 
-/** Follows the broker log until it is ready (log line + TLS ApiVersions); on a fatal error, exit or timeout stops it and throws. */
-async function waitUntilReady(
+/** Waits for the broker (its log line, then TLS + ApiVersions with the test CA); stops it and throws on failure. */
+function waitUntilReady(
   l: Layout,
   pid: number,
   exit: { value: string | null } | null,
   readyTimeoutMs: number,
 ): Promise<void> {
-  const follower = new FileFollower(l.logFile);
-  const deadline = Date.now() + readyTimeoutMs;
   const ca = tlsPaths(l.tlsDir).caLocation;
-  let log = '';
-  let sawReady = false;
-  let lastProbe = '';
-  for (;;) {
-    log += follower.readNew();
-    if (!sawReady && log.includes(READY_LINE)) sawReady = true;
-    if (log.includes(FATAL_LINE)) {
-      if (!(await waitForExit(pid, 15_000))) await terminate(pid, 10_000);
-      await sleep(100);
-      log += follower.readNew();
-      safeUnlink(l.pidFile);
-      throw new ServiceStartError(
-        'Kafka (secured)',
-        `the broker stopped during start-up: ${fatalReason(log)}`,
-        kafkaLogTail(l, log),
-      );
-    }
-    const exited = await exitStatus(exit, l.pidFile, MARKER);
-    if (exited !== null) {
-      log += follower.readNew();
-      safeUnlink(l.pidFile);
-      throw new ServiceStartError(
-        'Kafka (secured)',
-        `the broker process exited (${exited}) before it was ready`,
-        kafkaLogTail(l, log),
-      );
-    }
-    if (sawReady) {
+  return waitForBroker({
+    service: 'Kafka (secured)',
+    ...l,
+    pid,
+    exit,
+    readyTimeoutMs,
+    probe: async () => {
       const r = await probeSecureKafka(HOST, l.port, ca, 2_000);
-      if (r.ok) return;
-      lastProbe = `${r.stage}: ${r.error}`;
-    }
-    if (Date.now() >= deadline) {
-      await terminate(pid, 15_000);
-      safeUnlink(l.pidFile);
-      log += follower.readNew();
-      throw new ServiceStartError(
-        'Kafka (secured)',
-        `the broker was not ready after ${Math.round(readyTimeoutMs / 1000)} s${sawReady ? ` (it logged '${READY_LINE}' but TLS to ${HOST}:${l.port} fails: ${lastProbe})` : ''}; it was stopped`,
-        kafkaLogTail(l, log),
-      );
-    }
-    await sleep(200);
-  }
-}
-
-function stringify(p: Record<string, string | number | boolean>): Record<string, string> {
-  return Object.fromEntries(Object.entries(p).map(([k, v]) => [k, String(v)]));
+      return r.ok ? undefined : `TLS to ${HOST}:${l.port} fails: ${r.stage}: ${r.error}`;
+    },
+  });
 }
 
 /**
@@ -804,16 +699,8 @@ function stringify(p: Record<string, string | number | boolean>): Record<string,
  */
 export async function stopSecureKafka(
   opts: Pick<SecureKafkaOptions, 'dataDir' | 'port'> & { graceMs?: number } = {},
-): Promise<{ stopped: boolean; pid?: number; how: 'not-running' | 'terminated' | 'killed' }> {
-  const l = layout(opts);
-  const pid = livePid(l.pidFile, MARKER);
-  if (pid === undefined) {
-    safeUnlink(l.pidFile);
-    return { stopped: false, how: 'not-running' };
-  }
-  const how = await terminate(pid, opts.graceMs ?? 30_000);
-  safeUnlink(l.pidFile);
-  return { stopped: how !== 'not-running', pid, how };
+): Promise<StopResult> {
+  return stopByPidFile(layout(opts).pidFile, MARKER, opts.graceMs ?? 30_000);
 }
 
 /** Whether the secured broker answers TLS + ApiVersions with this repo's CA, and its pid when Sluice manages it. */

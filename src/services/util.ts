@@ -318,3 +318,30 @@ export function redactUrl(url: string): string {
     return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
   }
 }
+
+/** What stopping a service Sluice started says. */
+export interface StopResult {
+  stopped: boolean;
+  pid?: number;
+  how: 'not-running' | 'terminated' | 'killed';
+}
+
+/**
+ * Stops the process whose pid file (in a data dir Sluice manages) names a live `marker` process:
+ * SIGTERM, then SIGKILL after `graceMs`. A stale pid file is removed; nothing else is touched.
+ */
+export async function stopByPidFile(pidFile: string, marker: string, graceMs: number): Promise<StopResult> {
+  const pid = livePid(pidFile, marker);
+  if (pid === undefined) {
+    safeUnlink(pidFile);
+    return { stopped: false, how: 'not-running' };
+  }
+  const how = await terminate(pid, graceMs);
+  safeUnlink(pidFile);
+  return { stopped: how !== 'not-running', pid, how };
+}
+
+/** Property values as the strings a `.properties` file holds. */
+export function stringifyProperties(p: Record<string, string | number | boolean>): Record<string, string> {
+  return Object.fromEntries(Object.entries(p).map(([k, v]) => [k, String(v)]));
+}

@@ -27,7 +27,9 @@ import {
   tailFile,
   terminate,
   withLockFile,
+  stopByPidFile,
   type ServiceStatus,
+  type StopResult,
 } from './util.js';
 
 export interface ZooKeeperOptions {
@@ -321,16 +323,8 @@ async function waitUntilReady(
 /** Stops the ZooKeeper Sluice started from this data dir (SIGTERM, SIGKILL after `graceMs`, default 15 s). */
 export async function stopZooKeeper(
   opts: Pick<ZooKeeperOptions, 'dataDir' | 'port'> & { graceMs?: number } = {},
-): Promise<{ stopped: boolean; pid?: number; how: 'not-running' | 'terminated' | 'killed' }> {
-  const l = layout(opts);
-  const pid = livePid(l.pidFile, MARKER);
-  if (pid === undefined) {
-    safeUnlink(l.pidFile);
-    return { stopped: false, how: 'not-running' };
-  }
-  const how = await terminate(pid, opts.graceMs ?? 15_000);
-  safeUnlink(l.pidFile);
-  return { stopped: how !== 'not-running', pid, how };
+): Promise<StopResult> {
+  return stopByPidFile(layout(opts).pidFile, MARKER, opts.graceMs ?? 15_000);
 }
 
 export async function zookeeperStatus(
