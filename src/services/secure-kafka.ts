@@ -67,18 +67,15 @@
  * - kcat on Debian 12 links librdkafka 2.0.2, whose SCRAM fails against Kafka 4.x ("invalid credentials":
  *   a nonce bug fixed in librdkafka 2.6.1); kcat works here with PLAIN only.
  */
-import { X509Certificate, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import tls from 'node:tls';
 import { ServiceStartError } from '../core/errors.js';
+import { ensureTlsMaterial, probeSecureKafka, tlsPaths, tlsProblem, type SecureKafkaTls } from './tls.js';
 import { brokerProperties, formatKafkaStorage, log4jConfig, spawnKafkaJvm, waitForBroker } from './kafka.js';
 import {
-  lastLines,
   livePid,
-  repoRoot,
-  runCommand,
   safeUnlink,
   sluicePath,
   tailFile,
@@ -127,19 +124,6 @@ export interface SecureKafkaUser {
   principal: string;
 }
 
-export interface SecureKafkaTls {
-  /** The test CA's certificate (PEM): librdkafka `ssl.ca.location`. */
-  caLocation: string;
-  /** A client certificate signed by the CA (PEM) and its unencrypted PKCS#8 key, for mutual TLS. */
-  clientCertificateLocation: string;
-  clientKeyLocation: string;
-  /** The principal the mTLS listener gives that certificate. */
-  clientPrincipal: string;
-  /** The CA in a PKCS12 truststore (for Java clients) and the file holding its password. */
-  truststoreLocation: string;
-  truststorePasswordFile: string;
-}
-
 export interface SecureKafkaHandle {
   /** The SASL_SSL listener, for `bootstrap.servers`. */
   bootstrapServers: string;
@@ -165,22 +149,11 @@ export interface SecureKafkaHandle {
 const DEFAULT_PORT = 9094;
 const HOST = '127.0.0.1';
 const MARKER = 'kafka.Kafka';
-const PROBE_TIMEOUT_MS = 3_000;
 const CREDENTIALS_VERSION = 1;
 /** The broker's own user (inter-broker and controller connections); a super user. */
 const BROKER_USER = 'broker';
-const SCRAM_MECHANISMS = ['SCRAM-SHA-512', 'SCRAM-SHA-256'] as const;
-const CLIENT_PRINCIPAL = 'User:sluice-client';
-const TLS_FILES = [
-  'ca.pem',
-  'broker.p12',
-  'broker.p12.password',
-  'truststore.p12',
-  'truststore.p12.password',
-  'client.pem',
-  'client.key',
-  'VERSION',
-];
+/** The SCRAM mechanisms every user has credentials for. */
+export const SCRAM_MECHANISMS = ['SCRAM-SHA-512', 'SCRAM-SHA-256'] as const;
 
 interface Layout {
   port: number;
@@ -234,61 +207,6 @@ function layout(opts: SecureKafkaOptions): Layout {
     libDir: path.resolve(opts.libDir ?? process.env.SLUICE_KAFKA_LIB ?? sluicePath('kafka', 'lib')),
     tlsDir: path.resolve(opts.tlsDir ?? sluicePath('tls')),
   };
-}
-
-// ------------------------------------------------------------------ TLS material
-
-function tlsPaths(
-  tlsDir: string,
-): SecureKafkaTls & { brokerKeystore: string; brokerKeystorePasswordFile: string } {
-  return {
-    caLocation: path.join(tlsDir, 'ca.pem'),
-    clientCertificateLocation: path.join(tlsDir, 'client.pem'),
-    clientKeyLocation: path.join(tlsDir, 'client.key'),
-    clientPrincipal: CLIENT_PRINCIPAL,
-    truststoreLocation: path.join(tlsDir, 'truststore.p12'),
-    truststorePasswordFile: path.join(tlsDir, 'truststore.p12.password'),
-    brokerKeystore: path.join(tlsDir, 'broker.p12'),
-    brokerKeystorePasswordFile: path.join(tlsDir, 'broker.p12.password'),
-  };
-}
-
-/** Why the TLS material in `tlsDir` cannot be used ('' when it can): missing files or a certificate expiring within a day. */
-function tlsProblem(tlsDir: string): string {
-  const missing = TLS_FILES.filter((f) => !existsSync(path.join(tlsDir, f)));
-  if (missing.length > 0) return `missing ${missing.join(', ')}`;
-  for (const f of ['ca.pem', 'broker.pem', 'client.pem']) {
-    try {
-      const cert = new X509Certificate(readFileSync(path.join(tlsDir, f)));
-      if (Date.parse(cert.validTo) < Date.now() + 86_400_000) return `${f} expires ${cert.validTo}`;
-    } catch (e) {
-      return `${f}: ${(e as Error).message}`;
-    }
-  }
-  return '';
-}
-
-/**
- * Makes the CA, the broker keystore and the client certificate with `scripts/kafka/make-tls.sh`
- * (openssl + keytool) when they are missing or expire within a day. Returns their paths.
- */
-export async function ensureTlsMaterial(tlsDir: string = sluicePath('tls')): Promise<SecureKafkaTls> {
-  const dir = path.resolve(tlsDir);
-  if (tlsProblem(dir) !== '') {
-    const script = path.join(repoRoot, 'scripts', 'kafka', 'make-tls.sh');
-    const r = await runCommand('bash', [script, dir], { timeoutMs: 180_000 });
-    const problem = tlsProblem(dir);
-    if (r.code !== 0 || problem !== '') {
-      throw new ServiceStartError(
-        'Kafka (secured)',
-        r.error ??
-          `${path.relative(repoRoot, script)} could not make the TLS material in ${dir} (exit ${r.code}${problem ? `; ${problem}` : ''})`,
-        lastLines(r.output, 20),
-      );
-    }
-  }
-  const { brokerKeystore: _k, brokerKeystorePasswordFile: _p, ...paths } = tlsPaths(dir);
-  return paths;
 }
 
 // ------------------------------------------------------------------ credentials
@@ -396,76 +314,6 @@ const TOOLS_LOG4J = `<?xml version="1.0" encoding="UTF-8"?>
   <Loggers><Root level="error"><AppenderRef ref="err"/></Root></Loggers>
 </Configuration>
 `;
-
-// ------------------------------------------------------------------ probing
-
-/**
- * Opens TLS to host:port trusting only `caFile`, sends a Kafka ApiVersions v0 request (answered before
- * SASL authentication) and checks the correlation id. `stage`: 'connect' refused, 'tls' handshake
- * failed (e.g. a broker using another CA), 'answer' no Kafka answer.
- */
-export function probeSecureKafka(
-  host: string,
-  port: number,
-  caFile: string,
-  timeoutMs = PROBE_TIMEOUT_MS,
-): Promise<{ ok: true } | { ok: false; stage: 'connect' | 'tls' | 'answer'; error: string }> {
-  const clientId = Buffer.from('sluice-probe');
-  const correlationId = 0x51c4;
-  const req = Buffer.alloc(14 + clientId.length);
-  req.writeInt32BE(req.length - 4, 0);
-  req.writeInt16BE(18, 4); // ApiVersions
-  req.writeInt16BE(0, 6);
-  req.writeInt32BE(correlationId, 8);
-  req.writeInt16BE(clientId.length, 12);
-  clientId.copy(req, 14);
-  let ca: Buffer;
-  try {
-    ca = readFileSync(caFile);
-  } catch (e) {
-    return Promise.resolve({ ok: false, stage: 'tls', error: (e as Error).message });
-  }
-  return new Promise((resolve) => {
-    let stage: 'connect' | 'tls' | 'answer' = 'connect';
-    let data = Buffer.alloc(0);
-    let settled = false;
-    const socket = tls.connect({ host, port, ca });
-    const finish = (
-      r: { ok: true } | { ok: false; stage: 'connect' | 'tls' | 'answer'; error: string },
-    ): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(r);
-    };
-    const timer = setTimeout(
-      () => finish({ ok: false, stage, error: `no answer within ${timeoutMs} ms` }),
-      timeoutMs,
-    );
-    socket.on('connect', () => (stage = 'tls'));
-    socket.on('secureConnect', () => {
-      stage = 'answer';
-      socket.write(req);
-    });
-    socket.on('data', (chunk: Buffer) => {
-      data = Buffer.concat([data, chunk]);
-      if (data.length >= 4 && data.length >= 4 + data.readInt32BE(0)) {
-        finish(
-          data.length >= 8 && data.readInt32BE(4) === correlationId
-            ? { ok: true }
-            : { ok: false, stage: 'answer', error: 'the answer is not a Kafka ApiVersions response' },
-        );
-      }
-    });
-    socket.on('end', () =>
-      finish({ ok: false, stage, error: 'the server closed the connection without answering' }),
-    );
-    socket.on('error', (e: NodeJS.ErrnoException) =>
-      finish({ ok: false, stage, error: e.code ? `${e.code}: ${e.message}` : e.message }),
-    );
-  });
-}
 
 // ------------------------------------------------------------------ ensure / stop / status
 
@@ -717,265 +565,4 @@ export async function secureKafkaStatus(
     managedBy: pid !== undefined ? 'sluice' : 'system',
     ...(pid !== undefined ? { pid } : {}),
   };
-}
-
-// ------------------------------------------------------------------ librdkafka client settings for tests
-
-/**
- * librdkafka properties for a SASL_SSL client of the secured broker: `bootstrap.servers`,
- * `security.protocol`, `sasl.mechanisms`, `sasl.username`, `sasl.password`, `ssl.ca.location`.
- * `user`: one of the handle's users (default admin) or any `{ username, password }`.
- */
-export function saslSslClientConfig(
-  h: SecureKafkaHandle,
-  user: SecureKafkaUserName | { username: string; password: string } = 'admin',
-  mechanism: SaslMechanism = 'SCRAM-SHA-512',
-): Record<string, string> {
-  const u = typeof user === 'string' ? h.users[user] : user;
-  return {
-    'bootstrap.servers': h.bootstrapServers,
-    'security.protocol': 'SASL_SSL',
-    'sasl.mechanisms': mechanism,
-    'sasl.username': u.username,
-    'sasl.password': u.password,
-    'ssl.ca.location': h.tls.caLocation,
-  };
-}
-
-/** librdkafka properties for a mutual-TLS client (principal {@link SecureKafkaTls.clientPrincipal}). */
-export function mtlsClientConfig(h: SecureKafkaHandle): Record<string, string> {
-  return {
-    'bootstrap.servers': h.mtlsBootstrapServers,
-    'security.protocol': 'SSL',
-    'ssl.ca.location': h.tls.caLocation,
-    'ssl.certificate.location': h.tls.clientCertificateLocation,
-    'ssl.key.location': h.tls.clientKeyLocation,
-  };
-}
-
-// ------------------------------------------------------------------ Kafka's tools: ACLs and users
-
-/**
- * Runs one of Kafka's command-line tools (main class from the Kafka jars) against the secured broker
- * as admin (`--bootstrap-server` and `--command-config` are added). Returns its output.
- * @throws Error with the tool's output when it exits non-zero or runs longer than `timeoutMs` (90 s).
- */
-export async function runSecureKafkaTool(
-  h: SecureKafkaHandle,
-  mainClass: string,
-  args: string[],
-  timeoutMs = 90_000,
-): Promise<string> {
-  const dir = path.dirname(h.adminConfigFile);
-  const r = await runCommand(
-    'java',
-    [
-      '-Xmx128m',
-      '-XX:TieredStopAtLevel=1', // a short-lived tool: start fast, don't optimise
-      '-XX:+UseSerialGC',
-      `-Dlog4j2.configurationFile=${path.join(dir, 'tools-log4j2.xml')}`,
-      '-cp',
-      `${h.libDir}/*`,
-      mainClass,
-      '--bootstrap-server',
-      h.bootstrapServers,
-      '--command-config',
-      h.adminConfigFile,
-      ...args,
-    ],
-    { timeoutMs, cwd: dir },
-  );
-  if (r.code !== 0) {
-    const shown = r.output.split('\n').filter((s) => !/^\s+at /.test(s));
-    throw new Error(
-      `${mainClass.split('.').pop()} ${args.join(' ')} failed (${r.error ?? `exit ${r.code}`}):\n${lastLines(shown.join('\n'), 15)}`,
-    );
-  }
-  return r.output;
-}
-
-export type AclResourceType =
-  'topic' | 'group' | 'cluster' | 'transactional-id' | 'delegation-token' | 'user';
-
-/** AclCommand's operation names. */
-export type AclOperation =
-  | 'All'
-  | 'Read'
-  | 'Write'
-  | 'Create'
-  | 'Delete'
-  | 'Alter'
-  | 'Describe'
-  | 'ClusterAction'
-  | 'DescribeConfigs'
-  | 'AlterConfigs'
-  | 'IdempotentWrite'
-  | 'CreateTokens'
-  | 'DescribeTokens'
-  | 'TwoPhaseCommit';
-
-export interface AclSpec {
-  resourceType: AclResourceType;
-  /** The resource name (a topic, group, transactional id, ...; '*' for all). Ignored for 'cluster'. */
-  name?: string;
-  /** 'literal' (default) or 'prefixed' (every name starting with `name`). */
-  patternType?: 'literal' | 'prefixed';
-  /** Must all be valid for the resource type (e.g. a group has Read, Describe, Delete, DescribeConfigs, AlterConfigs, All). */
-  operations: AclOperation[];
-  /** Default 'allow'. Deny wins over allow. */
-  permission?: 'allow' | 'deny';
-  /** Client host the ACL applies to. Default '*'. */
-  host?: string;
-}
-
-/** One ACL as AclCommand lists it. */
-export interface AclEntry {
-  principal: string;
-  host: string;
-  /** Upper case, e.g. 'READ', 'IDEMPOTENT_WRITE'. */
-  operation: string;
-  permission: 'ALLOW' | 'DENY';
-  /** Upper case, e.g. 'TOPIC', 'GROUP', 'CLUSTER', 'TRANSACTIONAL_ID'. */
-  resourceType: string;
-  name: string;
-  patternType: 'LITERAL' | 'PREFIXED';
-}
-
-const ACL_CLASS = 'org.apache.kafka.tools.AclCommand';
-
-/** 'alice' -> 'User:alice'; 'User:x' unchanged. */
-function principalOf(p: string | SecureKafkaUser): string {
-  const s = typeof p === 'string' ? p : p.principal;
-  return s.includes(':') ? s : `User:${s}`;
-}
-
-function resourceArgs(spec: AclSpec): string[] {
-  if (spec.resourceType === 'cluster') return ['--cluster'];
-  if (spec.name === undefined || spec.name === '') {
-    throw new Error(`an ACL on a ${spec.resourceType} needs a name ('*' for all)`);
-  }
-  const flag = spec.resourceType === 'user' ? '--user-principal' : `--${spec.resourceType}`;
-  return [flag, spec.name];
-}
-
-/** Specs that differ only in their resource go into one AclCommand call (one JVM); others get their own. */
-function aclCalls(action: '--add' | '--remove', principal: string, specs: AclSpec[]): string[][] {
-  const groups = new Map<string, { head: string[]; resources: string[] }>();
-  for (const spec of specs) {
-    if (spec.operations.length === 0) throw new Error('an ACL spec needs at least one operation');
-    const permission = spec.permission ?? 'allow';
-    const ops = [...new Set(spec.operations)].sort();
-    const head = [
-      action,
-      `--${permission}-principal`,
-      principal,
-      `--${permission}-host`,
-      spec.host ?? '*',
-      '--resource-pattern-type',
-      spec.patternType ?? 'literal',
-      ...ops.flatMap((o) => ['--operation', o]),
-      ...(action === '--remove' ? ['--force'] : []),
-    ];
-    const key = head.join('\0');
-    const g = groups.get(key) ?? { head, resources: [] };
-    g.resources.push(...resourceArgs(spec));
-    groups.set(key, g);
-  }
-  return [...groups.values()].map((g) => [...g.head, ...g.resources]);
-}
-
-/**
- * Gives `principal` ('alice', 'User:alice' or a handle user) the ACLs of `specs`, with Kafka's own
- * AclCommand as admin (one JVM per distinct operation list: 2.5-5 s each). The broker applies them when
- * the metadata change is published, a moment after this returns: a client that checks at once may
- * still be refused for a few milliseconds.
- */
-export async function grantAcls(
-  h: SecureKafkaHandle,
-  principal: string | SecureKafkaUser,
-  specs: AclSpec[],
-): Promise<void> {
-  for (const args of aclCalls('--add', principalOf(principal), specs))
-    await runSecureKafkaTool(h, ACL_CLASS, args);
-}
-
-/** Removes exactly these ACLs of `principal` (the same specs as given to {@link grantAcls}). */
-export async function revokeAcls(
-  h: SecureKafkaHandle,
-  principal: string | SecureKafkaUser,
-  specs: AclSpec[],
-): Promise<void> {
-  for (const args of aclCalls('--remove', principalOf(principal), specs))
-    await runSecureKafkaTool(h, ACL_CLASS, args);
-}
-
-/**
- * The ACLs on the broker, optionally only those of `principal` and/or of one resource (`name` with
- * `resourceType`; matched exactly, any pattern type).
- */
-export async function listAcls(
-  h: SecureKafkaHandle,
-  filter: { principal?: string | SecureKafkaUser; resourceType?: AclResourceType; name?: string } = {},
-): Promise<AclEntry[]> {
-  const args = ['--list'];
-  if (filter.principal !== undefined) args.push('--principal', principalOf(filter.principal));
-  if (filter.resourceType !== undefined) {
-    args.push(...resourceArgs({ resourceType: filter.resourceType, name: filter.name, operations: ['All'] }));
-    args.push('--resource-pattern-type', 'any');
-  }
-  return parseAclList(await runSecureKafkaTool(h, ACL_CLASS, args));
-}
-
-/** Parses AclCommand --list output ("Current ACLs for resource `ResourcePattern(...)`:" + one line per ACL). */
-export function parseAclList(output: string): AclEntry[] {
-  const entries: AclEntry[] = [];
-  let resource: Pick<AclEntry, 'resourceType' | 'name' | 'patternType'> | undefined;
-  for (const line of output.split('\n')) {
-    const r = /ResourcePattern\(resourceType=([A-Z_]+), name=(.*), patternType=(LITERAL|PREFIXED)\)/.exec(
-      line,
-    );
-    if (r) {
-      resource = { resourceType: r[1]!, name: r[2]!, patternType: r[3] as AclEntry['patternType'] };
-      continue;
-    }
-    const a = /\(principal=(.*), host=(.*), operation=([A-Z_]+), permissionType=(ALLOW|DENY)\)/.exec(line);
-    if (a && resource) {
-      entries.push({
-        principal: a[1]!,
-        host: a[2]!,
-        operation: a[3]!,
-        permission: a[4] as AclEntry['permission'],
-        ...resource,
-      });
-    }
-  }
-  return entries;
-}
-
-/**
- * Creates (or changes the password of) a SCRAM user at runtime with Kafka's ConfigCommand, one call
- * per mechanism (default both SCRAM mechanisms). PLAIN users cannot be added at runtime (they are the
- * broker's JAAS config). The user has no ACLs until {@link grantAcls}. Returns it as a handle user.
- */
-export async function addScramUser(
-  h: SecureKafkaHandle,
-  username: string,
-  password: string = randomBytes(12).toString('hex'),
-  mechanisms: readonly ('SCRAM-SHA-512' | 'SCRAM-SHA-256')[] = SCRAM_MECHANISMS,
-): Promise<SecureKafkaUser> {
-  if (!/^[A-Za-z0-9._-]+$/.test(username) || /[,\]=]/.test(password)) {
-    throw new Error('addScramUser: use a user name of letters, digits, . _ - and a password without , ] =');
-  }
-  for (const m of mechanisms) {
-    await runSecureKafkaTool(h, 'kafka.admin.ConfigCommand', [
-      '--alter',
-      '--entity-type',
-      'users',
-      '--entity-name',
-      username,
-      '--add-config',
-      `${m}=[password=${password}]`,
-    ]);
-  }
-  return { username, password, principal: `User:${username}` };
 }

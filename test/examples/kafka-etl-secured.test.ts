@@ -9,12 +9,11 @@ import { KafkaAdmin } from '../../src/kafka/admin.js';
 import { kafkaCluster, type KafkaCluster } from '../../src/kafka/cluster.js';
 import { KafkaTextProducer } from '../../src/kafka/producer.js';
 import {
-  addScramUser,
   ensureSecureKafka,
-  grantAcls,
   type SecureKafkaHandle,
   type SecureKafkaUser,
 } from '../../src/services/secure-kafka.js';
+import { addScramUser, grantAcls } from '../../src/services/secure-kafka-tools.js';
 import { uniqueName } from '../helpers/services.js';
 import { ChildRun, afterTests } from './child-process.js';
 import { parseEtlBatches, total } from './etl-output.js';

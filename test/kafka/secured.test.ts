@@ -34,14 +34,16 @@ import {
   type KafkaCluster,
 } from '../../src/kafka/index.js';
 import {
-  addScramUser,
   ensureSecureKafka,
-  grantAcls,
-  saslSslClientConfig,
-  type AclSpec,
   type SecureKafkaHandle,
   type SecureKafkaUser,
 } from '../../src/services/secure-kafka.js';
+import {
+  addScramUser,
+  grantAcls,
+  saslSslClientConfig,
+  type AclSpec,
+} from '../../src/services/secure-kafka-tools.js';
 import { uniqueName } from '../helpers/services.js';
 
 /** One attempt of at most 5 s per connection: "within the connect bound". */

@@ -14,18 +14,20 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  addScramUser,
   ensureSecureKafka,
+  secureKafkaStatus,
+  stopSecureKafka,
+  type SecureKafkaHandle,
+} from '../../src/services/secure-kafka.js';
+import {
+  addScramUser,
   grantAcls,
   listAcls,
   mtlsClientConfig,
   revokeAcls,
   saslSslClientConfig,
-  secureKafkaStatus,
-  stopSecureKafka,
   type AclSpec,
-  type SecureKafkaHandle,
-} from '../../src/services/secure-kafka.js';
+} from '../../src/services/secure-kafka-tools.js';
 import { uniqueName } from '../helpers/services.js';
 
 const { AdminClient, Producer, KafkaConsumer, CODES } = Kafka;
