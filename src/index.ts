@@ -38,9 +38,12 @@ export type {
   BatchFeedback,
   InputMetrics,
   InputPlan,
+  Membership,
   OffsetResetEvent,
+  RebalanceEvent,
   Source,
   SourceContext,
+  TopicPartition,
 } from './core/source.js';
 export { socketTextStream, SocketTextSource, textFileStream, DirectorySource } from './sources/index.js';
 export type { DirectorySourceOptions, SocketTextSourceOptions } from './sources/index.js';
@@ -83,6 +86,7 @@ export {
   OffsetConflictError,
   OffsetOutOfRangeError,
   OperatorError,
+  OwnershipLostError,
   PipelineDefinitionError,
   ServiceStartError,
   SluiceError,

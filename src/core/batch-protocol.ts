@@ -20,10 +20,10 @@ import {
 import type { Checkpointer } from './checkpointer.js';
 import type { Clock } from './clock.js';
 import type { CommitPlan } from './commit-plan.js';
-import type { SluiceError } from './errors.js';
+import { OffsetConflictError, OwnershipLostError, type SluiceError } from './errors.js';
 import type { BatchRun, InputRegistration, OutputRegistration } from './graph.js';
 import type { OffsetRange, OffsetStore, PartitionOffset } from './offsets.js';
-import type { InputMetrics, InputPlan, Source } from './source.js';
+import type { InputMetrics, InputPlan, Membership, Source } from './source.js';
 import type { StateStore } from './state.js';
 
 /** What each input contributed to a batch. */
@@ -52,13 +52,16 @@ export interface BatchInfo {
   readonly badRecords: readonly BadRecordCounts[];
   /** Per output: its name and how long it took, in definition order. */
   readonly outputs: readonly { readonly name: string; readonly durationMs: number }[];
-  readonly status: 'completed' | 'failed';
+  /** `abandoned`: in group membership, the instance lost partitions of the batch; nothing of it was committed. */
+  readonly status: 'completed' | 'failed' | 'abandoned';
   readonly error?: SluiceError | Error;
 }
 
 /** Everything the protocol works with, decided when the context starts. */
 export interface BatchProtocolParts {
   readonly pipelineId: string;
+  /** In group membership a batch whose partitions another instance took is abandoned, not failed. */
+  readonly membership: Membership;
   readonly clock: Clock;
   readonly inputs: readonly InputRegistration[];
   /** In definition order. */
@@ -125,8 +128,14 @@ export class BatchProtocol {
    *      atomic checkpoint commit) now, after the outputs: at-least-once, or exactly-once with
    *      idempotent outputs; compare-and-set where the store can.
    *   8. RECORD: tell each source its batch is committed, and answer the batch's record.
+   *
+   * In group membership, a batch whose partitions this instance no longer owns (OwnershipLostError
+   * from a source or a fenced transaction, or OffsetConflictError: another instance committed them
+   * first) is ABANDONED: it committed nothing (the failed step rolled back or never ran), each
+   * source starts again from the stored offsets of the partitions it still owns, and the job goes
+   * on. Exactly-once holds because the other instance's commit and this one's exclude each other.
    */
-  async run(time: number): Promise<{ info: BatchInfo; error?: Error }> {
+  async run(time: number): Promise<{ info: BatchInfo; error?: Error; abandoned?: boolean }> {
     const { clock, inputs: registered, outputs: registeredOutputs, commitPlan: commit } = this.#p;
     const store = this.#p.offsetStore;
     const start = clock.now();
@@ -196,6 +205,14 @@ export class BatchProtocol {
       // 8. Record.
       for (const { source, plan } of plans) await source.commit?.(plan);
     } catch (e) {
+      if (
+        this.#p.membership === 'group' &&
+        (e instanceof OwnershipLostError || e instanceof OffsetConflictError)
+      ) {
+        for (const { source, plan } of plans) await source.abandon?.(plan);
+        const info = this.#info(time, start, inputs, outputs, run.badRecords, e, 'abandoned');
+        return { info, error: e, abandoned: true };
+      }
       return {
         info: this.#info(time, start, inputs, outputs, run.badRecords, e as Error),
         error: e as Error,
@@ -257,6 +274,7 @@ export class BatchProtocol {
     outputs: { name: string; durationMs: number }[],
     ledger: BadRecordLedger,
     error?: Error,
+    status: BatchInfo['status'] = error ? 'failed' : 'completed',
   ): BatchInfo {
     const end = this.#p.clock.now();
     return {
@@ -270,7 +288,7 @@ export class BatchProtocol {
       inputs,
       outputs,
       badRecords: ledger.counts(),
-      status: error ? 'failed' : 'completed',
+      status,
       ...(error ? { error } : {}),
     };
   }

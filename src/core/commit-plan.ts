@@ -2,7 +2,7 @@ import { PipelineDefinitionError } from './errors.js';
 import type { InputRegistration, OutputRegistration } from './graph.js';
 import type { OffsetStore } from './offsets.js';
 import type { Guarantee } from './sink.js';
-import type { Source } from './source.js';
+import type { Membership, Source } from './source.js';
 import type { StateStore } from './state.js';
 import { isTransactionalStore } from './transactional-store.js';
 
@@ -27,6 +27,8 @@ export interface CommitPlanInputs {
   readonly offsetStore: OffsetStore | undefined;
   /** The context's `checkpoint` option. */
   readonly checkpoint: StateStore | undefined;
+  /** How the job's instances share its inputs. */
+  readonly membership?: Membership;
 }
 
 /** The group a source's offsets are kept under: its own choice, else the pipeline id. */
@@ -132,6 +134,7 @@ export function decideCommitPlan(p: CommitPlanInputs, store = chooseOffsetStore(
       'Give every input the same group id',
     );
   }
+  if (p.membership === 'group') checkGroupMembership(p, store, hasOffsets, stateful);
   const offsets: CommitPlan['offsets'] =
     !hasOffsets && !stateful
       ? 'none'
@@ -141,6 +144,37 @@ export function decideCommitPlan(p: CommitPlanInputs, store = chooseOffsetStore(
           ? 'before-outputs'
           : 'after-outputs';
   return { offsetStore: storeName, offsets, outputs, transactionalOutputs };
+}
+
+/**
+ * Group membership needs a store that several machines commit to safely, and (for now) a
+ * stateless pipeline: state is kept per process, and would not move with its partitions.
+ */
+function checkGroupMembership(
+  p: CommitPlanInputs,
+  store: OffsetStore | undefined,
+  hasOffsets: boolean,
+  stateful: boolean,
+): void {
+  if (stateful) {
+    throw new PipelineDefinitionError(
+      `Operators ${p.statefulOperators.map((s) => `'${s}'`).join(', ')} keep state, which group membership cannot move between instances yet`,
+      "Run this pipeline with membership 'single' (one process reads every partition), or keep the state in an output (e.g. upserts into a table) and run it stateless",
+    );
+  }
+  if (hasOffsets && store && !store.capabilities.shared) {
+    throw new PipelineDefinitionError(
+      `The offset store (${store.kind}) cannot be shared by instances on several machines, which group membership needs`,
+      'Keep the offsets where every instance commits safely: Kafka (the default, or KafkaTransactionalStore), PostgreSQL, MySQL, Redis or ZooKeeper',
+    );
+  }
+  const notShared = p.inputs.filter((i) => !i.source.groupMembership);
+  if (notShared.length) {
+    throw new PipelineDefinitionError(
+      `Input ${notShared.map((i) => `'${i.name}'`).join(', ')} cannot be shared by the instances of a group (it has no partitions a group assigns)`,
+      "Read it with membership 'single', or read a Kafka topic instead",
+    );
+  }
 }
 
 const RANK: Record<Guarantee, number> = { 'at-most-once': 0, 'at-least-once': 1, 'exactly-once': 2 };

@@ -16,7 +16,8 @@ import { ContextStateError, InvalidOptionError, PipelineDefinitionError } from '
 import { Graph, describePlan, type OutputRegistration, type PipelinePlan } from './graph.js';
 import { createLogger, type Logger } from './logger.js';
 import { rangeSize, type OffsetStore } from './offsets.js';
-import type { OffsetResetEvent, Source } from './source.js';
+import { hostname } from 'node:os';
+import type { Membership, OffsetResetEvent, RebalanceEvent, Source } from './source.js';
 import { isStateStore, type StateStore } from './state.js';
 
 export interface StreamingContextOptions {
@@ -28,6 +29,20 @@ export interface StreamingContextOptions {
   readonly clock?: Clock;
   /** Default: JSON lines on stderr at `SLUICE_LOG_LEVEL` (info). */
   readonly logger?: Logger;
+  /**
+   * How the instances (processes) of this job share its inputs. `'single'` (the default): this
+   * process reads every partition. `'group'`: every instance that runs the pipeline with the same
+   * pipeline id, on this machine or others, joins its inputs' consumer group and Kafka assigns the
+   * partitions among the live ones (`sluice run --instances N` starts N here). Default: env
+   * `SLUICE_MEMBERSHIP`, else `'single'`.
+   */
+  readonly membership?: Membership;
+  /**
+   * This instance's id, stable across its restarts (in group membership, e.g. its transactional
+   * id, so that a restart fences the crashed incarnation at once). Default: env
+   * `SLUICE_INSTANCE_ID`, else `<host>-<pid>` (not stable: give one when instances restart).
+   */
+  readonly instanceId?: string;
   /** Stop gracefully on SIGINT and SIGTERM (default false; `sluice run` turns it on). */
   readonly stopGracefullyOnSignals?: boolean;
   /** How many finished batches `ctx.batches` keeps (default 1000). */
@@ -58,6 +73,13 @@ export interface StreamingListener {
   onContextStopped?(error?: Error): void;
   /** A stored offset was out of the partition's valid range and was reset by the source's policy. */
   onOffsetReset?(event: OffsetResetEvent): void;
+  /** Group membership: this instance gained or lost partitions. */
+  onRebalance?(event: RebalanceEvent): void;
+  /**
+   * Group membership: a batch was abandoned uncommitted because this instance lost partitions of
+   * it; the job goes on from the stored offsets (not a failure).
+   */
+  onBatchAbandoned?(info: BatchInfo): void;
 }
 
 export interface StopOptions {
@@ -90,6 +112,9 @@ export class StreamingContext {
   /** Milliseconds between batches. */
   readonly batchInterval: number;
   readonly pipelineId: string;
+  /** How the job's instances share its inputs (see {@link StreamingContextOptions.membership}). */
+  readonly membership: Membership;
+  readonly instanceId: string;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly #graph: Graph;
@@ -140,6 +165,21 @@ export class StreamingContext {
     if (!Number.isInteger(retainedBatches) || retainedBatches < 1) {
       throw new InvalidOptionError('retainedBatches', 'an integer >= 1', retainedBatches);
     }
+    const membership =
+      options.membership ?? (process.env.SLUICE_MEMBERSHIP as Membership | undefined) ?? 'single';
+    if (membership !== 'single' && membership !== 'group') {
+      throw new InvalidOptionError(
+        options.membership !== undefined ? 'membership' : 'SLUICE_MEMBERSHIP',
+        "'single' (this process reads every partition) or 'group' (instances share them)",
+        membership,
+      );
+    }
+    const instanceId = options.instanceId ?? process.env.SLUICE_INSTANCE_ID ?? `${hostname()}-${process.pid}`;
+    if (typeof instanceId !== 'string' || !/^[A-Za-z0-9_.\-]{1,100}$/.test(instanceId)) {
+      throw new InvalidOptionError('instanceId', '1-100 characters among letters, digits, _ . -', instanceId);
+    }
+    this.membership = membership;
+    this.instanceId = instanceId;
     this.#options = options;
     this.batchInterval = batchInterval;
     this.#graph = new Graph(batchInterval);
@@ -197,7 +237,7 @@ export class StreamingContext {
 
   /** The pipeline's plan: every operator with its name, kind, parents and options. */
   plan(): PipelinePlan {
-    return this.#graph.plan(this.pipelineId);
+    return this.#graph.plan(this.pipelineId, this.membership);
   }
 
   /** The plan as text (default) or as JSON text. */
@@ -260,6 +300,7 @@ export class StreamingContext {
     if (this.#options.checkpoint) await checkpointer.restore(this.#options.checkpoint, this.logger);
     const protocol = new BatchProtocol({
       pipelineId: this.pipelineId,
+      membership: this.membership,
       clock: this.clock,
       inputs: this.#graph.inputs,
       outputs: this.#graph.outputs,
@@ -331,6 +372,7 @@ export class StreamingContext {
       statefulOperators: this.#graph.stateful.map((s) => s.handle.name),
       offsetStore: this.#options.offsetStore,
       checkpoint: this.#options.checkpoint,
+      membership: this.membership,
     };
   }
 
@@ -361,6 +403,8 @@ export class StreamingContext {
       const group = offsetGroupOf(input.source, this.pipelineId);
       await input.source.open({
         pipelineId: this.pipelineId,
+        membership: this.membership,
+        instanceId: this.instanceId,
         name: input.name,
         clock: this.clock,
         batchInterval: this.batchInterval,
@@ -379,6 +423,20 @@ export class StreamingContext {
         },
         reportBadRecord: (letter, error) =>
           protocol.badRecord(input.name, input.source.badRecords?.policy ?? 'fail', letter, error),
+        reportRebalance: (event) => {
+          const full = { ...event, input: input.name, instanceId: this.instanceId };
+          this.logger.info(
+            {
+              instanceId: this.instanceId,
+              input: input.name,
+              gained: event.gained.map((p) => `${p.topic}-${p.partition}`),
+              lost: event.lost.map((p) => `${p.topic}-${p.partition}`),
+              owned: event.owned.map((p) => `${p.topic}-${p.partition}`),
+            },
+            'rebalance',
+          );
+          this.#emit((l) => l.onRebalance?.(full));
+        },
       });
       this.#openedSources.push(input.source);
     }
@@ -406,9 +464,9 @@ export class StreamingContext {
         }
         if (this.#state !== 'active') break;
         this.#emit((l) => l.onBatchStarted?.(time));
-        const { info, error } = await protocol.run(time);
+        const { info, error, abandoned } = await protocol.run(time);
         this.#record(info);
-        if (error) throw error;
+        if (error && !abandoned) throw error;
         time += this.batchInterval;
       }
     } catch (e) {
@@ -435,6 +493,7 @@ export class StreamingContext {
   /** Keeps the batch's record, feeds rate control and tells the listeners. */
   #record(info: BatchInfo): void {
     const error = info.status === 'failed';
+    const abandoned = info.status === 'abandoned';
     this.#batches.push(info);
     // Before listeners hear of this batch, so one that waits for the next knows its time.
     this.#nextBatchTime = info.batchTime + this.batchInterval;
@@ -451,8 +510,16 @@ export class StreamingContext {
           ),
         ),
       },
-      error ? 'batch failed' : 'batch completed',
+      error ? 'batch failed' : abandoned ? 'batch abandoned' : 'batch completed',
     );
+    if (abandoned) {
+      this.logger.warn(
+        { batchTime: info.batchTime, err: info.error },
+        'batch abandoned: this instance lost partitions of it; going on from the stored offsets',
+      );
+      this.#emit((l) => l.onBatchAbandoned?.(info));
+      return;
+    }
     if (!error) {
       for (const input of this.#graph.inputs) {
         input.source.onBatchCompleted?.({

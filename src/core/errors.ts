@@ -40,6 +40,29 @@ export class InvalidOptionError extends SluiceError {
   }
 }
 
+/**
+ * In group membership, this instance no longer owns partitions of the batch it was running (the
+ * group gave them to another instance, or dropped this one as too slow), or another instance
+ * committed them first: the batch was abandoned, nothing of it committed, and the job goes on
+ * from the stored offsets with the partitions it owns. Not a job failure.
+ */
+export class OwnershipLostError extends SluiceError {
+  static readonly code = 'SLUICE_OWNERSHIP_LOST';
+  readonly code = OwnershipLostError.code;
+  override readonly retriable = true;
+  constructor(
+    message: string,
+    readonly partitions: readonly { readonly topic: string; readonly partition: number }[] = [],
+    options?: { cause?: unknown },
+  ) {
+    super(
+      message,
+      'Nothing to do: the batch was abandoned uncommitted and the partitions still owned are read again from the stored offsets',
+      options,
+    );
+  }
+}
+
 /** The pipeline as built cannot run: duplicate names, no output, a stream used across contexts. */
 export class PipelineDefinitionError extends SluiceError {
   static readonly code = 'SLUICE_PIPELINE_DEFINITION';

@@ -4,7 +4,7 @@ import type { BadRecordLedger } from './bad-records.js';
 import type { Batch } from './batch.js';
 import { PipelineDefinitionError } from './errors.js';
 import type { Guarantee, SinkContext } from './sink.js';
-import type { Source } from './source.js';
+import type { Membership, Source } from './source.js';
 import type { TransactionalOffsetStore } from './transactional-store.js';
 import type { OffsetRange } from './offsets.js';
 
@@ -37,6 +37,8 @@ export interface PipelinePlan {
   readonly pipelineId: string;
   /** Milliseconds between batches. */
   readonly batchInterval: number;
+  /** How the job's instances share its inputs: one process reads everything, or a consumer group. */
+  readonly membership: Membership;
   /** A hash of the nodes' names, kinds and wiring: changes when the pipeline's shape changes. */
   readonly fingerprint: string;
   readonly nodes: readonly PlanNode[];
@@ -140,12 +142,13 @@ export class Graph {
     this.nodes.push(node);
   }
 
-  plan(pipelineId: string): PipelinePlan {
+  plan(pipelineId: string, membership: Membership): PipelinePlan {
     const shape = this.nodes.map((n) => [n.name, n.kind, n.parents, n.output]);
     const fingerprint = createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16);
     return Object.freeze({
       pipelineId,
       batchInterval: this.batchInterval,
+      membership,
       fingerprint,
       nodes: Object.freeze(this.nodes.map((n) => Object.freeze({ ...n }))),
     });
@@ -157,7 +160,7 @@ export function describePlan(plan: PipelinePlan): string {
   const width = Math.max(4, ...plan.nodes.map((n) => n.name.length));
   const kindWidth = Math.max(4, ...plan.nodes.map((n) => n.kind.length));
   const lines = [
-    `Pipeline '${plan.pipelineId}' — batch interval ${plan.batchInterval} ms — fingerprint ${plan.fingerprint}`,
+    `Pipeline '${plan.pipelineId}' — batch interval ${plan.batchInterval} ms — membership ${plan.membership} — fingerprint ${plan.fingerprint}`,
   ];
   for (const n of plan.nodes) {
     const from = n.parents.length ? ` <- ${n.parents.join(', ')}` : '';

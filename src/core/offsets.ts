@@ -32,6 +32,12 @@ export interface PartitionOffset {
 export interface OffsetStoreCapabilities {
   /** `write(..., { compareAndSet: true })` is supported and atomic across the ranges. */
   readonly compareAndSet: boolean;
+  /**
+   * Processes on several machines can commit to it and a stale one cannot overwrite a newer
+   * commit (compare-and-set, or a server that fences old group members): required for group
+   * membership (`membership: 'group'`). False for stores on one machine's disk or in one process.
+   */
+  readonly shared?: boolean;
 }
 
 /**

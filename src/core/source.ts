@@ -40,9 +40,36 @@ export interface InputPlan {
   readonly detail?: unknown;
 }
 
+/**
+ * How the instances of a job share its inputs: `single`, this process reads every partition;
+ * `group`, every instance (process) of the job joins its inputs' consumer group and the server
+ * (Kafka's group protocol) assigns the partitions among the live instances.
+ */
+export type Membership = 'single' | 'group';
+
+/** A partition of an input. */
+export interface TopicPartition {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+/** In group membership: the partitions this instance gained and lost in one rebalance. */
+export interface RebalanceEvent {
+  readonly input: string;
+  readonly instanceId: string;
+  readonly gained: readonly TopicPartition[];
+  readonly lost: readonly TopicPartition[];
+  /** Every partition the instance owns after the rebalance. */
+  readonly owned: readonly TopicPartition[];
+}
+
 /** What the engine gives a source when the context starts. */
 export interface SourceContext {
   readonly pipelineId: string;
+  /** How the job's instances share the input (see {@link Membership}). */
+  readonly membership: Membership;
+  /** This instance's stable id (the same after a restart), e.g. for a per-instance transactional id. */
+  readonly instanceId: string;
   /** The stable name of the input stream this source feeds. */
   readonly name: string;
   readonly clock: Clock;
@@ -63,6 +90,8 @@ export interface SourceContext {
   readonly reportBadRecord: (letter: Omit<DeadLetter, 'input' | 'batchTime'>, error: unknown) => void;
   /** Reports a reset of a stored position (retention loss): logged, counted and given to listeners. */
   readonly reportOffsetReset: (event: Omit<OffsetResetEvent, 'input'>) => void;
+  /** In group membership: reports the partitions gained and lost (logged and given to listeners). */
+  readonly reportRebalance: (event: Omit<RebalanceEvent, 'input' | 'instanceId'>) => void;
 }
 
 /** What the engine tells a source after each batch (for rate control). */
@@ -97,6 +126,12 @@ export interface Source<T> {
    * idempotent outputs.
    */
   commit?(plan: InputPlan): Promise<void>;
+  /**
+   * In group membership: the batch that used `plan` was abandoned uncommitted (this instance lost
+   * partitions of it, or another instance committed them first). The next plan starts again from
+   * the stored offsets of the partitions the source still owns.
+   */
+  abandon?(plan: InputPlan): Promise<void>;
   /** Releases connections. Called once, after the last batch. */
   close(): Promise<void>;
   /**
@@ -104,6 +139,11 @@ export interface Source<T> {
    * a directory). False (socket) limits its pipelines to at-most-once. Default false.
    */
   readonly replayable?: boolean;
+  /**
+   * True when the source can run in group membership: a group assigns its partitions among the
+   * job's instances (Kafka's consumer groups), and it plans only the partitions it owns.
+   */
+  readonly groupMembership?: boolean;
   /** The group its offsets are stored under (default: the pipeline id). */
   offsetGroup?(pipelineId: string): string;
   /** The offset store to use when the context names none (e.g. Kafka's consumer-group commits). */

@@ -174,7 +174,8 @@ function validateTopics(topics: unknown): asserts topics is readonly string[] {
  */
 export class KafkaOffsetStore implements OffsetStore {
   readonly kind: string = 'kafka';
-  readonly capabilities = { compareAndSet: false };
+  /** Shared: in group membership the group's members commit, and the broker fences old generations. */
+  readonly capabilities = { compareAndSet: false, shared: true };
   readonly bootstrapServers: string;
   protected readonly cluster: KafkaCluster;
   protected readonly policy: ConnectPolicy;

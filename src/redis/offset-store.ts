@@ -49,7 +49,7 @@ export interface RedisOffsetStoreOptions {
  */
 export class RedisOffsetStore implements OffsetStore {
   readonly kind = 'redis';
-  readonly capabilities = { compareAndSet: true };
+  readonly capabilities = { compareAndSet: true, shared: true };
   readonly #redis: ResolvedRedis;
   readonly #key: (topic: string) => string;
   readonly #keyPrefix: string | undefined;

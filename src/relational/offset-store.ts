@@ -67,7 +67,7 @@ export abstract class SqlOffsetStore<Pool, Conn> implements TransactionalOffsetS
   abstract readonly kind: string;
   readonly transactional = true;
   readonly stateful = true;
-  readonly capabilities = { compareAndSet: true };
+  readonly capabilities = { compareAndSet: true, shared: true };
   readonly pool: Pool;
   readonly table: string;
   readonly #db: OffsetDialect<Pool, Conn>;

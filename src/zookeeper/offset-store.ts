@@ -51,7 +51,7 @@ const MAX_ATTEMPTS = 10;
  */
 export class ZooKeeperOffsetStore implements OffsetStore {
   readonly kind = 'zookeeper';
-  readonly capabilities = { compareAndSet: true };
+  readonly capabilities = { compareAndSet: true, shared: true };
   readonly root: string;
   readonly #zk: ZooKeeperConnection;
 

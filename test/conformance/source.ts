@@ -158,6 +158,9 @@ export function sourceConformance<T>(label: string, fixture: SourceFixture<T>): 
           throw error;
         },
         reportOffsetReset: (event) => resets.push(event),
+        reportRebalance: () => {},
+        membership: 'single',
+        instanceId: 'test-instance',
       };
       return { ctx, resets, asked };
     };

@@ -40,6 +40,9 @@ function journaled(journal: Journal, name: string, log: InMemoryLog<string>): So
     async commit() {
       journal.push(`commit ${name}`);
     },
+    async abandon() {
+      journal.push(`abandon ${name}`);
+    },
     close: () => inner.close(),
   };
 }
@@ -113,6 +116,7 @@ async function protocolFor(
     checkpoint?: InMemoryTransactionalStore;
     /** Where inputs start, by topic (default: the log start). */
     startAt?: Record<string, number>;
+    membership?: 'single' | 'group';
   } = {},
 ): Promise<BatchProtocol> {
   const planInputs = {
@@ -137,10 +141,14 @@ async function protocolFor(
           .map((t) => ({ topic: t, partition: 0, offset: options.startAt![t]! })),
       reportBadRecord: () => {},
       reportOffsetReset: () => {},
+      reportRebalance: () => {},
+      membership: 'single',
+      instanceId: 'test-instance',
     });
   }
   return new BatchProtocol({
     pipelineId: 'p',
+    membership: options.membership ?? 'single',
     clock: new ManualClock(0),
     inputs,
     outputs,
@@ -271,5 +279,41 @@ describe('BatchProtocol.run', () => {
     assert.equal(cp?.meta.batchTime, 1000);
     assert.deepEqual(cp?.state.get('counts'), { full: 7, deltas: [] });
     assert.deepEqual(await store.read('p', ['a']), [{ topic: 'a', partition: 0, offset: 1 }]);
+  });
+
+  it('in group membership abandons a batch another instance committed first: nothing of it committed, each source told to start over, the job not failed', async () => {
+    const journal: Journal = [];
+    const store = new InMemoryTransactionalStore();
+    // Another instance took the partition and committed offset 1 meanwhile.
+    await store.set('p', [{ topic: 'a', partition: 0, offset: 1 }]);
+    const source = journaled(journal, 'a', logOf({ a: ['1', '2'] }));
+    const protocol = await protocolFor([{ name: 'a', source }], [output(journal, 'rows', { store })], store, {
+      startAt: { a: 0 },
+      membership: 'group',
+    });
+    const { info, error, abandoned } = await protocol.run(1000);
+    assert.equal(abandoned, true);
+    assert.ok(error instanceof OffsetConflictError);
+    assert.equal(info.status, 'abandoned');
+    assert.ok(journal.includes('abandon a'), journal.join(' / '));
+    assert.ok(!journal.includes('commit a'), journal.join(' / '));
+    assert.deepEqual(await store.read('p', ['a']), [{ topic: 'a', partition: 0, offset: 1 }]);
+  });
+
+  it('with one process owning every partition, the same conflict fails the batch (a second writer is a fault)', async () => {
+    const store = new InMemoryTransactionalStore();
+    await store.set('p', [{ topic: 'a', partition: 0, offset: 1 }]);
+    const journal: Journal = [];
+    const protocol = await protocolFor(
+      [{ name: 'a', source: journaled(journal, 'a', logOf({ a: ['1', '2'] })) }],
+      [output(journal, 'rows', { store })],
+      store,
+      { startAt: { a: 0 } },
+    );
+    const { info, error, abandoned } = await protocol.run(1000);
+    assert.equal(abandoned, undefined);
+    assert.ok(error instanceof OffsetConflictError);
+    assert.equal(info.status, 'failed');
+    assert.ok(!journal.includes('abandon a'));
   });
 });

@@ -17,6 +17,7 @@ const samples: errors.SluiceError[] = [
   new errors.CheckpointIncompatibleError('/tmp/cp', [
     { operator: 'counts', change: 'removed-or-renamed', detail: "'counts' is gone" },
   ]),
+  new errors.OwnershipLostError('another instance owns orders-1 now', [{ topic: 'orders', partition: 1 }]),
 ];
 
 describe('error catalogue', () => {

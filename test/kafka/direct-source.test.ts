@@ -62,6 +62,9 @@ function context(overrides: Partial<SourceContext> & { storedOffsets?: StoredOff
       throw error; // the `fail` policy
     },
     reportOffsetReset: () => {},
+    reportRebalance: () => {},
+    membership: 'single',
+    instanceId: 'test-instance',
     ...overrides,
   } as unknown as SourceContext; // via unknown: the engine's context grows members this source need not use
 }

@@ -56,6 +56,9 @@ function context(batchInterval = 1000): SourceContext {
       throw error;
     },
     reportOffsetReset: () => {},
+    reportRebalance: () => {},
+    membership: 'single',
+    instanceId: 'test-instance',
   } as unknown as SourceContext;
 }
 

@@ -106,6 +106,9 @@ function context(
       throw error;
     },
     reportOffsetReset: (e: Omit<OffsetResetEvent, 'input'>) => void events.push(e),
+    reportRebalance: () => {},
+    membership: 'single',
+    instanceId: 'test-instance',
   } as unknown as SourceContext;
 }
 

@@ -55,6 +55,9 @@ function context(): SourceContext {
       throw error; // the `fail` policy
     },
     reportOffsetReset: () => {},
+    reportRebalance: () => {},
+    membership: 'single',
+    instanceId: 'test-instance',
   } as unknown as SourceContext; // via unknown: the engine's context grows members this source need not use
 }
 

@@ -54,6 +54,9 @@ export function sourceContext(
       throw error;
     },
     reportOffsetReset: () => {},
+    reportRebalance: () => {},
+    membership: 'single',
+    instanceId: 'test-instance',
     ...overrides,
     logger,
     controller,
