@@ -9,7 +9,7 @@ test('sluice describe prints the plan of the socket example as text: every opera
   const exit = await run.waitForExit(30_000);
   assert.equal(exit.code, 0, run.output());
   const lines = run.stdout.trimEnd().split('\n');
-  assert.match(lines[0]!, /^Pipeline 'socket-wordcount' — batch interval 1000 ms — fingerprint [0-9a-f]+$/);
+  assert.match(lines[0]!, /^Pipeline 'socket-wordcount' — batch interval 1000 ms — membership single — fingerprint [0-9a-f]+$/);
   assert.match(run.stdout, /^ {2}lines +socket +\{.*"host":"127\.0\.0\.1","port":7777/m);
   assert.match(run.stdout, /^ {2}words +flatMap +<- lines$/m);
   assert.match(run.stdout, /^ {2}pairs +mapToPair +<- words$/m);
