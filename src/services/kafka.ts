@@ -8,6 +8,11 @@
  *   is started DETACHED (it outlives the process that started it, so every test file, the demo and
  *   the bench share it) with its data, logs and pid file under `<repo>/.sluice/kafka/`.
  *   `node --import tsx scripts/services.ts down kafka` stops it.
+ * - A broker Sluice started from the data dir whose configuration (its server.properties, written
+ *   when it started) differs from what {@link brokerProperties} and `properties` make now is
+ *   restarted once with the new one (keeping its data): a broker never rereads its configuration,
+ *   so a checkout whose broker settings changed would otherwise test against the old ones. A broker
+ *   someone else started, or KAFKA_BOOTSTRAP, is never touched.
  *
  * Verified on the 2-core dev machine (Kafka 4.3.1, OpenJDK 17):
  * - `StorageTool format` takes ~0.9 s (a JVM start); skipped when the data dir is already formatted
@@ -34,6 +39,7 @@ import path from 'node:path';
 import { BrokerUnreachableError, ServiceStartError } from '../core/errors.js';
 import {
   FileFollower,
+  commandLine,
   exchange,
   lastLines,
   exitStatus,
@@ -81,6 +87,11 @@ export interface KafkaHandle {
   pid?: number;
   /** The broker's log file when Sluice manages it. */
   logFile?: string;
+  /**
+   * True when this call stopped the broker Sluice had started from this data dir because its
+   * configuration on disk was not the one asked for now, and started it again.
+   */
+  restarted?: boolean;
 }
 
 const DEFAULT_PORT = 9092;
@@ -156,6 +167,14 @@ export function brokerProperties(
     'log.retention.check.interval.ms': '1000',
     'log.initial.task.delay.ms': '0',
     'log.cleaner.dedupe.buffer.size': '2097152',
+    // Consumer groups of the new protocol (KIP-848, `group.protocol=consumer`, what group
+    // membership uses): a member that dies without leaving gives its partitions away after ~6 s
+    // instead of the default 45 s session timeout, which keeps the scale-out tests short. These are
+    // static broker configs; members cannot ask for other values.
+    'group.consumer.session.timeout.ms': '6000',
+    'group.consumer.min.session.timeout.ms': '1000',
+    'group.consumer.heartbeat.interval.ms': '500',
+    'group.consumer.min.heartbeat.interval.ms': '100',
   };
 }
 
@@ -238,7 +257,8 @@ async function clusterAnswers(servers: string, timeoutMs: number): Promise<{ ok:
 
 /**
  * Makes sure a Kafka broker answers and returns its bootstrap servers. See the module comment for
- * the order (KAFKA_BOOTSTRAP, a broker on the port, start one). Concurrent callers of the same data
+ * the order (KAFKA_BOOTSTRAP, a broker on the port, start one) and for when the broker of this data
+ * dir is restarted (its configuration is not the one asked for). Concurrent callers of the same data
  * dir (e.g. parallel test files) are serialised by a lock file: only one starts the broker.
  *
  * @throws BrokerUnreachableError when KAFKA_BOOTSTRAP is set and does not answer within `externalWaitMs` (10 s).
@@ -260,8 +280,12 @@ export async function ensureKafka(opts: KafkaOptions = {}): Promise<KafkaHandle>
 
   const l = layout(opts);
   const bootstrapServers = `${HOST}:${l.port}`;
+  const wanted = { ...brokerProperties(l), ...stringifyProperties(opts.properties ?? {}) };
   const reuse = async (): Promise<KafkaHandle | undefined> => {
     const r = await probeKafka(HOST, l.port);
+    // Ours but configured otherwise (e.g. started before brokerProperties changed): a running broker
+    // never rereads its configuration, so it is restarted (below, under the lock).
+    if (r.ok && staleConfig(l, wanted) !== undefined) return undefined;
     if (r.ok) return handle(l, true);
     // A port that accepts but does not answer, and is not our own server still starting, is someone else's.
     if (r.stage === 'answer' && livePid(l.pidFile, MARKER) === undefined) {
@@ -285,6 +309,13 @@ export async function ensureKafka(opts: KafkaOptions = {}): Promise<KafkaHandle>
       // Someone may have started it while we waited for the lock.
       const again = await reuse();
       if (again) return again;
+      const stale = staleConfig(l, wanted);
+      if (stale !== undefined) {
+        // SIGTERM: a controlled shutdown, so the data dir is reused as it is (topics, offsets).
+        await terminate(stale, 30_000);
+        safeUnlink(l.pidFile);
+        return { ...(await start(l, opts, readyTimeoutMs)), restarted: true };
+      }
       const running = livePid(l.pidFile, MARKER);
       if (running !== undefined) {
         // Our broker from an earlier call is still starting (or hung): wait for it, don't start another.
@@ -298,6 +329,33 @@ export async function ensureKafka(opts: KafkaOptions = {}): Promise<KafkaHandle>
   }
   if (lockError instanceof ServiceStartError) throw lockError;
   throw new ServiceStartError('Kafka', (lockError as Error).message, tailFile(l.logFile));
+}
+
+/**
+ * The pid of the broker Sluice started from this data dir when the configuration it runs with (its
+ * server.properties, written at its start) is not `wanted`; undefined otherwise, and for any broker
+ * this data dir did not start (another checkout's, a system one: never touched).
+ */
+function staleConfig(l: Layout, wanted: Record<string, string>): number | undefined {
+  const pid = livePid(l.pidFile, MARKER);
+  // The pid file may outlive its broker and the pid be reused: only a JVM running this file counts.
+  if (pid === undefined || !commandLine(pid).includes(l.propsFile)) return undefined;
+  const running = parseProperties(safeRead(l.propsFile));
+  const same =
+    Object.keys(running).length === Object.keys(wanted).length &&
+    Object.entries(wanted).every(([k, v]) => running[k] === v);
+  return same ? undefined : pid;
+}
+
+/** A `.properties` file as written by {@link start}: `key=value` lines, `#` comments. */
+function parseProperties(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    if (line.trim() === '' || line.startsWith('#')) continue;
+    const i = line.indexOf('=');
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1);
+  }
+  return out;
 }
 
 function handle(l: Layout, reused: boolean): KafkaHandle {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { BrokerUnreachableError, ServiceStartError } from '../../src/core/errors.js';
@@ -147,6 +147,43 @@ describe('a throwaway broker', () => {
       assert.ok(ms < 10_000, `took ${ms} ms`);
     } finally {
       await squatter.close();
+    }
+  });
+
+  test('a broker started from this data dir with another configuration is restarted with the one asked for now, keeping its data; one started from another data dir is left alone', async () => {
+    const [port, controllerPort] = await freePorts(2);
+    const dataDir = tempDir();
+    const base = { port: port!, controllerPort: controllerPort!, dataDir, heap: '256m' };
+    const first = await ensureKafka({ ...base, properties: { 'log.retention.check.interval.ms': 2000 } });
+    try {
+      const bootstrap = first.bootstrapServers;
+      const topic = uniqueName('services-restart');
+      await createTopic(bootstrap, topic, 1);
+      await produce(bootstrap, topic, [{ value: 'kept' }]);
+
+      // The configuration brokerProperties() makes now (no extra properties) is not the running one.
+      const second = await ensureKafka(base);
+      assert.equal(second.restarted, true);
+      assert.equal(second.reused, false);
+      assert.notEqual(second.pid, first.pid);
+      const props = readFileSync(path.join(dataDir, 'server.properties'), 'utf8');
+      assert.match(props, /^log\.retention\.check\.interval\.ms=1000$/m);
+      assert.match(props, /^group\.consumer\.session\.timeout\.ms=6000$/m);
+      const [record] = await consume(bootstrap, topic, 1);
+      assert.equal(record!.value?.toString(), 'kept', 'the data dir was kept');
+
+      // Same configuration: reused, not restarted.
+      const third = await ensureKafka(base);
+      assert.equal(third.reused, true);
+      assert.equal(third.restarted, undefined);
+      assert.equal(third.pid, second.pid);
+
+      // Another data dir's broker on the port is not ours to restart, whatever it runs with.
+      const foreign = await ensureKafka({ ...base, dataDir: tempDir(), properties: { 'num.partitions': 3 } });
+      assert.deepEqual(foreign, { bootstrapServers: bootstrap, reused: true });
+      assert.equal((await kafkaStatus(base)).pid, second.pid);
+    } finally {
+      await stopKafka({ dataDir, graceMs: 20_000 });
     }
   });
 });
