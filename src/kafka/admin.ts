@@ -78,6 +78,44 @@ export type TopicAccess =
   | { readonly kind: 'missing' }
   | { readonly kind: 'found'; readonly operations: ReadonlySet<string> | undefined };
 
+/** @internal A member of a consumer group and the partitions it owns. */
+export interface ConsumerGroupMember {
+  readonly memberId: string;
+  readonly clientId: string;
+  readonly host: string;
+  /** Static membership's `group.instance.id`, when the member has one. */
+  readonly groupInstanceId?: string;
+  readonly partitions: readonly TopicPartition[];
+}
+
+/** @internal What {@link KafkaAdmin.consumerGroup} answers. */
+export interface ConsumerGroupInfo {
+  readonly group: string;
+  /** `dead` for a group that does not exist. */
+  readonly state: 'stable' | 'empty' | 'dead' | 'preparing-rebalance' | 'completing-rebalance' | 'unknown';
+  /** `consumer` (KIP-848), `classic`, or `unknown` (a group that only commits offsets, or none). */
+  readonly type: 'consumer' | 'classic' | 'unknown';
+  readonly members: readonly ConsumerGroupMember[];
+  /** The committed offsets (the next offset to read) with their commit metadata. */
+  readonly offsets: readonly {
+    readonly topic: string;
+    readonly partition: number;
+    readonly offset: number;
+    readonly metadata?: string;
+  }[];
+}
+
+/** The binding's ConsumerGroupStates and ConsumerGroupTypes, by number. */
+const GROUP_STATES: Record<number, ConsumerGroupInfo['state']> = {
+  0: 'unknown',
+  1: 'preparing-rebalance',
+  2: 'completing-rebalance',
+  3: 'stable',
+  4: 'dead',
+  5: 'empty',
+};
+const GROUP_TYPES: Record<number, ConsumerGroupInfo['type']> = { 0: 'unknown', 1: 'consumer', 2: 'classic' };
+
 /** AclOperationTypes -> the operation names of Kafka's ACL tools. */
 const OPERATION_NAMES: ReadonlyMap<number, string> = new Map([
   [AclOperationTypes.READ, 'Read'],
@@ -264,6 +302,88 @@ export class KafkaAdmin {
         throw e;
       }
     });
+  }
+
+  /**
+   * @internal A consumer group as `sluice group status` shows it: its state and protocol type, its
+   * members with the partitions each owns (describeGroups), and its committed offsets with their
+   * commit metadata (listConsumerGroupOffsets). A group that does not exist has state `dead`, no
+   * member and no offset. A principal that may not describe the group fails with
+   * KafkaAuthorizationError.
+   *
+   * The offsets are asked for first, and describeGroups only when that worked: its answer for a
+   * group this principal may not describe crashes the process (see {@link groupDescribable}),
+   * while the offset fetch fails cleanly with GROUP_AUTHORIZATION_FAILED.
+   */
+  async consumerGroup(group: string): Promise<ConsumerGroupInfo> {
+    const needs: KafkaPermission[] = [{ operation: 'Describe', resourceType: 'group', resource: group }];
+    const fetched = await this.#retry(
+      `read the offsets of group '${group}'`,
+      async (timeout) => {
+        const [r] = await this.#call<
+          Array<{
+            error?: unknown;
+            partitions?: Array<{
+              topic: string;
+              partition: number;
+              offset: number;
+              metadata?: string | null;
+              error?: unknown;
+            }>;
+          }>
+        >((cb) => this.#client.listConsumerGroupOffsets([{ groupId: group }], { timeout }, cb as never));
+        if (r?.error) throw r.error;
+        return r?.partitions ?? [];
+      },
+      needs,
+    );
+    const described = await this.#retry(
+      `describe group '${group}'`,
+      async (timeout) => {
+        const { groups } = await this.#call<{
+          groups: Array<{
+            error?: unknown;
+            state: number;
+            type: number;
+            members: Array<{
+              memberId: string;
+              clientId: string;
+              clientHost: string;
+              groupInstanceId?: string | null;
+              assignment?: { topicPartitions?: TopicPartition[] } | null;
+            }>;
+          }>;
+        }>((cb) => this.#client.describeGroups([group], { timeout }, cb as never));
+        const d = groups[0];
+        if (!d) throw new SourceError('kafka', `describe group '${group}' gave no answer`, 'Try again');
+        if (d.error) throw d.error;
+        return d;
+      },
+      needs,
+    );
+    return {
+      group,
+      state: GROUP_STATES[described.state] ?? 'unknown',
+      type: GROUP_TYPES[described.type] ?? 'unknown',
+      members: described.members.map((m) => ({
+        memberId: m.memberId,
+        clientId: m.clientId,
+        host: m.clientHost,
+        ...(m.groupInstanceId ? { groupInstanceId: m.groupInstanceId } : {}),
+        partitions: (m.assignment?.topicPartitions ?? [])
+          .map((p) => ({ topic: p.topic, partition: p.partition }))
+          .sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1)),
+      })),
+      // A partition of the request without a committed offset comes back as -1001.
+      offsets: fetched
+        .filter((p) => !p.error && p.offset >= 0)
+        .map((p) => ({
+          topic: p.topic,
+          partition: p.partition,
+          offset: p.offset,
+          ...(p.metadata ? { metadata: p.metadata } : {}),
+        })),
+    };
   }
 
   /** Creates the topics; a topic that already exists is left as it is. */

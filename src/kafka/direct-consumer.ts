@@ -72,6 +72,66 @@ export function directConsumerConfig(o: {
   );
 }
 
+/** librdkafka's default max.poll.interval.ms. */
+const DEFAULT_MAX_POLL_INTERVAL_MS = 300_000;
+
+/**
+ * Consumer properties group membership refuses: librdkafka refuses the first four with the
+ * consumer group protocol (an error at connect), and a static member (`group.instance.id`)
+ * restarted within the session timeout is fenced for good under it (UNRELEASED_INSTANCE_ID).
+ */
+const GROUP_REFUSED: Readonly<Record<string, string>> = Object.freeze({
+  'group.protocol': "no value: group membership uses the consumer group protocol of KIP-848 ('consumer')",
+  'group.protocol.type': 'no value: not used by the consumer group protocol',
+  'partition.assignment.strategy':
+    "no value: the broker assigns the partitions (choose its assignor with 'group.remote.assignor')",
+  'session.timeout.ms': "no value: the broker's group.consumer.session.timeout.ms applies",
+  'heartbeat.interval.ms': "no value: the broker's group.consumer.heartbeat.interval.ms applies",
+  'group.instance.id':
+    'no value: a static member restarted within the session timeout would be fenced for good (UNRELEASED_INSTANCE_ID)',
+});
+
+/** Throws InvalidOptionError for a consumer property group membership cannot use. */
+export function validateGroupConsumerConfig(consumerConfig: ClientConfig | undefined): void {
+  for (const [k, v] of Object.entries(consumerConfig ?? {})) {
+    const why = GROUP_REFUSED[k];
+    if (why !== undefined) throw new InvalidOptionError(`consumerConfig['${k}']`, `in group membership, ${why}`, v);
+  }
+}
+
+/**
+ * `max.poll.interval.ms` in group membership: the consumer's, else the larger of librdkafka's
+ * default (5 min) and ten batch intervals. A member that does not consume for that long is dropped
+ * from the group (its batch is abandoned), and it is also how long a revoke may wait for the
+ * running batch's commit: it must exceed the longest batch.
+ */
+export function maxPollIntervalOf(consumerConfig: ClientConfig | undefined, batchInterval: number): number {
+  const given = consumerConfig?.['max.poll.interval.ms'];
+  if (given !== undefined) return Number(given);
+  return Math.max(DEFAULT_MAX_POLL_INTERVAL_MS, 10 * batchInterval);
+}
+
+/**
+ * The group membership consumer's configuration: the direct consumer's, with the consumer group
+ * protocol (KIP-848), `max.poll.interval.ms` (see {@link maxPollIntervalOf}) and the rebalance
+ * callback, which the binding calls with the consumer as `this`.
+ */
+export function groupConsumerConfig(
+  base: Record<string, ConfigValue>,
+  consumerConfig: ClientConfig | undefined,
+  batchInterval: number,
+  onRebalance: (consumer: RdKafkaConsumer, err: unknown, parts: { topic: string; partition: number }[]) => void,
+): Record<string, ConfigValue> {
+  return {
+    ...base,
+    'group.protocol': 'consumer',
+    'max.poll.interval.ms': maxPollIntervalOf(consumerConfig, batchInterval),
+    rebalance_cb: function (this: RdKafkaConsumer, err: unknown, parts: { topic: string; partition: number }[]) {
+      onRebalance(this, err, parts);
+    } as unknown as ConfigValue,
+  };
+}
+
 /**
  * The topic configuration of the direct source's consumer (the second argument of `new
  * KafkaConsumer`). `auto.offset.reset` must be set here: the client builds the topic configuration
@@ -105,9 +165,25 @@ export interface DirectConsumerOptions {
   readonly logger: Logger;
 }
 
-/** The direct source's one consumer, with manual assignment (no group membership). */
+/**
+ * Group membership: how the consume loop learns that the batch lost its partitions (undefined in
+ * single membership, where a partition is never taken away).
+ */
+export interface MembershipHooks {
+  /** A consume error; true when it says this member was dropped from the group (then handled). */
+  dropped(e: unknown): boolean;
+  /** Throws `OwnershipLostError` when the batch being fetched lost partitions. */
+  check(): void;
+}
+
+/**
+ * The direct source's one consumer: with manual assignment in single membership, subscribed to the
+ * topics (partitions assigned by the group) in group membership.
+ */
 export class DirectConsumer {
   readonly client: RdKafkaConsumer;
+  /** Group membership only. */
+  membership: MembershipHooks | undefined;
   readonly #bootstrapServers: string;
   readonly #policy: ConnectPolicy;
   readonly #pendingEofs: EofEvent[] = [];
@@ -117,6 +193,7 @@ export class DirectConsumer {
   /** A refused login, seen in the client's events (see auth-watch.ts). */
   readonly #auth: AuthFailureWatch;
   readonly #group: ConfigValue | undefined;
+  #lastPolled = Date.now();
 
   private constructor(
     client: RdKafkaConsumer,
@@ -129,6 +206,14 @@ export class DirectConsumer {
     this.#policy = policy;
     this.#auth = new AuthFailureWatch({ ...identityOf(config), bootstrapServers }).watch(client);
     this.#group = config['group.id'];
+  }
+
+  /**
+   * When the last consume call returned (ms since the epoch): librdkafka counts
+   * `max.poll.interval.ms` from there (group membership: see GroupAssignment.assertOwned).
+   */
+  get lastPolled(): number {
+    return this.#lastPolled;
   }
 
   /** Connects a consumer: bounded attempts, then BrokerUnreachableError. */
@@ -202,6 +287,55 @@ export class DirectConsumer {
   }
 
   /**
+   * Group membership: routes delivered messages to the readers of `byTopic` (a map the rebalance
+   * handling keeps up to date), without assigning anything: the group assigns.
+   */
+  route(byTopic: ReadonlyMap<string, readonly PartitionReader[]>): void {
+    this.#byTopic = byTopic;
+    this.client.on('partition.eof', (e) => this.#pendingEofs.push(e));
+  }
+
+  /**
+   * One consume call that waits for nothing (group membership: it serves the rebalance callbacks
+   * librdkafka queued, which only run inside consume calls). What it delivers goes to the readers'
+   * buffers as in {@link consumeUntil}; its error, if any, is answered, not thrown.
+   */
+  async consumeNow(decoder: RecordDecoder): Promise<unknown> {
+    const consumer = this.client;
+    let consumed: Promise<RdMessage[]>;
+    // The binding reads the timeout when the call starts.
+    consumer.setDefaultConsumeTimeout(0);
+    try {
+      consumed = call<RdMessage[]>((cb) => consumer.consume(CONSUME_BATCH, cb));
+    } finally {
+      consumer.setDefaultConsumeTimeout(CONSUME_WAIT_MS);
+    }
+    let msgs: RdMessage[] = [];
+    let error: unknown;
+    try {
+      msgs = await consumed;
+    } catch (e) {
+      error = e;
+    } finally {
+      this.#lastPolled = Date.now();
+    }
+    const byTopic = this.#byTopic;
+    let topic: string | undefined;
+    let readers: readonly PartitionReader[] | undefined;
+    for (let i = 0; i < msgs.length; i++) {
+      const m = msgs[i]!;
+      if (m.topic !== topic) {
+        topic = m.topic;
+        readers = byTopic.get(topic);
+      }
+      readers?.[m.partition]?.receive(m, decoder);
+    }
+    for (const e of this.#pendingEofs) byTopic.get(e.topic)?.[e.partition]?.advance(e.offset);
+    this.#pendingEofs.length = 0;
+    return error;
+  }
+
+  /**
    * Consumes until every reader in `open` has been delivered up to the end of its waiting range
    * (see {@link PartitionReader.receive}). `outOfRange` applies the `offsetOutOfRange` policy to
    * the waiting readers that fell out of their partition's range (and seeks them); it answers
@@ -227,16 +361,22 @@ export class DirectConsumer {
       return true;
     };
     this.#pendingEofs.length = 0;
+    const membership = this.membership;
     while (remaining > 0) {
       if (signal.aborted) throw signal.reason;
+      membership?.check();
       let msgs: RdMessage[];
       try {
         msgs = await call<RdMessage[]>((cb) => consumer.consume(CONSUME_BATCH, cb));
+        this.#lastPolled = Date.now();
       } catch (e) {
+        this.#lastPolled = Date.now();
         msgs = [];
         const security = securityError(e, this.#auth.identity, this.#fetchNeeds(open));
         if (security) throw security;
-        if (isOffsetOutOfRange(e)) {
+        if (membership?.dropped(e)) {
+          membership.check();
+        } else if (isOffsetOutOfRange(e)) {
           // The error does not say which partition: the log start tells. One that is not waiting
           // (it may have been reset since) is dealt with by the next plan.
           if (await resolveOutOfRange()) lastProgress = lastProbe = Date.now();

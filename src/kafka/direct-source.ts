@@ -3,9 +3,11 @@
  * per topic-partition, fixed by {@link KafkaDirectSource.plan} before anything is read, and read by
  * {@link KafkaDirectSource.fetch} exactly, as one batch partition per Kafka partition.
  *
- * One long-lived librdkafka consumer with manual assignment (no group membership, no rebalance),
- * auto commit off. Records the consumer delivers beyond a batch's `untilOffset` are kept for the
- * next batch. A partition's range is complete once the consumer has delivered a record at or past
+ * One long-lived librdkafka consumer, auto commit off. In single membership (the default) it
+ * assigns every partition itself (no rebalance). In group membership (`membership: 'group'`) it
+ * subscribes, and the group gives it a share of the partitions (see group-assignment.ts: rebalances,
+ * and why a partition is never committed by two instances). Records the consumer delivers beyond a
+ * batch's `untilOffset` are kept for the next batch. A partition's range is complete once the consumer has delivered a record at or past
  * `untilOffset` or reported partition EOF at or past it, so offset gaps (transaction markers,
  * compaction) never make a fetch wait.
  *
@@ -22,7 +24,7 @@
  * records (record-decoder.ts) and retention handling (retention.ts). This class composes them.
  */
 import type { AccessCheck, AccessCheckContext } from '../core/access.js';
-import { InvalidOptionError, SourceError } from '../core/errors.js';
+import { InvalidOptionError, OwnershipLostError, SourceError } from '../core/errors.js';
 import type { BadRecordsOptions } from '../core/bad-records.js';
 import type { Logger } from '../core/logger.js';
 import type { OffsetStore, OffsetRange } from '../core/offsets.js';
@@ -30,7 +32,15 @@ import { RateController } from '../core/rate.js';
 import type { BatchFeedback, InputMetrics, InputPlan, Source, SourceContext } from '../core/source.js';
 import { checkKafkaAccess } from './access.js';
 import { KafkaAdmin, tpKey, type IsolationLevelName, type RetryPolicy } from './admin.js';
-import { DirectConsumer, directConsumerConfig } from './direct-consumer.js';
+import {
+  DirectConsumer,
+  directConsumerConfig,
+  groupConsumerConfig,
+  maxPollIntervalOf,
+  validateGroupConsumerConfig,
+} from './direct-consumer.js';
+import { GroupAssignment } from './group-assignment.js';
+import { registerGroupMember, runAsMember } from './group.js';
 import {
   mergeOffsets,
   rateOptionsOf,
@@ -45,7 +55,7 @@ import { KafkaOffsetStore } from './offset-store.js';
 import { resolveCluster, type KafkaCluster } from './cluster.js';
 import { connectPolicy, type ConnectPolicy } from './options.js';
 import { PartitionReader } from './partition-reader.js';
-import { redactConfig } from './rdkafka.js';
+import { backoff, delay, describeError, isTransient, redactConfig } from './rdkafka.js';
 import { RecordDecoder } from './record-decoder.js';
 import { RetentionPolicy, special, type PlanLoss } from './retention.js';
 
@@ -65,6 +75,15 @@ export {
   directConsumerConfig,
   tuneDirectConsumer,
 } from './direct-consumer.js';
+
+/**
+ * Group membership: how often the consumer is polled between batches, so that rebalances are
+ * answered within about this long rather than at the next batch (rebalance callbacks only run
+ * inside consume calls).
+ */
+const IDLE_CONSUME_MS = 200;
+/** ... unless the readers already hold this many records delivered ahead (memory bound). */
+const IDLE_BUFFER_LIMIT = 50_000;
 
 /** One stored position, as the engine's offset store reports it. */
 interface StoredOffset {
@@ -91,6 +110,11 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   readonly kind = 'kafka';
   /** A batch planned but not committed can be read again after a restart: Kafka keeps the records. */
   readonly replayable = true;
+  /**
+   * Runs in group membership: the instances of a job share the partitions through the consumer
+   * group (Kafka's consumer group protocol, KIP-848), each planning only the partitions it owns.
+   */
+  readonly groupMembership = true;
   /** The per-source bad-record policy the engine applies (see {@link KafkaDirectOptions.badRecords}). */
   readonly badRecords: BadRecordsOptions | undefined;
   readonly topics: readonly string[];
@@ -120,6 +144,13 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   #rate: RateController | undefined;
   /** What the fetches of each plan found deleted. */
   readonly #planLoss = new WeakMap<InputPlan, PlanLoss>();
+  /** Group membership: the partitions the group gave this instance, and its rebalance handling. */
+  #group: GroupAssignment | undefined;
+  #unregister: (() => void) | undefined;
+  /** Group membership: the consume calls between batches (see IDLE_CONSUME_MS). */
+  #idleOn = false;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #idleRun: Promise<void> | undefined;
 
   constructor(options: KafkaDirectOptions) {
     validateOptions(options);
@@ -205,6 +236,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     this.#decoder.bind(ctx);
     this.#retention.bind(ctx, logger);
     const o = this.#options;
+    if (ctx.membership === 'group') return this.#openGroup(ctx, logger);
     const consumer = await DirectConsumer.connect({
       config: directConsumerConfig({
         cluster: this.cluster,
@@ -278,28 +310,35 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
    * batch, records/s over all partitions: the lowest of the backpressure estimate,
    * maxRatePerPartition x partitions and maxRecordsPerBatch / interval.
    */
-  async plan(_batchTime: number): Promise<InputPlan> {
+  async plan(batchTime: number): Promise<InputPlan> {
+    const group = this.#group;
+    if (group) return this.#planGroup(group, batchTime);
+    return this.#planOf(this.#partitions);
+  }
+
+  /** The plan over `partitions` (every partition in single membership, the owned ones in group). */
+  async #planOf(partitions: readonly PartitionReader[]): Promise<InputPlan> {
     const admin = this.#requireOpen();
-    const bounds = await admin.bounds(this.#partitions, this.isolationLevel);
+    const bounds = await admin.bounds(partitions, this.isolationLevel);
     const ends: number[] = [];
-    for (const r of this.#partitions) {
+    for (const r of partitions) {
       const b = bounds.get(tpKey(r.topic, r.partition))!;
       const next = this.#retention.checked(r, r.next, b);
       // Reading must start over there: drop what the consumer buffered and seek at fetch.
       if (next !== r.next) r.resetTo(next);
       ends.push(b.end);
     }
-    const caps = this.#rate?.caps(this.#partitions.map((r, i) => ends[i]! - r.next));
+    const caps = this.#rate?.caps(partitions.map((r, i) => ends[i]! - r.next));
     const offsetRanges: OffsetRange[] = [];
     const lag: { topic: string; partition: number; lag: number }[] = [];
-    for (const [i, r] of this.#partitions.entries()) {
+    for (const [i, r] of partitions.entries()) {
       const end = ends[i]!;
       const cap = caps?.[i];
       const until = cap === undefined ? end : Math.min(end, r.next + cap);
       offsetRanges.push({ topic: r.topic, partition: r.partition, fromOffset: r.next, untilOffset: until });
       lag.push({ topic: r.topic, partition: r.partition, lag: end - until });
     }
-    for (const [i, range] of offsetRanges.entries()) this.#partitions[i]!.planned(range.untilOffset);
+    for (const [i, range] of offsetRanges.entries()) partitions[i]!.planned(range.untilOffset);
     const rateLimit = this.#rateLimit();
     // Mutable on purpose: a fetch of this plan adds the records it finds deleted.
     const metrics: { rateLimit?: number; lag: typeof lag; recordsLost: number } = {
@@ -343,6 +382,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
    */
   async fetch(plan: InputPlan): Promise<KafkaRecord<K, V>[][]> {
     const consumer = this.#requireConsumer();
+    this.#group?.check();
     const ranges = plan.offsetRanges;
     let loss = this.#planLoss.get(plan);
     // A plan this source did not make has no metrics of ours: its losses go with the next plan.
@@ -358,6 +398,12 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     const open: PartitionReader[] = [];
     for (const [i, r] of ranges.entries()) {
       const reader = this.#byTopic.get(r.topic)?.[r.partition];
+      if (!reader && this.#group) {
+        throw new OwnershipLostError(
+          `instance '${this.#group.instanceId}' no longer owns ${r.topic}-${r.partition} of group '${this.#group.group}'`,
+          [{ topic: r.topic, partition: r.partition }],
+        );
+      }
       if (!reader) {
         throw new SourceError(
           'kafka',
@@ -405,6 +451,44 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
 
   async commit(plan: InputPlan): Promise<void> {
     for (const r of plan.offsetRanges) this.#byTopic.get(r.topic)?.[r.partition]?.commit(r.untilOffset);
+    const group = this.#group;
+    if (group) {
+      // The revokes this batch held are answered now: its commit is visible to the next owner.
+      group.endBatch();
+      this.#startIdle();
+    }
+  }
+
+  /**
+   * Group membership: the batch of `plan` was abandoned uncommitted (this instance lost partitions
+   * of it, or another instance committed first). The revokes it held are answered, and every
+   * partition still owned starts again from the offset store's position (read again; the buffered
+   * records are dropped and the next fetch seeks).
+   */
+  async abandon(_plan: InputPlan): Promise<void> {
+    const group = this.#group;
+    if (!group) return;
+    group.endBatch();
+    const readers = [...group.partitions];
+    if (readers.length > 0 && !this.#closed) {
+      const { attempts } = this.#policy;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const start = await runAsMember(group, () => this.#startPositions(readers));
+          for (const r of readers) {
+            const at = start.get(tpKey(r.topic, r.partition));
+            // A reader the group took meanwhile is gone: nothing to restart.
+            if (at !== undefined && group.partitions.includes(r)) r.resetTo(at);
+          }
+          break;
+        } catch (e) {
+          if (attempt >= attempts) throw e;
+          this.#logger?.warn({ err: describeError(e), attempt }, 'reading the stored offsets failed; trying again');
+          await delay(backoff(attempt), this.#ctx!.signal);
+        }
+      }
+    }
+    this.#startIdle();
   }
 
   /** Where the next batch starts, per topic and partition (after the last planned batch). */
@@ -456,17 +540,200 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    const group = this.#group;
+    if (group) {
+      await this.#stopIdle();
+      // The revokes of disconnect() are answered at once from now on.
+      await group.close(this.#policy.timeoutMs);
+      this.#unregister?.();
+    }
     this.#admin?.close();
     await this.#defaultStore?.close().catch(() => {});
     const consumer = this.#consumer;
     this.#consumer = undefined;
     for (const r of this.#partitions) r.forget();
-    if (!consumer) return;
-    await consumer.close(this.#policy.timeoutMs);
-    this.#logger?.debug({}, 'kafka direct source closed');
+    if (consumer) await consumer.close(this.#policy.timeoutMs);
+    group?.closed();
+    if (consumer) this.#logger?.debug({}, 'kafka direct source closed');
   }
 
   // ---- internals ---------------------------------------------------------------------------
+
+  /**
+   * Group membership: subscribes to the topics with the consumer group protocol; the partitions
+   * arrive through the rebalance callback (see group-assignment.ts), at the offsets the store holds.
+   */
+  async #openGroup(ctx: SourceContext, logger: Logger): Promise<void> {
+    const o = this.#options;
+    validateGroupConsumerConfig(o.consumerConfig);
+    const group = new GroupAssignment(
+      {
+        bootstrapServers: this.bootstrapServers,
+        group: this.#groupId!,
+        instanceId: ctx.instanceId,
+        topics: this.topics,
+        logger,
+        signal: ctx.signal,
+        startPositions: (readers) => this.#startPositions(readers),
+        report: (event) => ctx.reportRebalance(event),
+        maxPollIntervalMs: maxPollIntervalOf(o.consumerConfig, ctx.batchInterval),
+        lastPolled: () => this.#consumer?.lastPolled ?? Date.now(),
+      },
+      this.#partitions,
+      this.#byTopic,
+    );
+    this.#group = group;
+    const consumer = await DirectConsumer.connect({
+      config: groupConsumerConfig(
+        directConsumerConfig({
+          cluster: this.cluster,
+          groupId: this.#groupId!,
+          clientId: `sluice-${ctx.pipelineId}-${ctx.name}-${ctx.instanceId}`,
+          isolationLevel: this.isolationLevel,
+          consumerConfig: o.consumerConfig,
+        }),
+        o.consumerConfig,
+        ctx.batchInterval,
+        (c, err, parts) => group.onRebalance(c, err, parts),
+      ),
+      consumerConfig: o.consumerConfig,
+      topic: this.topics[0]!,
+      bootstrapServers: this.bootstrapServers,
+      policy: this.#policy,
+      signal: ctx.signal,
+      logger,
+    });
+    this.#consumer = consumer;
+    group.attach(consumer.client);
+    consumer.membership = group;
+    try {
+      const admin = KafkaAdmin.create(this.cluster, {
+        config: {
+          ...o.consumerConfig,
+          'client.id': `sluice-${ctx.pipelineId}-${ctx.name}-admin`.slice(0, 200),
+        },
+        policy: this.#retryPolicy(),
+      });
+      this.#admin = admin;
+      await admin.ensureTopics(this.topics, o.createTopics);
+      if (o.maxRatePerPartition !== undefined || o.maxRecordsPerBatch !== undefined || o.backpressure) {
+        this.#rate = new RateController(rateOptionsOf(o), ctx.batchInterval);
+      }
+      consumer.route(this.#byTopic);
+      this.#unregister = registerGroupMember(group);
+      // Binds the pipeline's Kafka offset store to this instance (its commits go through this
+      // consumer) and, with Kafka transactions, starts this instance's producer, which fences a
+      // crashed incarnation of it at once.
+      await runAsMember(group, () => this.#storedOffsetsOf(ctx, this.topics));
+      consumer.client.subscribe([...this.topics]);
+      this.#startIdle();
+      logger.info(
+        { ...this.describe(), groupId: this.#groupId, membership: 'group', instanceId: ctx.instanceId },
+        'kafka direct source opened: waiting for the group to assign partitions',
+      );
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Group membership, step 1 of a batch: first serve the rebalance events librdkafka queued (a
+   * consume call that waits for nothing; what it delivers goes to the readers' buffers), wait
+   * (bounded) for the partitions gained to be set up, then plan the partitions owned.
+   */
+  async #planGroup(group: GroupAssignment, batchTime: number): Promise<InputPlan> {
+    const consumer = this.#requireConsumer();
+    await this.#stopIdle();
+    const error = await consumer.consumeNow(this.#decoder);
+    if (error !== undefined) this.#betweenBatches(error);
+    // The rebalance callbacks the consume call queued run before this continues.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await group.settle(this.#policy.timeoutMs);
+    if (group.failure) throw group.failure;
+    const readers = [...group.partitions];
+    const plan = await this.#planOf(readers);
+    group.beginBatch(batchTime, readers);
+    return plan;
+  }
+
+  /**
+   * A consume error between batches: this member dropped from the group (handled there), else
+   * logged; an error that persists (e.g. a missing ACL) fails the next fetch, which says why.
+   */
+  #betweenBatches(e: unknown): void {
+    if (this.#group?.dropped(e) || isTransient(e)) return;
+    this.#logger?.debug({ err: describeError(e) }, 'consuming between batches failed');
+  }
+
+  /** Group membership: polls the consumer between batches (see IDLE_CONSUME_MS) until the next plan. */
+  #startIdle(): void {
+    if (!this.#group || this.#closed) return;
+    this.#idleOn = true;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      this.#idleRun = this.#idleConsume().finally(() => (this.#idleRun = undefined));
+    }, IDLE_CONSUME_MS);
+    this.#idleTimer.unref();
+  }
+
+  async #idleConsume(): Promise<void> {
+    const consumer = this.#consumer;
+    if (!this.#idleOn || !consumer || this.#closed) return;
+    if (this.#group!.buffered() < IDLE_BUFFER_LIMIT) {
+      const error = await consumer.consumeNow(this.#decoder);
+      if (error !== undefined) this.#betweenBatches(error);
+    }
+    if (this.#idleOn) this.#startIdle();
+  }
+
+  /** Stops the polling between batches; resolves once no consume call of it is running. */
+  async #stopIdle(): Promise<void> {
+    this.#idleOn = false;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    await this.#idleRun;
+  }
+
+  /**
+   * Group membership: where each of `readers` (partitions gained, or still owned after an abandoned
+   * batch) starts, with the rules of open in single membership: positions given with startAt()
+   * before open (once), else the offset store's under the offsetOutOfRange policy, else
+   * startingOffsets.
+   */
+  async #startPositions(readers: readonly PartitionReader[]): Promise<Map<string, number>> {
+    const admin = this.#requireOpen();
+    const topics = [...new Set(readers.map((r) => r.topic))];
+    const stored: PartitionOffsets = {};
+    for (const { topic, partition, offset } of await this.#storedOffsetsOf(this.#ctx!, topics)) {
+      if (readers.some((r) => r.topic === topic && r.partition === partition))
+        (stored[topic] ??= {})[partition] = offset;
+    }
+    const requested: PartitionOffsets = {};
+    for (const r of readers) {
+      const at = this.#requestedStart?.[r.topic]?.[r.partition];
+      if (at === undefined) continue;
+      (requested[r.topic] ??= {})[r.partition] = at;
+      // Once: a partition that comes back later resumes from the store.
+      delete this.#requestedStart![r.topic]![r.partition];
+    }
+    const bounds = await admin.bounds(readers, this.isolationLevel);
+    return this.#retention.startPositions(
+      readers,
+      bounds,
+      this.#options.startingOffsets ?? 'latest',
+      mergeOffsets(stored, requested),
+    );
+  }
+
+  /** The offset store's positions for `topics` (none when the engine gives no lookup). */
+  async #storedOffsetsOf(ctx: SourceContext, topics: readonly string[]): Promise<readonly StoredOffset[]> {
+    const lookup = (
+      ctx as { storedOffsets?: (topics: readonly string[]) => Promise<readonly StoredOffset[]> }
+    ).storedOffsets;
+    return typeof lookup === 'function' ? lookup(topics) : [];
+  }
 
   #retryPolicy(): RetryPolicy {
     return { ...this.#policy, ...(this.#ctx ? { signal: this.#ctx.signal } : {}) };

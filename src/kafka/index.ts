@@ -57,6 +57,7 @@ export {
   type ProducerRecord,
 } from './producer.js';
 export { KafkaOffsetStore, type KafkaOffsetStoreOptions } from './offset-store.js';
+export { formatCommitMetadata, parseCommitMetadata, type CommitMetadata } from './group.js';
 export {
   KafkaProducerFencedError,
   KafkaTransaction,

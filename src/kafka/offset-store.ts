@@ -3,13 +3,16 @@
  * (`__consumer_offsets`), visible to `kafka-consumer-groups --describe`, lag monitors and any
  * Kafka client.
  *
- * Sluice never joins the group: its direct source assigns partitions itself. A group without
- * members accepts "standalone" commits (generation -1, no member id), which is what this store
- * sends, through one librdkafka consumer per group that never subscribes and never fetches.
+ * In single membership Sluice never joins the group: its direct source assigns partitions itself.
+ * A group without members accepts "standalone" commits (generation -1, no member id), which is
+ * what this store sends, through one librdkafka consumer per group that never subscribes and never
+ * fetches. In group membership the direct source is a member of the group, and the broker takes
+ * commits only from members: the store commits through the source's consumer (see ./group.ts).
  */
 import {
   BrokerUnreachableError,
   InvalidOptionError,
+  OwnershipLostError,
   SluiceError,
   SourceError,
   TopicNotFoundError,
@@ -23,6 +26,7 @@ import {
   delay,
   describeError,
   errorCode,
+  groupApi,
   isTransient,
   isUnknownTopic,
   isUnreachable,
@@ -33,6 +37,7 @@ import {
   type RdKafkaConsumer,
 } from './rdkafka.js';
 import { GroupCommitter } from './group-committer.js';
+import { formatCommitMetadata, readingMember, registeredMembers, type GroupMember } from './group.js';
 import { AuthFailureWatch } from './auth-watch.js';
 import { identityOf, securityError, type KafkaIdentity, type KafkaPermission } from './errors.js';
 import {
@@ -94,6 +99,29 @@ const GROUP_HAS_MEMBERS = new Set<number>([
   E.ERR_FENCED_INSTANCE_ID,
   E.ERR_STALE_MEMBER_EPOCH,
 ]);
+
+/**
+ * A member's commit refused because it is no longer the member it was (dropped for not polling, a
+ * newer member epoch, a restarted static member): in group membership, the batch is abandoned.
+ */
+export const MEMBER_FENCED = new Set<number>([
+  E.ERR_ILLEGAL_GENERATION,
+  E.ERR_UNKNOWN_MEMBER_ID,
+  E.ERR_FENCED_INSTANCE_ID,
+  E.ERR_STALE_MEMBER_EPOCH,
+  E.ERR_FENCED_MEMBER_EPOCH,
+  E.ERR__MAX_POLL_EXCEEDED,
+  E.ERR__ASSIGNMENT_LOST,
+]);
+
+/** The member-fencing code in `e` or its causes, if any. */
+export function memberFencedCode(e: unknown): number | undefined {
+  for (let x: unknown = e, depth = 0; x && depth < 5; x = (x as { cause?: unknown }).cause, depth++) {
+    const c = errorCode(x);
+    if (c !== undefined && MEMBER_FENCED.has(c)) return c;
+  }
+  return undefined;
+}
 
 function retriable(e: unknown): boolean {
   const c = errorCode(e);
@@ -171,6 +199,13 @@ function validateTopics(topics: unknown): asserts topics is readonly string[] {
  *
  * A `KafkaDirectSource` uses one of these by default: a Kafka pipeline without an `offsetStore`
  * commits its offsets to its group (the source's `groupId`, else the pipeline id) after its outputs.
+ *
+ * **Group membership** (`membership: 'group'`): `write` and `set` commit as the group member the
+ * instance's direct source is, through its consumer, and only partitions it still owns (else
+ * `OwnershipLostError`, and the batch is abandoned); a refusal by the broker because the instance
+ * was dropped from the group is `OwnershipLostError` too. Each partition's commit carries the
+ * metadata `{"instance":"<instanceId>","batchTime":<ms>}` (see `parseCommitMetadata`). A store
+ * serves one instance: two instances in one process need a store each.
  */
 export class KafkaOffsetStore implements OffsetStore {
   readonly kind: string = 'kafka';
@@ -191,6 +226,8 @@ export class KafkaOffsetStore implements OffsetStore {
   /** Admin calls not answered yet: the admin client is disconnected after them. */
   readonly #pending = new Set<Promise<unknown>>();
   readonly #committers = new Map<string, Promise<GroupCommitter>>();
+  /** Group membership: the member each group's commits go through (bound at its first read). */
+  readonly #members = new Map<string, GroupMember>();
   #closed = false;
 
   constructor(options: KafkaOffsetStoreOptions = {}) {
@@ -216,6 +253,8 @@ export class KafkaOffsetStore implements OffsetStore {
     validateGroup(group);
     validateTopics(topics);
     this.#requireOpen();
+    // A read on a source's behalf (group membership) binds the store to that instance.
+    this.memberOf(group, true);
     const partitions = await this.#partitionsOf(topics);
     if (partitions.length === 0) return [];
     return this.#fetchOffsets(group, partitions);
@@ -299,6 +338,8 @@ export class KafkaOffsetStore implements OffsetStore {
   protected async commit(group: string, offsets: readonly PartitionOffset[]): Promise<void> {
     this.#requireOpen();
     if (offsets.length === 0) return;
+    const member = this.memberOf(group);
+    if (member) return this.#commitAsMember(member, offsets);
     let lastError: unknown;
     for (let attempt = 1; attempt <= this.policy.attempts; attempt++) {
       if (attempt > 1) await delay(backoff(attempt - 1));
@@ -332,6 +373,91 @@ export class KafkaOffsetStore implements OffsetStore {
         } else if (c === E.ERR__TIMED_OUT || c === E.ERR__STATE) {
           // No answer: this consumer's late answer must not be taken for the next commit's.
           this.#dropCommitter(group, committer);
+        } else if (!retriable(e)) {
+          throw this.#failure(`commit the offsets of group '${group}'`, e);
+        }
+      }
+    }
+    throw this.#exhausted(`commit the offsets of group '${group}'`, lastError);
+  }
+
+  /**
+   * Group membership: the member (this instance's direct source) that commits `group`'s offsets, or
+   * undefined in single membership. The store binds itself to the member it first serves (a read
+   * made on a source's behalf names it: see ./group.ts); a store shared by two instances of the
+   * group in one process is refused.
+   */
+  protected memberOf(group: string, forRead = false): GroupMember | undefined {
+    const bound = this.#members.get(group);
+    const reading = readingMember(group);
+    if (reading) {
+      if (bound?.open && bound !== reading) throw sharedStore(group, bound, reading);
+      this.#members.set(group, reading);
+      return reading;
+    }
+    if (bound?.open) return bound;
+    // A read outside a source (an operator's, a check) binds nothing.
+    if (forRead) return undefined;
+    const registered = registeredMembers(this.bootstrapServers, group);
+    if (registered.length > 1) {
+      throw new SourceError(
+        'kafka-offsets',
+        `${registered.length} instances of group '${group}' run in this process and this offset store serves none of them yet`,
+        'Give each StreamingContext its own offset store',
+      );
+    }
+    const found = registered[0];
+    if (found) this.#members.set(group, found);
+    else this.#members.delete(group);
+    return found;
+  }
+
+  /** The instance id of a member this store serves, if any: the store is in group membership. */
+  protected boundInstanceId(): string | undefined {
+    for (const m of this.#members.values()) if (m.open) return m.instanceId;
+    return undefined;
+  }
+
+  /**
+   * Commits as the group member, with the commit metadata: only partitions the member still owns
+   * (the broker would take the others from a current member too); a member the group dropped is
+   * refused by the broker, which is {@link OwnershipLostError} here.
+   */
+  async #commitAsMember(member: GroupMember, offsets: readonly PartitionOffset[]): Promise<void> {
+    const metadata = formatCommitMetadata({
+      instance: member.instanceId,
+      batchTime: member.batchTime ?? Date.now(),
+    });
+    const withMetadata = offsets.map((o) => ({
+      topic: o.topic,
+      partition: o.partition,
+      offset: o.offset,
+      metadata,
+    }));
+    const group = member.group;
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= this.policy.attempts; attempt++) {
+      if (attempt > 1) await delay(backoff(attempt - 1));
+      member.assertOwned(offsets);
+      try {
+        await this.auth.race(
+          call<void>((cb) => groupApi(member.consumer).commitCb(withMetadata, cb as never)),
+        );
+        return;
+      } catch (e) {
+        lastError = e;
+        const security = securityError(e, this.identity, commitNeeds(group, offsets));
+        if (security) throw security;
+        if (memberFencedCode(e) !== undefined) {
+          throw new OwnershipLostError(
+            `Kafka refused the commit of group '${group}' by instance '${member.instanceId}': it is no longer the group's member it was (${describeError(e)})`,
+            offsets.map((o) => ({ topic: o.topic, partition: o.partition })),
+            { cause: e },
+          );
+        }
+        if (isUnknownTopic(e) || errorCode(e) === E.ERR__UNKNOWN_PARTITION) {
+          const missing = await this.missingTopic(offsets.map((o) => o.topic));
+          if (missing !== undefined) throw new TopicNotFoundError(missing);
         } else if (!retriable(e)) {
           throw this.#failure(`commit the offsets of group '${group}'`, e);
         }
@@ -608,4 +734,12 @@ export class KafkaOffsetStore implements OffsetStore {
       },
     );
   }
+}
+
+function sharedStore(group: string, bound: GroupMember, other: GroupMember): InvalidOptionError {
+  return new InvalidOptionError(
+    'offsetStore',
+    `one offset store per instance: this one commits group '${group}' for instance '${bound.instanceId}'`,
+    `a second instance '${other.instanceId}'`,
+  );
 }

@@ -54,6 +54,11 @@ export class PartitionReader {
     return this.#until;
   }
 
+  /** How many delivered records the buffer holds. */
+  get buffered(): number {
+    return this.#buffer.length;
+  }
+
   /** Whether a fetch still waits for records of this partition. */
   get waiting(): boolean {
     return this.#until >= 0;

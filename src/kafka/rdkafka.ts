@@ -20,6 +20,27 @@ export type {
 export const { KafkaConsumer, Producer, AdminClient, CODES, OffsetSpec, IsolationLevel, AclOperationTypes } =
   Kafka;
 
+/**
+ * What a subscribed consumer (group membership) offers beyond the typings of the binding: the
+ * incremental (cooperative) assignment calls of a rebalance callback, and a commit answered through
+ * a callback (run on a worker thread: `commitSync` would block the event loop for the round trip).
+ */
+export interface RdGroupConsumerApi {
+  incrementalAssign(assignments: { topic: string; partition: number; offset?: number }[]): void;
+  incrementalUnassign(assignments: { topic: string; partition: number }[]): void;
+  /** Only meaningful inside a rebalance callback that revokes: the partitions were taken, not handed over. */
+  assignmentLost(): boolean;
+  commitCb(
+    offsets: { topic: string; partition: number; offset: number; metadata?: string }[],
+    cb: (err: LibrdKafkaError | null) => void,
+  ): void;
+}
+
+/** `consumer` with the calls of {@link RdGroupConsumerApi} (in the binding since node-rdkafka 2.x). */
+export function groupApi(consumer: unknown): RdGroupConsumerApi {
+  return consumer as RdGroupConsumerApi;
+}
+
 /** librdkafka's version, for plans and bench reports. */
 export const librdkafkaVersion: string = Kafka.librdkafkaVersion;
 

@@ -7,6 +7,7 @@
 import {
   BrokerUnreachableError,
   InvalidOptionError,
+  OwnershipLostError,
   SluiceError,
   SourceError,
   TopicNotFoundError,
@@ -14,9 +15,11 @@ import {
 import { checkCompareAndSet, type PartitionOffset } from '../core/offsets.js';
 import {
   KafkaOffsetStore,
+  memberFencedCode,
   validateKafkaOffsetStoreOptions,
   type KafkaOffsetStoreOptions,
 } from './offset-store.js';
+import { formatCommitMetadata, type GroupMember } from './group.js';
 import {
   bootstrapKeys,
   validateClientConfig,
@@ -82,8 +85,14 @@ export interface KafkaTransactionalStoreOptions extends KafkaOffsetStoreOptions 
    * incarnation (a zombie) and aborts its open transaction. Default `sluice-<group>`. A string
    * serves one group only (two groups sharing an id would fence each other): pass a function for
    * several.
+   *
+   * In group membership every instance has its own producer, fenced by its own restarts only:
+   * default `sluice-<group>-<instanceId>` (stable when the instance id is: set
+   * `SLUICE_INSTANCE_ID`, or the context's `instanceId`). A function gets the instance id as its
+   * second argument (undefined in single membership) and must give each instance its own id; a
+   * string is refused there (the instances would fence each other).
    */
-  readonly transactionalId?: string | ((group: string) => string);
+  readonly transactionalId?: string | ((group: string, instanceId: string | undefined) => string);
   /**
    * librdkafka producer properties of the transactional producers (defaults: `linger.ms` 5,
    * `compression.type` lz4, `transaction.timeout.ms` 60000; idempotence and acks=all are implied
@@ -100,9 +109,11 @@ const OWNED_PRODUCER_CONFIG: OwnedKeys = {
   'enable.idempotence': 'no value here: (always true: transactions need it)',
 };
 
-/** A group's transactional producer. */
+/** A group's transactional producer (in group membership: the group's and this instance's). */
 interface Channel {
   readonly group: string;
+  /** Group membership: the instance the producer is this store's for. */
+  readonly instanceId: string | undefined;
   readonly id: string;
   readonly producer: RdKafkaProducer;
   /** Who the producer is on the cluster (for the security errors). */
@@ -192,6 +203,17 @@ export class KafkaTransaction {
  * commit) catches a replayed batch and stale state, but two producers with DIFFERENT ids could both
  * pass it; do not give instances of one pipeline different ids.
  *
+ * **Group membership** (`membership: 'group'`, KIP-447): instances share the group's partitions,
+ * so each has its own producer (`sluice-<group>-<instanceId>`, see `transactionalId`) and what
+ * fences a stale instance is the group: the offsets go to the transaction with the group member's
+ * metadata (`sendOffsetsToTransaction` with the instance's subscribed consumer), which the broker
+ * refuses from a member it dropped. Before sending them, and again before committing, the store
+ * checks that the instance still owns every partition of the batch (the broker would accept them
+ * from a current member that does not). Either refusal aborts the transaction and is
+ * `OwnershipLostError`: the engine abandons the batch. The offsets carry the commit metadata
+ * `{"instance":"<instanceId>","batchTime":<ms>}` (see `parseCommitMetadata`). A store serves one
+ * instance: two instances in one process need a store each.
+ *
  * One transactional producer per group, made on the first transaction and kept until `close()`.
  * `read`/`write`/`set`/`delete` are {@link KafkaOffsetStore}'s (plain group commits). The input
  * must be read with read_committed (the direct source's default) so that aborted output of an
@@ -217,7 +239,7 @@ export class KafkaTransactionalStore
 {
   override readonly kind: string = 'kafka-transactions';
   readonly transactional = true as const;
-  readonly #transactionalId: string | ((group: string) => string) | undefined;
+  readonly #transactionalId: KafkaTransactionalStoreOptions['transactionalId'];
   readonly #producerConfig: Record<string, ConfigValue>;
   readonly #txTimeoutMs: number;
   readonly #channels = new Map<string, Promise<Channel>>();
@@ -234,7 +256,7 @@ export class KafkaTransactionalStore
     ) {
       throw new InvalidOptionError(
         'transactionalId',
-        'a non-empty string, or a function (group) => string',
+        'a non-empty string, or a function (group, instanceId) => string',
         transactionalId,
       );
     }
@@ -273,17 +295,34 @@ export class KafkaTransactionalStore
   override describe(): Record<string, unknown> {
     return {
       ...super.describe(),
-      transactionalId: typeof this.#transactionalId === 'string' ? this.#transactionalId : 'sluice-<group>',
+      transactionalId:
+        typeof this.#transactionalId === 'string'
+          ? this.#transactionalId
+          : this.#transactionalId
+            ? '(function)'
+            : 'sluice-<group> (group membership: sluice-<group>-<instanceId>)',
       producerConfig: redactConfig(this.#producerConfig),
     };
   }
 
-  /** The `transactional.id` of `group`'s producer. */
-  transactionalIdOf(group: string): string {
+  /**
+   * The `transactional.id` of `group`'s producer; in group membership, of the producer of instance
+   * `instanceId` (see the option `transactionalId`).
+   */
+  transactionalIdOf(group: string, instanceId?: string): string {
     const t = this.#transactionalId;
-    if (t === undefined) return `sluice-${group}`;
-    if (typeof t === 'string') return t;
-    const id = t(group);
+    if (t === undefined) return instanceId === undefined ? `sluice-${group}` : `sluice-${group}-${instanceId}`;
+    if (typeof t === 'string') {
+      if (instanceId !== undefined) {
+        throw new InvalidOptionError(
+          'transactionalId',
+          'in group membership a function (group, instanceId) => id giving each instance its own id (the instances of a string id would fence each other), or no value (sluice-<group>-<instanceId>)',
+          t,
+        );
+      }
+      return t;
+    }
+    const id = t(group, instanceId);
     if (typeof id !== 'string' || id.length === 0) {
       throw new InvalidOptionError('transactionalId', 'a function returning a non-empty string', id);
     }
@@ -299,9 +338,11 @@ export class KafkaTransactionalStore
       throw new InvalidOptionError('group', 'a non-empty group id', group);
     if (!Array.isArray(ranges)) throw new InvalidOptionError('ranges', 'an array of offset ranges', ranges);
     this.requireOpen();
-    this.#bindGroup(group);
-    const ch = await this.#channel(group);
-    const run = ch.chain.then(() => this.#run(ch, ranges, fn));
+    const member = this.memberOf(group);
+    const instanceId = member?.instanceId ?? this.boundInstanceId();
+    if (instanceId === undefined) this.#bindGroup(group);
+    const ch = await this.#channel(group, instanceId);
+    const run = ch.chain.then(() => this.#run(ch, ranges, fn, member));
     ch.chain = run.catch(() => {});
     return run;
   }
@@ -316,8 +357,9 @@ export class KafkaTransactionalStore
    */
   override async read(group: string, topics: readonly string[]): Promise<PartitionOffset[]> {
     if (typeof group === 'string' && group.length > 0 && !this.isClosed()) {
-      this.#bindGroup(group);
-      await this.#channel(group);
+      const instanceId = this.memberOf(group, true)?.instanceId;
+      if (instanceId === undefined) this.#bindGroup(group);
+      await this.#channel(group, instanceId);
     }
     return super.read(group, topics);
   }
@@ -359,6 +401,7 @@ export class KafkaTransactionalStore
     ch: Channel,
     ranges: readonly OffsetRange[],
     fn: (tx: KafkaTransaction) => Promise<R>,
+    member: GroupMember | undefined,
   ): Promise<R> {
     if (ch.fenced) throw ch.fenced;
     if (ch.broken) {
@@ -390,15 +433,28 @@ export class KafkaTransactionalStore
       );
       if (ranges.length > 0) {
         step = 'send the offsets to the transaction';
-        const consumer = await this.groupConsumer(ch.group);
+        // Group membership: the member's consumer, so that the broker refuses the offsets of a
+        // member it dropped (KIP-447); and only partitions still owned (it would take the others).
+        member?.assertOwned(ranges);
+        const metadata = member
+          ? formatCommitMetadata({ instance: member.instanceId, batchTime: member.batchTime ?? Date.now() })
+          : undefined;
+        const consumer = member ? member.consumer : await this.groupConsumer(ch.group);
         await call<void>((cb) =>
           ch.producer.sendOffsetsToTransaction(
-            ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.untilOffset })),
+            ranges.map((r) => ({
+              topic: r.topic,
+              partition: r.partition,
+              offset: r.untilOffset,
+              ...(metadata !== undefined ? { metadata } : {}),
+            })),
             consumer,
             this.#txTimeoutMs,
             cb,
           ),
         );
+        // A rebalance served while the offsets were sent may have dropped this instance.
+        member?.assertOwned(ranges);
       }
       step = 'commit the transaction';
       await this.#commit(ch);
@@ -409,6 +465,13 @@ export class KafkaTransactionalStore
       if (isUnknownTopic(e) && step === 'send the offsets to the transaction') {
         const missing = await this.missingTopic(ranges.map((r) => r.topic));
         if (missing !== undefined) throw new TopicNotFoundError(missing);
+      }
+      if (member && !(e instanceof SluiceError) && memberFencedCode(e) !== undefined && !ch.fenced) {
+        throw new OwnershipLostError(
+          `Kafka refused the offsets of group '${ch.group}' from instance '${member.instanceId}' (transactional.id '${ch.id}'): it is no longer the group's member it was (${describeError(e)}); the transaction was aborted`,
+          ranges.map((r) => ({ topic: r.topic, partition: r.partition })),
+          { cause: e },
+        );
       }
       throw this.#fail(ch, step, e, transactionNeeds(ch, ranges));
     }
@@ -467,30 +530,32 @@ export class KafkaTransactionalStore
   #dispose(ch: Channel): void {
     if (ch.broken) return;
     ch.broken = true;
-    const current = this.#channels.get(ch.group);
+    const key = channelKey(ch.group, ch.instanceId);
+    const current = this.#channels.get(key);
     if (current) {
       void current.then((c) => {
-        if (c === ch && this.#channels.get(ch.group) === current) this.#channels.delete(ch.group);
+        if (c === ch && this.#channels.get(key) === current) this.#channels.delete(key);
       });
     }
     void disconnect(ch.producer, this.policy.timeoutMs);
   }
 
-  #channel(group: string): Promise<Channel> {
-    let c = this.#channels.get(group);
+  #channel(group: string, instanceId: string | undefined): Promise<Channel> {
+    const key = channelKey(group, instanceId);
+    let c = this.#channels.get(key);
     if (!c) {
-      const connecting = this.#connect(group);
+      const connecting = this.#connect(group, instanceId);
       c = connecting;
-      this.#channels.set(group, connecting);
+      this.#channels.set(key, connecting);
       connecting.catch(() => {
-        if (this.#channels.get(group) === connecting) this.#channels.delete(group);
+        if (this.#channels.get(key) === connecting) this.#channels.delete(key);
       });
     }
     return c;
   }
 
-  async #connect(group: string): Promise<Channel> {
-    const id = this.transactionalIdOf(group);
+  async #connect(group: string, instanceId: string | undefined): Promise<Channel> {
+    const id = this.transactionalIdOf(group, instanceId);
     let producer: RdKafkaProducer;
     try {
       producer = new Producer(
@@ -541,6 +606,7 @@ export class KafkaTransactionalStore
     }
     return {
       group,
+      instanceId,
       id,
       producer,
       identity: this.identity,
@@ -549,6 +615,10 @@ export class KafkaTransactionalStore
       chain: Promise.resolve(),
     };
   }
+}
+
+function channelKey(group: string, instanceId: string | undefined): string {
+  return JSON.stringify([group, instanceId ?? null]);
 }
 
 /**
