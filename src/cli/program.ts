@@ -7,6 +7,8 @@ import { formatError } from './errors.js';
 import { kafkaStartCommand, kafkaStatusCommand, kafkaStopCommand, type CommandResult } from './kafka.js';
 import { offsetsCommand } from './offsets.js';
 import { exitEvenIfHandlesRemain, runPipelineFile } from './run.js';
+import { groupStatusCommand } from './group.js';
+import { DEFAULT_INSTANCES_STOP_TIMEOUT_MS, parseInstances, runInstances } from './instances.js';
 import { superviseRun } from './supervise.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -105,14 +107,24 @@ Examples:
     )
     .option('--supervise', 'run the pipeline as a child process and restart it when it fails or is killed')
     .option(
+      '--instances <n>',
+      "run n instances (a whole number >= 1, or 'auto': one per core) as supervised child processes in group membership: Kafka assigns the input's partitions among them (and the same pipeline's instances on other machines)",
+      parseInstances,
+    )
+    .option(
       '--max-restarts <n>',
-      'with --supervise: give up after n restarts in a row (default: no limit)',
+      'with --supervise / --instances: give up after n restarts in a row (default: no limit)',
       wholeNumber('--max-restarts', 0),
     )
     .option(
       '--backoff-ms <ms>',
-      'with --supervise: wait before the first restart, doubled for each further one in a row, up to 30 s (default 1000)',
+      'with --supervise / --instances: wait before the first restart, doubled for each further one in a row, up to 30 s (default 1000)',
       wholeNumber('--backoff-ms', 1),
+    )
+    .option(
+      '--stop-timeout-ms <ms>',
+      `with --supervise / --instances: after SIGINT/SIGTERM, kill (SIGKILL) a pipeline still running this long (default: ${DEFAULT_INSTANCES_STOP_TIMEOUT_MS} with --instances, no limit with --supervise)`,
+      wholeNumber('--stop-timeout-ms', 1),
     )
     .addHelpText(
       'after',
@@ -125,24 +137,53 @@ With --supervise, a pipeline that exits with an error or is killed is restarted 
 checkpoint (or offset store); each restart is reported with the count and the last error. A run that
 lasted 60 s or more resets the back-off and the count in a row. SIGINT/SIGTERM are passed on to the
 pipeline, which stops gracefully; the exit code is then the pipeline's (0), or after giving up the
-last failed run's.`,
+last failed run's.
+
+With --instances N, N such supervised children run, each with env SLUICE_MEMBERSHIP=group and a
+stable SLUICE_INSTANCE_ID <host>-<i> (i = 0..N-1; <yours>-<i> when SLUICE_INSTANCE_ID is set), kept
+across its restarts. The children's output is passed through unchanged (JSON log lines whole; their
+pid field tells the instance, see the "started" lines); the supervisor's own lines start with
+"sluice run --instances:", one of them per rebalance: "instance host-1: gained orders-2; lost -;
+owns orders-0, orders-2". SIGINT/SIGTERM stop every instance gracefully (killed after
+--stop-timeout-ms); exit code 0 when all stopped cleanly. An instance that gives up stops the others.
+The same pipeline started on another machine with the same id and cluster joins the same group.`,
     )
     .action(
       async (
         file: string,
-        opts: { logLevel?: string; supervise?: boolean; maxRestarts?: number; backoffMs?: number },
+        opts: {
+          logLevel?: string;
+          supervise?: boolean;
+          instances?: number | 'auto';
+          maxRestarts?: number;
+          backoffMs?: number;
+          stopTimeoutMs?: number;
+        },
         cmd: Command,
       ) => {
-        if (!opts.supervise && (opts.maxRestarts !== undefined || opts.backoffMs !== undefined)) {
-          cmd.error('error: --max-restarts and --backoff-ms need --supervise');
+        const supervised = opts.supervise || opts.instances !== undefined;
+        if (
+          !supervised &&
+          (opts.maxRestarts !== undefined || opts.backoffMs !== undefined || opts.stopTimeoutMs !== undefined)
+        ) {
+          cmd.error(
+            'error: --max-restarts, --backoff-ms and --stop-timeout-ms need --supervise or --instances',
+          );
         }
-        process.exitCode = opts.supervise
-          ? await superviseRun(file, {
-              logLevel: opts.logLevel,
-              maxRestarts: opts.maxRestarts,
-              backoffMs: opts.backoffMs,
-            })
-          : await runPipelineFile(file, { logLevel: opts.logLevel });
+        const supervision = {
+          logLevel: opts.logLevel,
+          maxRestarts: opts.maxRestarts,
+          backoffMs: opts.backoffMs,
+          stopTimeoutMs: opts.stopTimeoutMs,
+        };
+        await guarded(`run ${file}`, async () => {
+          process.exitCode =
+            opts.instances !== undefined
+              ? await runInstances(file, opts.instances, supervision)
+              : opts.supervise
+                ? await superviseRun(file, supervision)
+                : await runPipelineFile(file, { logLevel: opts.logLevel });
+        });
         exitEvenIfHandlesRemain();
       },
     );
@@ -187,6 +228,31 @@ last failed run's.`,
     )
     .action((opts: { json?: boolean; bootstrap?: string }) =>
       guarded('kafka status', async () => print(await kafkaStatusCommand(opts))),
+    );
+
+  program
+    .command('group')
+    .description('inspect the consumer group of a job running in group membership (--instances)')
+    .command('status')
+    .description(
+      "a job's consumer group through Kafka's admin API: its members and the partitions each owns, the committed offset, log end and lag of every partition, and each member's last batch (from the commit metadata); exit code 0 when it has members, 3 when it has none",
+    )
+    .argument('<pipelineId>', 'the pipeline id, which is the group unless --group says otherwise')
+    .option('--group <id>', "the consumer group, when it is not the pipeline id (the Kafka source's groupId)")
+    .option('--json', 'print the status as JSON')
+    .option(
+      '--bootstrap <host:port>',
+      'ask this cluster (with the process cluster settings) instead of KAFKA_BOOTSTRAP (default 127.0.0.1:9092)',
+    )
+    .addHelpText(
+      'after',
+      `
+The cluster is KAFKA_BOOTSTRAP's (or --bootstrap's), reached with the settings of SLUICE_KAFKA_CONFIG /
+--kafka-config. The principal needs Describe on the group and on its topics. Exit code: 0 the group has
+members; 3 it has none (also when it does not exist); 1 on failure (the error's code and message).`,
+    )
+    .action((pipelineId: string, opts: { group?: string; json?: boolean; bootstrap?: string }) =>
+      guarded('group status', async () => print(await groupStatusCommand(pipelineId, opts))),
     );
 
   program.addCommand(offsetsCommand());

@@ -22,6 +22,11 @@ export interface SuperviseOptions {
    * the count of restarts in a row start over (default 60 000 ms).
    */
   readonly stableAfterMs?: number;
+  /**
+   * After SIGINT/SIGTERM, how long a child may take to stop gracefully before it is killed
+   * (SIGKILL). Default: no limit.
+   */
+  readonly stopTimeoutMs?: number;
   /** Passed on as `sluice run --log-level`. */
   readonly logLevel?: string;
   /** Where the supervisor's own lines go (default stderr). */
@@ -65,66 +70,138 @@ export const SUPERVISED_ENV = 'SLUICE_SUPERVISED';
  *
  * The child runs in a process group of its own (a terminal's Ctrl-C reaches the supervisor only,
  * which forwards it once) and stops gracefully if the supervisor dies. The child's stdout is the
- * supervisor's; its stderr is copied through.
+ * supervisor's; its stderr is copied through, line by line.
  */
 export async function superviseRun(file: string, options: SuperviseOptions = {}): Promise<number> {
-  const backoffMs = options.backoffMs ?? 1000;
-  const maxBackoffMs = Math.max(options.maxBackoffMs ?? 30_000, backoffMs);
-  const stableAfterMs = options.stableAfterMs ?? 60_000;
-  const { maxRestarts } = options;
-  if (maxRestarts !== undefined && !(Number.isInteger(maxRestarts) && maxRestarts >= 0))
-    throw new InvalidOptionError('--max-restarts', 'an integer >= 0', maxRestarts);
-  if (!(Number.isInteger(backoffMs) && backoffMs >= 1))
-    throw new InvalidOptionError('--backoff-ms', 'a whole number of milliseconds >= 1', backoffMs);
+  const write = options.writeError ?? ((l: string) => process.stderr.write(`${l}\n`));
   // One line each, control characters escaped: a line may quote the child's last error.
-  const say = (line: string) =>
-    (options.writeError ?? ((l: string) => process.stderr.write(`${l}\n`)))(
-      `sluice run --supervise: ${escapeControlChars(line)}`,
-    );
-
+  const say = (line: string) => write(`sluice run --supervise: ${escapeControlChars(line)}`);
+  const pipeline = new SupervisedPipeline(file, { ...options, say });
   let stopping: NodeJS.Signals | undefined;
-  let kill: ((signal: NodeJS.Signals) => void) | undefined;
-  let wake: (() => void) | undefined;
+  let killTimer: NodeJS.Timeout | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping === undefined) {
       say(`${signal} received: stopping the pipeline gracefully (again to stop it at once)`);
       stopping = signal;
+      if (options.stopTimeoutMs !== undefined) {
+        killTimer = setTimeout(() => {
+          if (!pipeline.running) return;
+          say(`still running ${options.stopTimeoutMs} ms after ${signal}: killing it (SIGKILL)`);
+          pipeline.signal('SIGKILL');
+        }, options.stopTimeoutMs);
+      }
     }
-    if (kill) kill(signal);
-    else wake?.();
+    pipeline.signal(signal);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-
-  let restarts = 0;
-  let inARow = 0;
-  let lastError: string | undefined;
-  const summary = () => `${restarts} restart(s)${lastError ? `; last error: ${lastError}` : ''}`;
   try {
+    return (await pipeline.run()).exitCode;
+  } finally {
+    clearTimeout(killTimer);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+}
+
+/** How a {@link SupervisedPipeline} ended. */
+export interface SupervisionEnd {
+  /**
+   * `completed`: the child stopped by itself with exit code 0; `stopped`: {@link SupervisedPipeline.signal}
+   * stopped it (or its back-off wait); `gave-up`: it failed and is not restarted (too many restarts in
+   * a row, or a failure a restart does not change).
+   */
+  readonly how: 'completed' | 'stopped' | 'gave-up';
+  /** The exit code the supervisor passes on: the child's (128 + the signal number when killed). */
+  readonly exitCode: number;
+}
+
+/** Options of one {@link SupervisedPipeline}. */
+export interface SupervisedPipelineOptions extends SuperviseOptions {
+  /** Added to the child's environment. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Writes one of the supervisor's lines (already a single line; escaping is up to it). */
+  readonly say: (line: string) => void;
+  /** Each complete line the child writes on stderr, after it was copied through. */
+  readonly onStderrLine?: (line: string) => void;
+}
+
+/**
+ * One pipeline child and its restarts: `run()` starts it and restarts it after a failure, with
+ * doubling back-off, until it stops with exit code 0, {@link signal} stops it, or it gives up.
+ */
+export class SupervisedPipeline {
+  readonly #file: string;
+  readonly #options: SupervisedPipelineOptions;
+  #stopping: NodeJS.Signals | undefined;
+  #kill: ((signal: NodeJS.Signals) => void) | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(file: string, options: SupervisedPipelineOptions) {
+    const { maxRestarts } = options;
+    if (maxRestarts !== undefined && !(Number.isInteger(maxRestarts) && maxRestarts >= 0))
+      throw new InvalidOptionError('--max-restarts', 'an integer >= 0', maxRestarts);
+    const backoffMs = options.backoffMs ?? 1000;
+    if (!(Number.isInteger(backoffMs) && backoffMs >= 1))
+      throw new InvalidOptionError('--backoff-ms', 'a whole number of milliseconds >= 1', backoffMs);
+    this.#file = file;
+    this.#options = options;
+  }
+
+  /** True while a child runs. */
+  get running(): boolean {
+    return this.#kill !== undefined;
+  }
+
+  /**
+   * Stops the pipeline: the signal is forwarded to the running child (SIGINT/SIGTERM stop it
+   * gracefully, a second one at once), or ends the wait before a restart; nothing is restarted
+   * any more.
+   */
+  signal(signal: NodeJS.Signals): void {
+    this.#stopping ??= signal;
+    if (this.#kill) this.#kill(signal);
+    else this.#wake?.();
+  }
+
+  async run(): Promise<SupervisionEnd> {
+    const file = this.#file;
+    const { maxRestarts, say } = this.#options;
+    const backoffMs = this.#options.backoffMs ?? 1000;
+    const maxBackoffMs = Math.max(this.#options.maxBackoffMs ?? 30_000, backoffMs);
+    const stableAfterMs = this.#options.stableAfterMs ?? 60_000;
+    let restarts = 0;
+    let inARow = 0;
+    let lastError: string | undefined;
+    const summary = () => `${restarts} restart(s)${lastError ? `; last error: ${lastError}` : ''}`;
     for (let run = 1; ; run++) {
+      if (this.#stopping !== undefined) {
+        say(`stopped before starting, after ${summary()}`);
+        return { how: 'stopped', exitCode: 0 };
+      }
       const startedAt = Date.now();
-      const end = await runChild(file, options.logLevel, run, say, (k) => (kill = k));
-      kill = undefined;
+      const end = await runChild(file, this.#options, run, (k) => (this.#kill = k));
+      this.#kill = undefined;
       if (end.code === 0) {
         say(`${file} stopped (exit code 0) after ${summary()}`);
-        return 0;
+        return { how: this.#stopping !== undefined ? 'stopped' : 'completed', exitCode: 0 };
       }
       lastError = describeEnd(end);
-      if (stopping !== undefined) {
+      if (this.#stopping !== undefined) {
         say(`${file} stopped after ${summary()}`);
-        return exitCodeOf(end);
+        return { how: 'stopped', exitCode: exitCodeOf(end) };
       }
       const hopeless = /: cannot start: (SLUICE_[A-Z_]+)/.exec(end.lastError ?? '')?.[1];
       if (hopeless && NOT_FIXED_BY_RESTARTING.has(hopeless)) {
         say(
           `not restarting: ${file} cannot start (${hopeless}), which a restart does not change (${summary()})`,
         );
-        return exitCodeOf(end);
+        return { how: 'gave-up', exitCode: exitCodeOf(end) };
       }
       if (Date.now() - startedAt >= stableAfterMs) inARow = 0;
       if (maxRestarts !== undefined && inARow >= maxRestarts) {
         say(`giving up after ${inARow} restart(s) in a row (${summary()})`);
-        return exitCodeOf(end);
+        return { how: 'gave-up', exitCode: exitCodeOf(end) };
       }
       inARow++;
       restarts++;
@@ -132,48 +209,56 @@ export async function superviseRun(file: string, options: SuperviseOptions = {})
       say(`${file} failed (${lastError}); restart ${restarts} (${inARow} in a row) in ${delay} ms`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
-        wake = () => {
+        this.#wake = () => {
           clearTimeout(timer);
           resolve();
         };
       });
-      wake = undefined;
-      if (stopping !== undefined) {
+      this.#wake = undefined;
+      if (this.#stopping !== undefined) {
         say(`stopped while waiting to restart, after ${summary()}`);
-        return 0;
+        return { how: 'stopped', exitCode: 0 };
       }
     }
-  } finally {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
   }
 }
 
 function runChild(
   file: string,
-  logLevel: string | undefined,
+  options: SupervisedPipelineOptions,
   run: number,
-  say: (line: string) => void,
   setKill: (kill: (signal: NodeJS.Signals) => void) => void,
 ): Promise<ChildEnd> {
+  const { logLevel, say, onStderrLine } = options;
   const args = [BIN, 'run', file, ...(logLevel !== undefined ? ['--log-level', logLevel] : [])];
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
     detached: true,
-    env: { ...process.env, [SUPERVISED_ENV]: '1' },
+    env: { ...process.env, ...options.env, [SUPERVISED_ENV]: '1' },
   });
   say(`started ${file} (run ${run}, pid ${child.pid ?? '?'})`);
   setKill((signal) => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
   });
   const tail = new LastLines(50);
+  // Whole lines only: the stderr of several children (--instances) then never mixes inside a line.
+  const lines = new LineSplitter();
+  const pass = (complete: string[]) => {
+    if (complete.length === 0) return;
+    process.stderr.write(`${complete.join('\n')}\n`);
+    for (const line of complete) onStderrLine?.(line);
+  };
   child.stderr!.on('data', (chunk: Buffer) => {
-    process.stderr.write(chunk);
-    tail.push(chunk.toString('utf8'));
+    const text = chunk.toString('utf8');
+    tail.push(text);
+    pass(lines.push(text));
   });
   return new Promise((resolve) => {
     let ended: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-    const done = () => resolve({ ...ended!, lastError: lastErrorLine(tail.lines()) });
+    const done = () => {
+      pass(lines.flush());
+      resolve({ ...ended!, lastError: lastErrorLine(tail.lines()) });
+    };
     child.on('error', (e) => {
       // The child could not be started (or signalled); it never ran if no exit follows.
       tail.push(`\ncannot run ${process.execPath}: ${e.message}\n`);
@@ -272,5 +357,21 @@ class LastLines {
   }
   lines(): string[] {
     return this.#partial ? [...this.#lines, this.#partial] : [...this.#lines];
+  }
+}
+
+/** Splits a stream into complete lines; the last one is kept until its line break comes. */
+class LineSplitter {
+  #partial = '';
+  push(text: string): string[] {
+    const parts = (this.#partial + text).split('\n');
+    this.#partial = parts.pop()!;
+    return parts;
+  }
+  /** The line still unfinished when the stream ended, if any. */
+  flush(): string[] {
+    const rest = this.#partial;
+    this.#partial = '';
+    return rest === '' ? [] : [rest];
   }
 }

@@ -103,6 +103,26 @@ describe('the CLI on a SASL_SSL cluster', () => {
     assert.ok(!run.output().includes(h.users.admin.password));
   });
 
+  test('group status reads the group with the settings of SLUICE_KAFKA_CONFIG: no members (exit code 3), its committed offsets', async () => {
+    const run = await sluice(['group', 'status', group, '--bootstrap', h.bootstrapServers], {
+      SLUICE_KAFKA_CONFIG: propertiesFile('admin'),
+    });
+    assert.equal(run.exitInfo?.code, 3, run.output());
+    assert.match(run.stdout, new RegExp(`^group ${group}: empty, 0 member\\(s\\)`));
+    assert.match(run.stdout, new RegExp(`^${topic}\\s+0\\s+-\\s+7\\s`, 'm'));
+    assert.match(run.stdout, new RegExp(`^${topic}\\s+1\\s+-\\s+3\\s`, 'm'));
+  });
+
+  test('group status as a principal that may not describe the group fails with SLUICE_KAFKA_NOT_AUTHORIZED instead of crashing', async () => {
+    const run = await sluice(['group', 'status', group, '--bootstrap', h.bootstrapServers], {
+      SLUICE_KAFKA_CONFIG: propertiesFile('alice'),
+    });
+    assert.deepEqual(run.exitInfo, { code: 1, signal: null }, run.output());
+    assert.match(run.stderr, /^sluice group status: SLUICE_KAFKA_NOT_AUTHORIZED: .*User:alice/m);
+    assert.match(run.stderr, new RegExp(`Describe.*group.*${group}`));
+    assert.ok(!run.output().includes(h.users.alice.password));
+  });
+
   test('offsets show as a principal without ACLs fails with SLUICE_KAFKA_NOT_AUTHORIZED naming what is missing', async () => {
     const run = await sluice(
       ['offsets', 'show', '--store', `kafka://${h.bootstrapServers}`, '--group', group, '--topic', topic],
