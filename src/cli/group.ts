@@ -7,6 +7,7 @@
 import { escapeControlChars } from '../core/logger.js';
 import { KafkaAdmin, tpKey, type ConsumerGroupInfo } from '../kafka/admin.js';
 import { defaultCluster } from '../kafka/cluster.js';
+import { parseCommitMetadata, type CommitMetadata } from '../kafka/group.js';
 import type { CommandResult } from './kafka.js';
 
 /** Options of {@link groupStatusCommand}. */
@@ -16,29 +17,6 @@ export interface GroupStatusOptions {
   readonly json?: boolean;
   /** Another cluster than KAFKA_BOOTSTRAP's, with the process's cluster settings. */
   readonly bootstrap?: string;
-}
-
-/** What an instance in group membership writes as the metadata of each partition's offset commit. */
-export interface CommitMetadata {
-  readonly instance: string;
-  /** The batch time of the batch whose offsets the commit saved, ms since the epoch. */
-  readonly batchTime: number;
-}
-
-/**
- * The commit metadata of an instance in group membership, or undefined for anything else (a commit
- * by another tool, an empty string).
- */
-export function parseCommitMetadata(text: string | undefined): CommitMetadata | undefined {
-  if (!text || !text.startsWith('{')) return undefined;
-  try {
-    const o = JSON.parse(text) as { instance?: unknown; batchTime?: unknown };
-    if (typeof o.instance !== 'string' || typeof o.batchTime !== 'number' || !Number.isFinite(o.batchTime))
-      return undefined;
-    return { instance: o.instance, batchTime: o.batchTime };
-  } catch {
-    return undefined;
-  }
 }
 
 /** One partition of the group: who owns it, where the group is and how far behind. */

@@ -9,14 +9,19 @@
  * copied whole, never mixed with another's inside a line; pino's `pid` field says which child wrote
  * one, and the supervisor's `started` line says which instance a pid is). The supervisor's own
  * lines, on stderr, start with `sluice run --instances: ` (control characters escaped), among them
- * one per rebalance a child logs: `instance host-1: gained orders-2, orders-3; lost -; owns
- * orders-2, orders-3`.
+ * one per rebalance, which each child sends over its IPC channel whatever its log level: `instance
+ * host-1: gained orders-2, orders-3; lost -; owns orders-2, orders-3`.
  */
 import { availableParallelism, hostname } from 'node:os';
 import { InvalidArgumentError } from 'commander';
 import { InvalidOptionError } from '../core/errors.js';
 import { escapeControlChars } from '../core/logger.js';
-import { SupervisedPipeline, type SuperviseOptions, type SupervisionEnd } from './supervise.js';
+import {
+  REBALANCE_MESSAGE,
+  SupervisedPipeline,
+  type SuperviseOptions,
+  type SupervisionEnd,
+} from './supervise.js';
 
 /** Options of {@link runInstances}: those of `--supervise`, with a default bound on stopping. */
 export type InstancesOptions = SuperviseOptions;
@@ -66,30 +71,23 @@ export function instanceIds(
 }
 
 /**
- * The person's line for a child's stderr line that is its context's `rebalance` log entry:
- * `instance <id>: gained a-0, a-1; lost -; owns a-0, a-1` (and `(input <name>)` for a pipeline of
- * several inputs). Undefined for any other line.
+ * The person's line for a message a child sent (see {@link REBALANCE_MESSAGE}) when it is a
+ * rebalance: `instance <id>: gained a-0, a-1; lost -; owns a-0, a-1` (and `(input <name>)` for a
+ * pipeline of several inputs). Undefined for any other message.
  */
-export function rebalanceLine(line: string, fallbackId: string, inputs?: Set<string>): string | undefined {
-  if (!line.startsWith('{') || !line.includes('"rebalance"')) return undefined;
-  let entry: {
-    msg?: unknown;
+export function rebalanceLine(message: unknown, fallbackId: string, inputs?: Set<string>): string | undefined {
+  if (typeof message !== 'object' || message === null) return undefined;
+  const entry = message as {
+    type?: unknown;
     instanceId?: unknown;
     input?: unknown;
     gained?: unknown;
     lost?: unknown;
     owned?: unknown;
   };
-  try {
-    entry = JSON.parse(line) as typeof entry;
-  } catch {
-    return undefined;
-  }
-  if (entry.msg !== 'rebalance') return undefined;
+  if (entry.type !== REBALANCE_MESSAGE) return undefined;
   const list = (v: unknown): string =>
-    Array.isArray(v) && v.length > 0
-      ? v.map((p) => (typeof p === 'string' ? p : JSON.stringify(p))).join(', ')
-      : '-';
+    Array.isArray(v) && v.length > 0 ? v.map((p) => (typeof p === 'string' ? p : JSON.stringify(p))).join(', ') : '-';
   const id = typeof entry.instanceId === 'string' ? entry.instanceId : fallbackId;
   let input = '';
   if (typeof entry.input === 'string') {
@@ -132,8 +130,8 @@ export async function runInstances(
         ...options,
         env: { SLUICE_MEMBERSHIP: 'group', SLUICE_INSTANCE_ID: id },
         say: (line) => say(`instance ${id}: ${line}`),
-        onStderrLine: (line) => {
-          const text = rebalanceLine(line, id, inputs);
+        onMessage: (message) => {
+          const text = rebalanceLine(message, id, inputs);
           if (text !== undefined) say(text);
         },
       }),

@@ -1,7 +1,8 @@
 import { createJsonLogger, escapeControlChars } from '../core/logger.js';
 import { errorFields, formatError } from './errors.js';
 import { buildContext, loadPipeline } from './load.js';
-import { SUPERVISED_ENV } from './supervise.js';
+import type { TopicPartition } from '../core/source.js';
+import { REBALANCE_MESSAGE, SUPERVISED_ENV } from './supervise.js';
 
 /** Options of {@link runPipelineFile}. */
 export interface RunOptions {
@@ -64,6 +65,22 @@ export async function runPipelineFile(file: string, options: RunOptions = {}): P
       stopGracefullyOnSignals: true,
     });
     pipeline = ctx.pipelineId;
+    if (process.env[SUPERVISED_ENV] === '1' && process.send) {
+      // Under `sluice run --instances`: each rebalance goes to the supervisor, which prints a line
+      // for it whatever the log level.
+      const label = (p: TopicPartition) => `${p.topic}-${p.partition}`;
+      ctx.addListener({
+        onRebalance: (e) =>
+          void process.send?.({
+            type: REBALANCE_MESSAGE,
+            instanceId: e.instanceId,
+            input: e.input,
+            gained: e.gained.map(label),
+            lost: e.lost.map(label),
+            owned: e.owned.map(label),
+          }),
+      });
+    }
     try {
       await ctx.start();
       started = true;

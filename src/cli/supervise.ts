@@ -57,6 +57,8 @@ const NOT_FIXED_BY_RESTARTING = new Set([
 const BIN = fileURLToPath(new URL('../../bin/sluice.js', import.meta.url));
 /** Set in the child's environment: `sluice run` then stops gracefully when the supervisor goes away. */
 export const SUPERVISED_ENV = 'SLUICE_SUPERVISED';
+/** The `type` of the IPC message a supervised child sends for each rebalance (see instances.ts). */
+export const REBALANCE_MESSAGE = 'sluice.rebalance';
 
 /**
  * Runs `file` under supervision until it stops with exit code 0, a signal (SIGINT/SIGTERM) stops it
@@ -122,8 +124,11 @@ export interface SupervisedPipelineOptions extends SuperviseOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Writes one of the supervisor's lines (already a single line; escaping is up to it). */
   readonly say: (line: string) => void;
-  /** Each complete line the child writes on stderr, after it was copied through. */
-  readonly onStderrLine?: (line: string) => void;
+  /**
+   * Each message the child sends on its IPC channel (`sluice run` under supervision sends its
+   * rebalances: see run.ts), whatever its log level.
+   */
+  readonly onMessage?: (message: unknown) => void;
 }
 
 /**
@@ -229,7 +234,7 @@ function runChild(
   run: number,
   setKill: (kill: (signal: NodeJS.Signals) => void) => void,
 ): Promise<ChildEnd> {
-  const { logLevel, say, onStderrLine } = options;
+  const { logLevel, say, onMessage } = options;
   const args = [BIN, 'run', file, ...(logLevel !== undefined ? ['--log-level', logLevel] : [])];
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
@@ -246,8 +251,8 @@ function runChild(
   const pass = (complete: string[]) => {
     if (complete.length === 0) return;
     process.stderr.write(`${complete.join('\n')}\n`);
-    for (const line of complete) onStderrLine?.(line);
   };
+  if (onMessage) child.on('message', onMessage);
   child.stderr!.on('data', (chunk: Buffer) => {
     const text = chunk.toString('utf8');
     tail.push(text);

@@ -223,14 +223,14 @@ test('--instances takes a whole number >= 1 or auto: anything else is a usage er
   assert.doesNotMatch(bad.stderr, /started/);
 });
 
-test('instance ids are <base>-<i>, the base being SLUICE_INSTANCE_ID or the host name; rebalance log lines become one line for a person', () => {
+test('instance ids are <base>-<i>, the base being SLUICE_INSTANCE_ID or the host name; the rebalance messages of a child become one line for a person', () => {
   assert.deepEqual(instanceIds(3, 'etl'), ['etl-0', 'etl-1', 'etl-2']);
   assert.match(instanceIds(1, undefined)[0]!, /^[A-Za-z0-9_.-]+-0$/);
   assert.throws(() => instanceIds(2, 'a b'), { code: 'SLUICE_INVALID_OPTION' });
   assert.throws(() => instanceIds(11, 'x'.repeat(98)), { code: 'SLUICE_INVALID_OPTION' });
   assert.equal(parseInstances('auto'), 'auto');
   assert.equal(parseInstances(' 4 '), 4);
-  const entry = (o: object) => JSON.stringify({ level: 30, msg: 'rebalance', ...o });
+  const entry = (o: object) => ({ type: 'sluice.rebalance', ...o });
   assert.equal(
     rebalanceLine(
       entry({ instanceId: 'h-1', input: 'in', gained: ['o-2', 'o-3'], lost: [], owned: ['o-2', 'o-3'] }),
@@ -247,7 +247,7 @@ test('instance ids are <base>-<i>, the base being SLUICE_INSTANCE_ID or the host
     ),
     'instance h-1: gained -; lost o-1; owns - (input b)',
   );
-  assert.equal(rebalanceLine(entry({ msg: 'streaming context started' }), 'x'), undefined);
-  assert.equal(rebalanceLine('rebalance', 'x'), undefined);
-  assert.equal(rebalanceLine('{"msg":"rebalance", broken', 'x'), undefined);
+  assert.equal(rebalanceLine(entry({ type: 'other' }), 'x'), undefined);
+  assert.equal(rebalanceLine('sluice.rebalance', 'x'), undefined);
+  assert.equal(rebalanceLine(null, 'x'), undefined);
 });
