@@ -1,105 +1,17 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { test } from 'node:test';
-import {
-  AccessLogError,
-  SAMPLE_MALFORMATIONS,
-  accessLogEtl,
-  sampleAccessLogLine,
-} from '../../examples/lib/access-log.js';
-import { createTopic, deleteTopic, produce, type TestRecord } from '../helpers/kafka.js';
+import { createTopic, deleteTopic, produce } from '../helpers/kafka.js';
 import { kafkaBootstrap, uniqueName } from '../helpers/services.js';
 import { ChildRun, afterTests } from './child-process.js';
 import { checkRanges, parseEtlBatches, total, type EtlBatch } from './etl-output.js';
-
-const TIME_ZONE = 'Asia/Shanghai';
-const etl = accessLogEtl({ timeZone: TIME_ZONE });
-
-/** Input line `i`: every 7th is malformed, cycling through the kinds; one in 97 has no value at all. */
-function inputLine(i: number): string | null {
-  if (i % 97 === 96) return null;
-  return sampleAccessLogLine(
-    i,
-    i % 7 === 6 ? SAMPLE_MALFORMATIONS[Math.floor(i / 7) % SAMPLE_MALFORMATIONS.length] : undefined,
-  );
-}
-
-interface Expected {
-  out: string[];
-  dead: { value: string | null; reason: string }[];
-}
-
-/** What the ETL must make of input lines [from, to), computed with the parser (tested on its own). */
-function expected(from: number, to: number): Expected {
-  const out: string[] = [];
-  const dead: Expected['dead'] = [];
-  for (let i = from; i < to; i++) {
-    const line = inputLine(i);
-    try {
-      out.push(etl(line));
-    } catch (e) {
-      assert.ok(e instanceof AccessLogError);
-      dead.push({ value: line, reason: e.reason });
-    }
-  }
-  return { out, dead };
-}
-
-const records = (from: number, to: number): TestRecord[] =>
-  Array.from({ length: to - from }, (_, k) => ({ value: inputLine(from + k), partition: (from + k) % 3 }));
-
-interface KcatRecord {
-  partition: number;
-  offset: number;
-  key: string | null;
-  payload: string | null;
-  headers?: string[];
-}
-
-/** Reads a whole topic with kcat (not Sluice), read_committed unless told, and exits at its end. */
-function kcat(
-  bootstrap: string,
-  topic: string,
-  isolation: 'read_committed' | 'read_uncommitted' = 'read_committed',
-): Promise<KcatRecord[]> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      'kcat',
-      [
-        '-C',
-        '-b',
-        bootstrap,
-        '-t',
-        topic,
-        '-X',
-        `isolation.level=${isolation}`,
-        '-o',
-        'beginning',
-        '-e',
-        '-q',
-        '-J',
-      ],
-      { timeout: 30_000, maxBuffer: 64 * 2 ** 20 },
-      (err, stdout, stderr) => {
-        if (err) return reject(new Error(`kcat ${topic} failed: ${err.message}\n${stderr}`));
-        resolve(
-          stdout
-            .split('\n')
-            .filter((l) => l.trim() !== '')
-            .map((l) => JSON.parse(l) as KcatRecord),
-        );
-      },
-    );
-  });
-}
-
-function header(r: KcatRecord, name: string): string | undefined {
-  const h = r.headers ?? [];
-  for (let i = 0; i < h.length; i += 2) if (h[i] === name) return h[i + 1];
-  return undefined;
-}
-
-const sorted = <T>(xs: T[]): T[] => [...xs].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+import {
+  TIME_ZONE,
+  checkDeadLetters,
+  checkOutput,
+  expected,
+  kcat,
+  records,
+} from './kafka-etl-check.js';
 
 /** Every printed batch is consistent with itself and continues where the previous one ended. */
 function checkBatches(batches: EtlBatch[], topic: string, output: string): void {
@@ -151,29 +63,6 @@ function startEtl(n: ReturnType<typeof names>, extra: Record<string, string> = {
   });
   runs.push(run);
   return run;
-}
-
-function checkOutput(got: KcatRecord[], want: Expected['out'], output: string): void {
-  const values = got.map((r) => r.payload);
-  const dupes = values.filter((v, i) => values.indexOf(v) !== i);
-  assert.deepEqual(dupes, [], `no output line twice\n${output}`);
-  assert.deepEqual(sorted(values), sorted(want), `the output is exactly the expected lines\n${output}`);
-  for (const r of got) assert.equal(r.key, r.payload!.split('|')[0], 'output records are keyed by user id');
-}
-
-function checkDeadLetters(got: KcatRecord[], want: Expected['dead'], input: string, output: string): void {
-  const letters = got.map((r) => ({ value: r.payload, reason: header(r, 'sluice.reason')! }));
-  assert.deepEqual(
-    sorted(letters),
-    sorted(want),
-    `the dead letters are exactly the malformed lines with their reasons\n${output}`,
-  );
-  for (const r of got) {
-    assert.equal(header(r, 'sluice.source.topic'), input);
-    const p = Number(header(r, 'sluice.source.partition'));
-    const offset = Number(header(r, 'sluice.source.offset'));
-    assert.ok(p >= 0 && p < 3 && offset >= 0, JSON.stringify(r));
-  }
 }
 
 test('kafka-etl example: the output topic (read by kcat, read_committed) holds exactly the good lines once each, formatted in the configured zone; the dead-letter topic exactly the malformed ones with their reasons; printed counts match; SIGINT exits 0', async () => {
