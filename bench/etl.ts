@@ -106,7 +106,7 @@ function kafkaJs(bootstrap: string) {
   return new KafkaJS({ kafkaJS: { brokers: bootstrap.split(','), logLevel: logLevel.ERROR } });
 }
 
-async function deleteTopics(bootstrap: string, topics: string[]): Promise<void> {
+export async function deleteTopics(bootstrap: string, topics: string[]): Promise<void> {
   if (!topics.length) return;
   const admin = kafkaJs(bootstrap).admin();
   await admin.connect();
@@ -117,8 +117,8 @@ async function deleteTopics(bootstrap: string, topics: string[]): Promise<void> 
   }
 }
 
-async function counts(admin: KafkaAdmin, topic: string): Promise<number> {
-  const tps = Array.from({ length: PARTITIONS }, (_, partition) => ({ topic, partition }));
+async function counts(admin: KafkaAdmin, topic: string, partitions = PARTITIONS): Promise<number> {
+  const tps = Array.from({ length: partitions }, (_, partition) => ({ topic, partition }));
   const b = await admin.bounds(tps, 'read_committed');
   let n = 0;
   for (const tp of tps) {
@@ -148,17 +148,21 @@ async function settledCounts(
   }
 }
 
-/** Makes sure `topic` holds exactly the `records` generated lines (re-creates it otherwise). */
-async function prefill(
+/**
+ * Makes sure `topic` holds exactly the `records` generated lines, line i in partition
+ * i % partitions (re-creates it otherwise).
+ */
+export async function prefill(
   admin: KafkaAdmin,
   bootstrap: string,
   topic: string,
   records: number,
   log: (l: string) => void,
+  partitions = PARTITIONS,
 ): Promise<void> {
   const existing = (await admin.describeTopics([topic])).get(topic);
   if (existing) {
-    const n = await counts(admin, topic);
+    const n = await counts(admin, topic, partitions);
     if (n === records) {
       log(`reusing ${topic} (${n} lines)`);
       return;
@@ -167,7 +171,7 @@ async function prefill(
     await deleteTopics(bootstrap, [topic]);
     await waitUntilGone(admin, topic);
   }
-  await admin.createTopics([topic], { partitions: PARTITIONS, replicationFactor: 1 });
+  await admin.createTopics([topic], { partitions, replicationFactor: 1 });
   log(`pre-filling ${topic} with ${records} access-log lines...`);
   const producer = await KafkaTextProducer.connect({ bootstrapServers: bootstrap });
   try {
@@ -175,14 +179,14 @@ async function prefill(
     for (let from = 0; from < records; from += chunk) {
       const batch = [];
       for (let i = from; i < Math.min(records, from + chunk); i++) {
-        batch.push({ value: sampleAccessLogLine(i, malformationOf(i)), partition: i % PARTITIONS });
+        batch.push({ value: sampleAccessLogLine(i, malformationOf(i)), partition: i % partitions });
       }
       await producer.send(topic, batch);
     }
   } finally {
     await producer.close();
   }
-  const n = await counts(admin, topic);
+  const n = await counts(admin, topic, partitions);
   if (n !== records) throw new Error(`${topic} holds ${n} lines after pre-filling, expected ${records}`);
 }
 

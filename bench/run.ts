@@ -7,6 +7,7 @@
  *   1. bench/kafka-direct.ts  Kafka direct stream vs a raw consume loop vs ConsumerPerformance
  *   2. bench/state.ts         state with 1M keys, checkpoint write/restore, windows
  *   3. bench/etl.ts           case 7's ETL, Kafka to Kafka: Sluice per guarantee vs a hand-written loop
+ *   4. bench/scaling.ts       the ETL as a job of 1 and 2 instances in a consumer group; failover time
  *
  * Sized to finish in well under 20 minutes on a 2-core machine with the defaults below (2 min
  * measured on the 2-core dev machine with the pre-filled input topics reused; the first run also
@@ -16,6 +17,7 @@
  *   BENCH_RECORDS, BENCH_ROUNDS  kafka-direct (default 1,000,000 records, 3 rounds)
  *   BENCH_KEYS                   state (default 1,000,000)
  *   BENCH_ETL_RECORDS, BENCH_ETL_ROUNDS  etl (default 300,000 lines, 3 rounds)
+ *   BENCH_SCALING_RECORDS, BENCH_SCALING_ROUNDS  scaling (default 400,000 lines, 2 rounds)
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -27,6 +29,7 @@ const BENCHES = [
   { name: 'kafka-direct', file: 'bench/kafka-direct.ts' },
   { name: 'state', file: 'bench/state.ts' },
   { name: 'etl', file: 'bench/etl.ts' },
+  { name: 'scaling', file: 'bench/scaling.ts' },
 ] as const;
 
 interface Outcome {
