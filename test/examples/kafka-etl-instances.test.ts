@@ -20,9 +20,10 @@ function owned(stderr: string): Map<string, string[]> {
   return out;
 }
 
-test('kafka-etl example under sluice run --instances 2: the instances share the input, one SIGKILLed mid-stream is restarted under its id, and kcat finds every good line once in the output and every malformed one once in the dead letters', async () => {
+/** The ETL as `sluice run --instances 2` over a fresh 3-partition input, and lines arriving all the time. */
+async function startJob(prefix: string) {
   const bootstrap = await kafkaBootstrap();
-  const base = uniqueName('example-etl-instances');
+  const base = uniqueName(prefix);
   const n = { input: `${base}-in`, output: `${base}-out`, dlq: `${base}-dlq` };
   for (const topic of [n.input, n.output, n.dlq]) cleanups.push(() => deleteTopic(bootstrap, topic));
   await createTopic(bootstrap, n.input, 3);
@@ -39,14 +40,9 @@ test('kafka-etl example under sluice run --instances 2: the instances share the 
     SLUICE_INSTANCE_ID: idBase,
   });
   runs.push(run);
-  const shared = () => {
-    const o = owned(run.stderr);
-    const a = o.get(`${idBase}-0`) ?? [];
-    const b = o.get(`${idBase}-1`) ?? [];
-    return a.length > 0 && b.length > 0 && a.length + b.length === 3;
-  };
+  const ownedBy = (i: number) => owned(run.stderr).get(`${idBase}-${i}`) ?? [];
+  const shared = () => ownedBy(0).length > 0 && ownedBy(1).length > 0 && ownedBy(0).length + ownedBy(1).length === 3;
   await run.waitFor(shared, 'both instances to own partitions, together all three', 120_000);
-
   // Lines arrive all the time: 30 every 100 ms.
   let next = 0;
   let producing = true;
@@ -59,35 +55,61 @@ test('kafka-etl example under sluice run --instances 2: the instances share the 
   })();
   const committed = async () => (await kcat(bootstrap, n.output)).length;
   await waitUntil('output committed by the job', 60_000, committed, (c) => c >= 100);
-
-  const pid = new RegExp(`instance ${idBase}-1: started \\S+ \\(run 1, pid (\\d+)\\)`).exec(run.stderr)?.[1];
-  assert.ok(pid, run.output());
-  process.kill(Number(pid), 'SIGKILL');
-  await run.waitFor(
-    () => new RegExp(`instance ${idBase}-1: started \\S+ \\(run 2, pid \\d+\\)`).test(run.stderr),
-    'the restart of instance 1',
-    60_000,
-  );
-  await run.waitFor(
-    () => {
-      const o = owned(run.stderr);
-      return (o.get(`${idBase}-1`) ?? []).length > 0 && shared();
+  return {
+    run,
+    ownedBy,
+    shared,
+    /** The pid of instance i's run r, from the supervisor's started line. */
+    pid(i: number, r: number): number {
+      const m = new RegExp(`instance ${idBase}-${i}: started \\S+ \\(run ${r}, pid (\\d+)\\)`).exec(run.stderr);
+      assert.ok(m, run.output());
+      return Number(m[1]);
     },
-    'the restarted instance to own partitions again',
-    120_000,
-  );
+    /** Stops the input, waits for the job to commit all of it, stops the job and checks the outputs. */
+    async finish(): Promise<void> {
+      producing = false;
+      await producer;
+      const want = expected(0, next);
+      await waitUntil(`all ${want.out.length} good lines committed`, 120_000, committed, (c) => c >= want.out.length).catch(
+        (e: Error) => assert.fail(`${e.message}\n${run.output()}`),
+      );
+      const exit = await run.stop('SIGINT', 120_000);
+      assert.deepEqual(exit, { code: 0, signal: null }, run.output());
+      checkOutput(await kcat(bootstrap, n.output), want.out, run.output());
+      checkDeadLetters(await kcat(bootstrap, n.dlq), want.dead, n.input, run.output());
+    },
+  };
+}
+
+test('kafka-etl example under sluice run --instances 2: the instances share the input, one SIGKILLed mid-stream is restarted under its id, and kcat finds every good line once in the output and every malformed one once in the dead letters', async () => {
+  const job = await startJob('example-etl-instances');
+  process.kill(job.pid(1, 1), 'SIGKILL');
+  await job.run.waitFor(() => /run 2, pid/.test(job.run.stderr), 'the restart of instance 1', 60_000);
+  await job.run.waitFor(job.shared, 'the restarted instance to own partitions again', 120_000);
   await new Promise((r) => setTimeout(r, 1000));
-  producing = false;
-  await producer;
-  const want = expected(0, next);
-  await waitUntil(
-    `all ${want.out.length} good lines committed`,
-    120_000,
-    committed,
-    (c) => c >= want.out.length,
-  ).catch((e: Error) => assert.fail(`${e.message}\n${run.output()}`));
-  const exit = await run.stop('SIGINT', 120_000);
-  assert.deepEqual(exit, { code: 0, signal: null }, run.output());
-  checkOutput(await kcat(bootstrap, n.output), want.out, run.output());
-  checkDeadLetters(await kcat(bootstrap, n.dlq), want.dead, n.input, run.output());
+  await job.finish();
+});
+
+test('kafka-etl example under sluice run --instances 2: an instance frozen (SIGSTOP) past the session timeout loses its partitions to the other; resumed, it commits nothing stale, rejoins, and every line is still there once', async (tc) => {
+  const job = await startJob('example-etl-frozen');
+  const frozen = job.pid(1, 1);
+  const had = job.ownedBy(1);
+  process.kill(frozen, 'SIGSTOP');
+  try {
+    await job.run.waitFor(() => job.ownedBy(0).length === 3, 'instance 0 to take every partition', 60_000);
+  } finally {
+    process.kill(frozen, 'SIGCONT');
+  }
+  await job.run.waitFor(job.shared, 'the resumed instance to own partitions again', 120_000);
+  await new Promise((r) => setTimeout(r, 1000));
+  await job.finish();
+  tc.diagnostic(
+    `instance 1 owned ${had.join(', ')} when frozen; batches abandoned after resuming: ${
+      job.run.stderr
+        .split('\n')
+        .filter((l) => l.includes('batch abandoned'))
+        .map((l) => /"message":"([^"]*)"/.exec(l)?.[1] ?? l)
+        .join(' | ') || 'none'
+    }`,
+  );
 });
