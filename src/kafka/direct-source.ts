@@ -254,16 +254,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     });
     this.#consumer = consumer;
     try {
-      // An admin client with connections of its own: on the consumer's connection, a ListOffsets
-      // request would wait behind the consumer's long-poll Fetch (fetch.wait.max.ms) every batch.
-      const admin = KafkaAdmin.create(this.cluster, {
-        config: {
-          ...o.consumerConfig,
-          'client.id': `sluice-${ctx.pipelineId}-${ctx.name}-admin`.slice(0, 200),
-        },
-        policy: this.#retryPolicy(),
-      });
-      this.#admin = admin;
+      const admin = this.#openAdmin(ctx);
       const partitions = await admin.ensureTopics(this.topics, o.createTopics);
       for (const topic of this.topics) {
         const readers: PartitionReader[] = [];
@@ -274,9 +265,7 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
         }
         this.#byTopic.set(topic, readers);
       }
-      if (o.maxRatePerPartition !== undefined || o.maxRecordsPerBatch !== undefined || o.backpressure) {
-        this.#rate = new RateController(rateOptionsOf(o), ctx.batchInterval);
-      }
+      this.#initRate(ctx);
       // Precedence: positions given with startAt() > the offset store's positions > startingOffsets.
       const stored = await this.#storedPositions(ctx);
       const resume = mergeOffsets(stored, this.#requestedStart ?? {});
@@ -560,6 +549,30 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
   // ---- internals ---------------------------------------------------------------------------
 
   /**
+   * The source's admin client, with connections of its own: on the consumer's connection, a
+   * ListOffsets request would wait behind the consumer's long-poll Fetch (fetch.wait.max.ms) every batch.
+   */
+  #openAdmin(ctx: SourceContext): KafkaAdmin {
+    const admin = KafkaAdmin.create(this.cluster, {
+      config: {
+        ...this.#options.consumerConfig,
+        'client.id': `sluice-${ctx.pipelineId}-${ctx.name}-admin`.slice(0, 200),
+      },
+      policy: this.#retryPolicy(),
+    });
+    this.#admin = admin;
+    return admin;
+  }
+
+  /** Rate control, when an option asks for it. */
+  #initRate(ctx: SourceContext): void {
+    const o = this.#options;
+    if (o.maxRatePerPartition !== undefined || o.maxRecordsPerBatch !== undefined || o.backpressure) {
+      this.#rate = new RateController(rateOptionsOf(o), ctx.batchInterval);
+    }
+  }
+
+  /**
    * Group membership: subscribes to the topics with the consumer group protocol; the partitions
    * arrive through the rebalance callback (see group-assignment.ts), at the offsets the store holds.
    */
@@ -607,18 +620,8 @@ export class KafkaDirectSource<K = string | null, V = string | null> implements 
     group.attach(consumer.client);
     consumer.membership = group;
     try {
-      const admin = KafkaAdmin.create(this.cluster, {
-        config: {
-          ...o.consumerConfig,
-          'client.id': `sluice-${ctx.pipelineId}-${ctx.name}-admin`.slice(0, 200),
-        },
-        policy: this.#retryPolicy(),
-      });
-      this.#admin = admin;
-      await admin.ensureTopics(this.topics, o.createTopics);
-      if (o.maxRatePerPartition !== undefined || o.maxRecordsPerBatch !== undefined || o.backpressure) {
-        this.#rate = new RateController(rateOptionsOf(o), ctx.batchInterval);
-      }
+      await this.#openAdmin(ctx).ensureTopics(this.topics, o.createTopics);
+      this.#initRate(ctx);
       consumer.route(this.#byTopic);
       this.#unregister = registerGroupMember(group);
       // Binds the pipeline's Kafka offset store to this instance (its commits go through this

@@ -10,6 +10,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { test } from 'node:test';
 import { instanceIds, parseInstances, rebalanceLine } from '../../src/cli/instances.js';
 import { ChildRun, afterTests } from '../examples/child-process.js';
+import { waitForStderr } from './supervisor-output.js';
 
 const FIXTURE = 'test/cli/fixtures/instances-pipeline.ts';
 const { runs } = afterTests();
@@ -23,23 +24,6 @@ function instances(args: string[], env: Record<string, string> = {}): ChildRun {
 /** A unique SLUICE_INSTANCE_ID base for one test. */
 const uniqueBase = () => `t${randomUUID().slice(0, 8)}`;
 
-/** Polls the supervisor's stderr (bounded); fails with what was printed. */
-async function waitForStderr(
-  run: ChildRun,
-  pattern: RegExp,
-  what: string,
-  timeoutMs = 60_000,
-): Promise<RegExpExecArray> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const m = pattern.exec(run.stderr);
-    if (m) return m;
-    if (run.exitInfo) throw new Error(`the supervisor exited before ${what}\n${run.output()}`);
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${run.output()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const count = (text: string, re: RegExp) =>

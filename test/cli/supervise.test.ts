@@ -11,6 +11,7 @@ import { after, test } from 'node:test';
 import { CheckpointDirectory } from '../../src/checkpoint/directory.js';
 import { lastErrorLine } from '../../src/cli/supervise.js';
 import { ChildRun } from '../examples/child-process.js';
+import { waitForStderr } from './supervisor-output.js';
 
 const FIXTURE = 'test/checkpoint/fixtures/supervised-pipeline.ts';
 const root = await mkdtemp(path.join(tmpdir(), 'sluice-supervise-'));
@@ -42,23 +43,6 @@ function supervise(args: string[], env: Record<string, string>): { run: ChildRun
 
 const runCount = async (file: string) => (await readFile(file, 'utf8')).split('\n').filter(Boolean).length;
 
-/** Polls the supervisor's stderr (bounded). */
-async function waitForStderr(
-  run: ChildRun,
-  pattern: RegExp,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<RegExpExecArray> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const m = pattern.exec(run.stderr);
-    if (m) return m;
-    if (run.exitInfo) throw new Error(`the supervisor exited before ${what}\n${run.output()}`);
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${run.output()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const started = (stderr: string) => [...stderr.matchAll(/started \S+ \(run \d+, pid \d+\)/g)].length;
 

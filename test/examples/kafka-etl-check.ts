@@ -3,7 +3,6 @@
  * kcat (not Sluice) reads them: shared by the example's tests.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import {
   AccessLogError,
   SAMPLE_MALFORMATIONS,
@@ -48,50 +47,8 @@ export function expected(from: number, to: number): Expected {
 export const records = (from: number, to: number): TestRecord[] =>
   Array.from({ length: to - from }, (_, k) => ({ value: inputLine(from + k), partition: (from + k) % 3 }));
 
-export interface KcatRecord {
-  partition: number;
-  offset: number;
-  key: string | null;
-  payload: string | null;
-  headers?: string[];
-}
-
-/** Reads a whole topic with kcat (not Sluice), read_committed unless told, and exits at its end. */
-export function kcat(
-  bootstrap: string,
-  topic: string,
-  isolation: 'read_committed' | 'read_uncommitted' = 'read_committed',
-): Promise<KcatRecord[]> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      'kcat',
-      [
-        '-C',
-        '-b',
-        bootstrap,
-        '-t',
-        topic,
-        '-X',
-        `isolation.level=${isolation}`,
-        '-o',
-        'beginning',
-        '-e',
-        '-q',
-        '-J',
-      ],
-      { timeout: 30_000, maxBuffer: 64 * 2 ** 20 },
-      (err, stdout, stderr) => {
-        if (err) return reject(new Error(`kcat ${topic} failed: ${err.message}\n${stderr}`));
-        resolve(
-          stdout
-            .split('\n')
-            .filter((l) => l.trim() !== '')
-            .map((l) => JSON.parse(l) as KcatRecord),
-        );
-      },
-    );
-  });
-}
+export { kcat, type KcatRecord } from '../helpers/kafka.js';
+import type { KcatRecord } from '../helpers/kafka.js';
 
 export function header(r: KcatRecord, name: string): string | undefined {
   const h = r.headers ?? [];

@@ -3,6 +3,7 @@
  * `@confluentinc/kafka-javascript` (KafkaJS-compatible API). Each call opens and closes its own
  * client; every wait is bounded.
  */
+import { execFile } from 'node:child_process';
 import Kafka from '@confluentinc/kafka-javascript';
 
 const { Kafka: KafkaJS, logLevel } = Kafka.KafkaJS;
@@ -188,3 +189,50 @@ export async function consume(
     });
   }
 }
+
+/** A record as `kcat -J` prints it. */
+export interface KcatRecord {
+  partition: number;
+  offset: number;
+  key: string | null;
+  payload: string | null;
+  headers?: string[];
+}
+
+/** Reads a whole topic with kcat (not Sluice), read_committed unless told, and exits at its end. */
+export function kcat(
+  bootstrap: string,
+  topic: string,
+  isolation: 'read_committed' | 'read_uncommitted' = 'read_committed',
+): Promise<KcatRecord[]> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'kcat',
+      [
+        '-C',
+        '-b',
+        bootstrap,
+        '-t',
+        topic,
+        '-X',
+        `isolation.level=${isolation}`,
+        '-o',
+        'beginning',
+        '-e',
+        '-q',
+        '-J',
+      ],
+      { timeout: 30_000, maxBuffer: 64 * 2 ** 20 },
+      (err, stdout, stderr) => {
+        if (err) return reject(new Error(`kcat ${topic} failed: ${err.message}\n${stderr}`));
+        resolve(
+          stdout
+            .split('\n')
+            .filter((l) => l.trim() !== '')
+            .map((l) => JSON.parse(l) as KcatRecord),
+        );
+      },
+    );
+  });
+}
+

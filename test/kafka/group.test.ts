@@ -6,7 +6,6 @@
  * Outputs are read by readers that are not Sluice's: kcat with read_committed, a plain pg client.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 import pg from 'pg';
 import type { BatchInfo } from '../../src/core/batch-protocol.js';
@@ -24,7 +23,7 @@ import {
 import { AdminClient } from '../../src/kafka/rdkafka.js';
 import { PostgresOffsetStore, PostgresSink, dropTable } from '../../src/postgres/index.js';
 import { ChildRun, waitUntil } from '../examples/child-process.js';
-import { createTopic, deleteTopic, produce, type TestRecord } from '../helpers/kafka.js';
+import { createTopic, deleteTopic, kcat as kcatTopic, produce, type TestRecord } from '../helpers/kafka.js';
 import { kafkaBootstrap, postgresUrl, uniqueName } from '../helpers/services.js';
 
 const bootstrapServers = await kafkaBootstrap();
@@ -56,39 +55,8 @@ const records = (from: number, to: number): TestRecord[] =>
   Array.from({ length: to - from }, (_, k) => ({ value: value(from + k), partition: (from + k) % 4 }));
 const expected = (n: number): string[] => Array.from({ length: n }, (_, i) => value(i));
 
-interface KcatRecord {
-  partition: number;
-  offset: number;
-  key: string | null;
-  payload: string | null;
-  headers?: string[];
-}
-
 /** The whole topic as a read_committed consumer that is not Sluice's sees it. */
-function kcat(topic: string): Promise<KcatRecord[]> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      'kcat',
-      ['-C', '-b', bootstrapServers, '-t', topic, '-X', 'isolation.level=read_committed'].concat([
-        '-o',
-        'beginning',
-        '-e',
-        '-q',
-        '-J',
-      ]),
-      { timeout: 30_000, maxBuffer: 64 * 2 ** 20 },
-      (err, stdout, stderr) => {
-        if (err) return reject(new Error(`kcat ${topic} failed: ${err.message}\n${stderr}`));
-        resolve(
-          stdout
-            .split('\n')
-            .filter((l) => l.trim() !== '')
-            .map((l) => JSON.parse(l) as KcatRecord),
-        );
-      },
-    );
-  });
-}
+const kcat = (topic: string) => kcatTopic(bootstrapServers, topic);
 
 /** Fails naming the values seen twice and those missing. */
 function assertExactlyOnce(got: readonly (string | null)[], want: readonly string[], context: string): void {
@@ -241,6 +209,16 @@ function steadyInput(
 
 // ---- tests ---------------------------------------------------------------------------------------
 
+/** Waits until a and b own 2 partitions each. */
+async function splitTwoTwo(a: Instance, b: Instance): Promise<void> {
+  await waitUntil(
+    'a 2+2 split',
+    30_000,
+    async () => [a.owned.length, b.owned.length],
+    ([x, y]) => x === 2 && y === 2,
+  ).catch((e: Error) => assert.fail(`${e.message}\n${diagnostics(a, b)}`));
+}
+
 /** Starts instance `id` of the Kafka-to-Kafka job over `t`, with a transactional store of its own. */
 function kafkaInstance(
   id: string,
@@ -263,15 +241,7 @@ describe('group membership with Kafka transactions', () => {
       (o) => o.length === 4,
     );
     const b = await kafkaInstance('b', t);
-    await waitUntil(
-      'a 2+2 split',
-      30_000,
-      async () => [a.owned.length, b.owned.length],
-      ([x, y]) => x === 2 && y === 2,
-    ).catch((e: Error) =>
-      assert.fail(`${e.message}
-${diagnostics(a, b)}`),
-    );
+    await splitTwoTwo(a, b);
     assert.deepEqual([...a.owned, ...b.owned].sort(), [0, 1, 2, 3].map((p) => `${t.input}-${p}`).sort());
     await produce(bootstrapServers, t.input, records(400, 800));
     await waitUntil(
@@ -311,12 +281,7 @@ ${diagnostics(a, b)}`),
     const t = await topics('leave');
     const a = await kafkaInstance('a', t);
     const b = await kafkaInstance('b', t);
-    await waitUntil(
-      'a 2+2 split',
-      30_000,
-      async () => [a.owned.length, b.owned.length],
-      ([x, y]) => x === 2 && y === 2,
-    ).catch((e: Error) => assert.fail(`${e.message}\n${diagnostics(a, b)}`));
+    await splitTwoTwo(a, b);
     const input = steadyInput(t.input, 0, 20, 50);
     await waitUntil(
       'b has processed records',
@@ -369,12 +334,7 @@ ${diagnostics(a, b)}`),
       },
     });
     const b = await kafkaInstance('b', t, { consumerConfig });
-    await waitUntil(
-      'a 2+2 split',
-      30_000,
-      async () => [a.owned.length, b.owned.length],
-      ([x, y]) => x === 2 && y === 2,
-    ).catch((e: Error) => assert.fail(`${e.message}\n${diagnostics(a, b)}`));
+    await splitTwoTwo(a, b);
     await produce(bootstrapServers, t.input, records(0, 400));
     await waitUntil(
       'a abandons its stalled batch',
@@ -477,12 +437,7 @@ describe('group membership with PostgreSQL transactions', () => {
     };
     const a = await pgInstance('a');
     const b = await pgInstance('b');
-    await waitUntil(
-      'a 2+2 split',
-      30_000,
-      async () => [a.owned.length, b.owned.length],
-      ([x, y]) => x === 2 && y === 2,
-    ).catch((e: Error) => assert.fail(`${e.message}\n${diagnostics(a, b)}`));
+    await splitTwoTwo(a, b);
     const input = steadyInput(t.input, 0, 20, 50);
     await waitUntil(
       'both instances wrote rows',
