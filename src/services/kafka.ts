@@ -413,6 +413,18 @@ async function start(l: Layout, opts: KafkaOptions, readyTimeoutMs: number): Pro
 }
 
 /**
+ * A random cluster id (16 bytes, base64url) that does not start with '-': the storage tool would
+ * read such an id as an option and fail ("argument --cluster-id/-t: expected one argument"), one
+ * start in 64. Kafka's own Uuid.randomUuid skips those ids for the same reason.
+ */
+function newClusterId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
+}
+
+/**
  * Formats a broker's storage (Kafka's StorageTool) with the cluster id kept in `clusterIdFile` (made
  * on first use, so the data dir stays valid across restarts). `extraArgs` go to the tool (e.g.
  * `--add-scram`); `scrub` cleans its output before an error shows it.
@@ -429,7 +441,7 @@ export async function formatKafkaStorage(o: {
   extraArgs?: readonly string[];
   scrub?: (output: string) => string;
 }): Promise<void> {
-  const clusterId = safeRead(o.clusterIdFile).trim() || randomBytes(16).toString('base64url');
+  const clusterId = safeRead(o.clusterIdFile).trim() || newClusterId();
   writeFileSync(o.clusterIdFile, clusterId + '\n');
   const r = await runCommand(
     'java',
