@@ -55,10 +55,22 @@ const UNREACHABLE = new Set<number>([
   E.ERR_REQUEST_TIMED_OUT,
 ]);
 
-/** Errors a metadata change in progress causes (a topic just created, a leader moving). */
+/**
+ * Errors a metadata change in progress causes (a topic just created, a leader or coordinator
+ * moving, a broker restarted: measured in the scale-out chaos test, ListOffsets right after a broker restart fails
+ * with FENCED_LEADER_EPOCH (74) until the client's metadata catches up).
+ */
 const TRANSIENT = new Set<number>([
   E.ERR_LEADER_NOT_AVAILABLE,
   E.ERR_NOT_LEADER_FOR_PARTITION,
+  E.ERR_FENCED_LEADER_EPOCH,
+  E.ERR_UNKNOWN_LEADER_EPOCH,
+  E.ERR_OFFSET_NOT_AVAILABLE,
+  // A group coordinator still loading or moving (a broker just started: measured in the chaos test,
+  // the start's group access check got COORDINATOR_LOAD_IN_PROGRESS).
+  E.ERR_COORDINATOR_LOAD_IN_PROGRESS,
+  E.ERR_COORDINATOR_NOT_AVAILABLE,
+  E.ERR_NOT_COORDINATOR,
   E.ERR__UNKNOWN_PARTITION,
   E.ERR__IN_PROGRESS,
   E.ERR_NOT_CONTROLLER,
