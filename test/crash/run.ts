@@ -4,12 +4,15 @@
  *   node --import tsx test/crash/run.ts [--long] [--modes m1,m2] [--records N] [--kills K] [--seed S]
  *     [--partitions P] [--interval MS] [--quiet]
  *
- * --long: 100,000 records and 24 SIGKILLs per mode (else 4,000 and 6, as npm test). Modes default to all of
+ * --long: 100,000 records and 24 SIGKILLs per mode (else 4,000 and 6, as npm test), then the
+ * scale-out chaos test (test/crash/group-chaos.ts) with --chaos-actions actions (long: 30; without
+ * --long it runs only when --chaos-actions is given). Modes default to all of
  * them (see test/crash/modes.ts). Prints a summary per mode; exits 1 if any mode breaks its
  * guarantee (exactly-once: a duplicate or a loss; at-least-once: a loss or no duplicate;
  * at-most-once: a duplicate or no loss) or the harness fails.
  */
 import { parseArgs } from 'node:util';
+import { formatGroupChaos, runGroupChaos } from './group-chaos.js';
 import { formatSummary, runCrashTest, violation, type CrashResult } from './harness.js';
 import { MODES, isMode, type Mode } from './modes.js';
 
@@ -23,6 +26,7 @@ const { values } = parseArgs({
     partitions: { type: 'string' },
     interval: { type: 'string' },
     quiet: { type: 'boolean', default: false },
+    'chaos-actions': { type: 'string' },
   },
 });
 
@@ -61,6 +65,24 @@ for (const mode of modes) {
   } catch (e) {
     console.log(`  ERROR: ${(e as Error).stack ?? String(e)}`);
     failures.push(`${mode}: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+
+const chaosActions = values['chaos-actions'] !== undefined ? Number(values['chaos-actions']) : values.long ? 30 : 0;
+if (chaosActions > 0) {
+  console.log(`\n== group-chaos: 3 instances, ${chaosActions} actions and a broker restart`);
+  try {
+    const r = await runGroupChaos({
+      instances: 3,
+      actions: chaosActions,
+      ...(seed !== undefined ? { seed } : {}),
+      progress: values.quiet ? undefined : (line) => console.log(`   ${line}`),
+    });
+    console.log(formatGroupChaos(r));
+    console.log('  OK: exactly-once through kills, joins, leaves and a broker restart');
+  } catch (e) {
+    console.log(`  ERROR: ${(e as Error).stack ?? String(e)}`);
+    failures.push(`group-chaos: ${(e as Error).message.split('\n')[0]}`);
   }
 }
 
