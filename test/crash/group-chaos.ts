@@ -25,6 +25,7 @@ import {
 } from '../examples/kafka-etl-check.js';
 import { createTopic, produce } from '../helpers/kafka.js';
 import { freePorts } from '../helpers/ports.js';
+import { prng } from './harness.js';
 
 export interface GroupChaosOptions {
   /** Instances at the start (default 3). */
@@ -53,23 +54,11 @@ export interface GroupChaosResult {
   readonly seconds: number;
 }
 
-/** A small seeded generator (mulberry32): the same seed, the same actions. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runGroupChaos(options: GroupChaosOptions = {}): Promise<GroupChaosResult> {
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
-  const rnd = random(seed);
+  const rnd = prng(seed);
   const log = options.progress ?? (() => {});
   const partitions = options.partitions ?? 6;
   const started = Date.now();

@@ -78,8 +78,8 @@ export interface CrashResult {
   readonly inputEnds: string;
 }
 
-/** A small seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
+/** A small seeded PRNG (mulberry32): the same seed, the same sequence. */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
