@@ -209,6 +209,31 @@ function steadyInput(
 
 // ---- tests ---------------------------------------------------------------------------------------
 
+/**
+ * Waits (bounded) until `n` records are in the output, stops the instances, and checks with kcat
+ * (read_committed) that the output holds records 0..n-1 exactly once and that no batch failed.
+ */
+async function outputExactlyOnce(t: { output: string }, n: number, xs: readonly Instance[]): Promise<void> {
+  const context = () => diagnostics(...xs);
+  await waitUntil(
+    `${n} records in the output`,
+    60_000,
+    () => kcat(t.output),
+    (r) => r.length >= n,
+  ).catch((e: Error) => assert.fail(`${e.message}\n${context()}`));
+  await Promise.all(xs.map((x) => x.ctx.stop()));
+  assertExactlyOnce(
+    (await kcat(t.output)).map((r) => r.payload),
+    expected(n),
+    context(),
+  );
+  assert.deepEqual(
+    xs.flatMap((x) => x.failed),
+    [],
+    context(),
+  );
+}
+
 /** Waits until a and b own 2 partitions each. */
 async function splitTwoTwo(a: Instance, b: Instance): Promise<void> {
   await waitUntil(
@@ -244,22 +269,7 @@ describe('group membership with Kafka transactions', () => {
     await splitTwoTwo(a, b);
     assert.deepEqual([...a.owned, ...b.owned].sort(), [0, 1, 2, 3].map((p) => `${t.input}-${p}`).sort());
     await produce(bootstrapServers, t.input, records(400, 800));
-    await waitUntil(
-      '800 records in the output',
-      60_000,
-      () => kcat(t.output),
-      (r) => r.length >= 800,
-    ).catch((e: Error) =>
-      assert.fail(`${e.message}
-${diagnostics(a, b)}`),
-    );
-    await Promise.all([a.ctx.stop(), b.ctx.stop()]);
-    assertExactlyOnce(
-      (await kcat(t.output)).map((r) => r.payload),
-      expected(800),
-      diagnostics(a, b),
-    );
-    assert.deepEqual([...a.failed, ...b.failed], [], diagnostics(a, b));
+    await outputExactlyOnce(t, 800, [a, b]);
     assert.ok(
       a.completed.some((i) => i.numRecords > 0) && b.completed.some((i) => i.numRecords > 0),
       `both instances processed records\n${diagnostics(a, b)}`,
@@ -306,19 +316,7 @@ ${diagnostics(a, b)}`),
       () => a.completed.filter((i) => i.numRecords > 0).length >= 3,
     );
     const produced = await input.stop();
-    await waitUntil(
-      `${produced} records in the output`,
-      60_000,
-      () => kcat(t.output),
-      (r) => r.length >= produced,
-    ).catch((e: Error) => assert.fail(`${e.message}\n${diagnostics(a, b)}`));
-    await a.ctx.stop();
-    assertExactlyOnce(
-      (await kcat(t.output)).map((r) => r.payload),
-      expected(produced),
-      diagnostics(a, b),
-    );
-    assert.deepEqual([...a.failed, ...b.failed], [], diagnostics(a, b));
+    await outputExactlyOnce(t, produced, [a, b]);
   });
 
   test('an instance whose batch outlasts max.poll.interval.ms does not commit it: the batch is abandoned uncommitted, the instance leaves and rejoins the group, reads the batch again from the stored offsets, and nothing is lost or duplicated', async (tc) => {
@@ -361,19 +359,7 @@ ${diagnostics(a, b)}`),
       (n) => n > 0,
     ).catch((e: Error) => assert.fail(`${e.message}\n${diagnostics(a, b)}`));
     await produce(bootstrapServers, t.input, records(400, 600));
-    await waitUntil(
-      '600 records in the output',
-      60_000,
-      () => kcat(t.output),
-      (r) => r.length >= 600,
-    ).catch((e: Error) => assert.fail(`${e.message}\n${diagnostics(a, b)}`));
-    await Promise.all([a.ctx.stop(), b.ctx.stop()]);
-    assertExactlyOnce(
-      (await kcat(t.output)).map((r) => r.payload),
-      expected(600),
-      diagnostics(a, b),
-    );
-    assert.deepEqual([...a.failed, ...b.failed], [], diagnostics(a, b));
+    await outputExactlyOnce(t, 600, [a, b]);
     tc.diagnostic(
       `instance a abandoned ${a.abandoned.length} batch(es): ${String(abandoned!.error?.message)}`,
     );
